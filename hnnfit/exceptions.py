@@ -1,0 +1,22 @@
+"""Exceptions raised by hnnfit.
+
+Bad user input raises the built-in ``ValueError``/``TypeError`` (see
+:mod:`hnnfit.validation`); the classes here are for failures that are not
+a matter of one bad argument.
+"""
+
+
+class HnnfitError(Exception):
+    """Base class of hnnfit's own exceptions."""
+
+
+class CompilationError(HnnfitError):
+    """The NMODL mechanisms could not be compiled; carries the compiler output."""
+
+
+class SimulationError(HnnfitError):
+    """NEURON failed while building or running a model."""
+
+
+class StudyError(HnnfitError):
+    """A study file cannot be used as asked (wrong target, schema, ...)."""
