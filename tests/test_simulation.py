@@ -1,0 +1,119 @@
+"""Small simulations (3x3 grid, tens of ms): running, determinism, isolation."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hnnfit import JoblibBackend, jones_2009_model, simulate_dipole
+
+TSTOP = 40.0
+
+
+def _small_net(seed=4, mu=12.0):
+    net = jones_2009_model(mesh_shape=(3, 3))
+    weights = {"L2_basket": 0.08, "L2_pyramidal": 0.02, "L5_basket": 0.04,
+               "L5_pyramidal": 0.04}
+    net.add_evoked_drive("evprox1", mu=mu, sigma=2.0, numspikes=1, location="proximal",
+                         weights_ampa=weights, event_seed=seed)
+    return net
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    net = _small_net()
+    dpls = simulate_dipole(net, tstop=TSTOP, n_trials=2, verbose=False)
+    return net, dpls
+
+
+def test_outputs_shape_and_contents(small_run):
+    net, dpls = small_run
+    assert len(dpls) == 2
+    n_steps = int(round(TSTOP / 0.025)) + 1
+    for dpl in dpls:
+        assert dpl.times.shape == (n_steps,)
+        np.testing.assert_allclose(dpl.times[-1], TSTOP)
+        for layer in ("agg", "L2", "L5"):
+            assert np.all(np.isfinite(dpl.data[layer]))
+        np.testing.assert_allclose(dpl.data["agg"], dpl.data["L2"] + dpl.data["L5"])
+        # the drive makes the dipole move away from its resting baseline
+        assert np.ptp(dpl.data["agg"]) > 1e-3
+    cr = net.cell_response
+    assert len(cr.spike_times) == 2
+    # every drive cell fired its single event in each trial
+    drive_gids = set(net.gid_ranges["evprox1"])
+    for trial in range(2):
+        fired = {g for g in cr.spike_gids[trial] if g in drive_gids}
+        assert fired == drive_gids
+    # trials use different event times (per-trial seeds)
+    ev = net.external_drives["evprox1"]["events"]
+    assert ev[0] != ev[1]
+    assert not np.array_equal(dpls[0].data["agg"], dpls[1].data["agg"])
+
+
+def test_same_inputs_same_bits_in_process(small_run):
+    _, dpls = small_run
+    again = simulate_dipole(_small_net(), tstop=TSTOP, n_trials=2, verbose=False)
+    for a, b in zip(dpls, again):
+        for layer in ("agg", "L2", "L5"):
+            assert np.array_equal(a.data[layer], b.data[layer])
+
+
+def test_same_bits_in_worker_processes(small_run):
+    _, dpls = small_run
+    with JoblibBackend(n_jobs=2):
+        par = simulate_dipole(_small_net(), tstop=TSTOP, n_trials=2, verbose=False)
+    for a, b in zip(dpls, par):
+        for layer in ("agg", "L2", "L5"):
+            assert np.array_equal(a.data[layer], b.data[layer])
+
+
+def test_no_state_leaks_between_simulations(small_run):
+    # a different model run in between must not change the next result
+    _, dpls = small_run
+    other = _small_net(seed=11, mu=20.0)
+    other.add_evoked_drive("evdist1", mu=15.0, sigma=1.0, numspikes=2, location="distal",
+                           weights_ampa={"L2_pyramidal": 0.01, "L5_pyramidal": 0.01})
+    simulate_dipole(other, tstop=25.0, dt=0.05, n_trials=1, verbose=False)
+    again = simulate_dipole(_small_net(), tstop=TSTOP, n_trials=1, verbose=False)
+    assert np.array_equal(again[0].data["agg"], dpls[0].data["agg"])
+
+
+def test_separate_python_runs_agree(small_run, tmp_path):
+    _, dpls = small_run
+    script = (
+        "import sys, numpy as np\n"
+        "sys.path.insert(0, %r)\n"
+        "from test_simulation import _small_net, TSTOP\n"
+        "from hnnfit import simulate_dipole\n"
+        "d = simulate_dipole(_small_net(), tstop=TSTOP, n_trials=1, verbose=False)[0]\n"
+        "np.save(sys.argv[1], d.data['agg'])\n"
+    ) % str(__import__("pathlib").Path(__file__).parent)
+    out = tmp_path / "agg.npy"
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True)
+    assert np.array_equal(np.load(out), dpls[0].data["agg"])
+
+
+def test_record_vsoma_and_progress(capsys):
+    net = _small_net()
+    simulate_dipole(net, tstop=20.0, n_trials=1, record_vsoma=True, verbose=True)
+    printed = capsys.readouterr().out
+    assert "Trial 1: 10.0 ms" in printed
+    vsoma = net.cell_response.vsoma[0]
+    assert set(vsoma) == set(range(net.gid_ranges["L5_pyramidal"].stop))
+    v = vsoma[net.gid_ranges["L5_pyramidal"][0]]
+    assert v[0] == pytest.approx(-65.0)
+    simulate_dipole(net, tstop=20.0, n_trials=1, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tstop=0.0), "tstop"),
+    (dict(tstop=-5.0), "tstop"),
+    (dict(tstop=20.0, n_trials=0), "n_trials"),
+    (dict(tstop=20.0, dt=0.0), "dt"),
+    (dict(tstop=20.0, n_trials=1.5), "n_trials"),
+])
+def test_bad_run_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        simulate_dipole(_small_net(), verbose=False, **kwargs)
