@@ -101,8 +101,11 @@ def test_record_vsoma_and_progress(capsys):
     assert "Trial 1: 10.0 ms" in printed
     vsoma = net.cell_response.vsoma[0]
     assert set(vsoma) == set(range(net.gid_ranges["L5_pyramidal"].stop))
-    v = vsoma[net.gid_ranges["L5_pyramidal"][0]]
-    assert v[0] == pytest.approx(-65.0)
+    # recordings start at the soma's initial potential from the cell template
+    for cell_type in ("L2_pyramidal", "L5_pyramidal", "L2_basket"):
+        v = vsoma[net.gid_ranges[cell_type][0]]
+        assert v[0] == pytest.approx(net.cell_types[cell_type].sections["soma"].v0)
+        assert len(v) == len(net.cell_response.times)
     simulate_dipole(net, tstop=20.0, n_trials=1, verbose=False)
     assert capsys.readouterr().out == ""
 
