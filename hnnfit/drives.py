@@ -250,7 +250,7 @@ def drive_event_times(drive, drive_cell_index, gid, trial_idx, tstop,
 
 
 def instantiate_drive_events(drive, gid_range, target_types, tstop, n_trials,
-                             *, n_gids):
+                             *, n_gids, trial_seeds=None):
     """Event times of every cell of one drive in every trial.
 
     Parameters
@@ -269,6 +269,10 @@ def instantiate_drive_events(drive, gid_range, target_types, tstop, n_trials,
         Number of trials.
     n_gids : int
         Total number of gids in the network (see :func:`drive_event_times`).
+    trial_seeds : sequence of int | None
+        The trial indices whose random streams to use, one per trial
+        (``events[j]`` uses trial index ``trial_seeds[j]``); None means
+        ``range(n_trials)``. Fits use this to score on chosen seeds.
 
     Returns
     -------
@@ -285,8 +289,16 @@ def instantiate_drive_events(drive, gid_range, target_types, tstop, n_trials,
                 f"target_types must have one entry per drive cell "
                 f"({len(gid_range)}), got {len(target_types)}"
             )
+    if trial_seeds is None:
+        trial_seeds = range(n_trials)
+    else:
+        trial_seeds = [check_int(k, "trial seed", low=0) for k in trial_seeds]
+        if len(trial_seeds) != n_trials:
+            raise ValueError(
+                f"trial_seeds must have n_trials ({n_trials}) entries, got {len(trial_seeds)}"
+            )
     events = []
-    for trial_idx in range(n_trials):
+    for trial_idx in trial_seeds:
         trial = []
         for index, gid in enumerate(gid_range):
             target = None if target_types is None else target_types[index]

@@ -1218,7 +1218,7 @@ space_constant, probability, event_seed, conn_seed
                 first_target.setdefault(gid, conn["target_type"])
         return [first_target.get(gid) for gid in self.gid_ranges[name]]
 
-    def _instantiate_drives(self, tstop, n_trials=1):
+    def _instantiate_drives(self, tstop, n_trials=1, trial_seeds=None):
         """Draw every drive cell's event times for ``n_trials`` trials.
 
         Fills ``external_drives[name]['events'][trial][i]``, the sorted event
@@ -1232,6 +1232,9 @@ space_constant, probability, event_seed, conn_seed
             End of the simulation (ms).
         n_trials : int
             Number of trials.
+        trial_seeds : sequence of int | None
+            Trial indices whose random streams trial 0, 1, ... use (default
+            ``range(n_trials)``); see :func:`hnnfit.drives.instantiate_drive_events`.
         """
         from .drives import instantiate_drive_events
 
@@ -1246,7 +1249,7 @@ space_constant, probability, event_seed, conn_seed
                             if drive["cell_specific"] else None)
             drive["events"] = instantiate_drive_events(
                 drive, self.gid_ranges[name], target_types, tstop, n_trials,
-                n_gids=self._n_gids)
+                n_gids=self._n_gids, trial_seeds=trial_seeds)
 
     # -- plotting -----------------------------------------------------------
     def plot_cells(self, ax=None, show=True):

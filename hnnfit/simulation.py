@@ -41,8 +41,6 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
     dpls : list of Dipole
         One dipole (nAm) per trial.
     """
-    from .cell_response import CellResponse
-    from .dipole import Dipole
     from .parallel import current_backend
 
     if tstop is None:
@@ -62,8 +60,26 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
     if not net.external_drives:
         warnings.warn("the network has no external drives", UserWarning, stacklevel=2)
 
-    net._instantiate_drives(tstop=tstop, n_trials=n_trials)
-    results = current_backend().run_trials(
+    return _simulate(net, tstop, dt, list(range(n_trials)), postproc=postproc,
+                     record_vsoma=record_vsoma, verbose=verbose, backend=current_backend())
+
+
+def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False,
+              verbose=False, backend=None):
+    """Simulate one trial per entry of ``trial_seeds`` (validated arguments).
+
+    Trial ``j`` plays the drive events of trial index ``trial_seeds[j]``, so
+    callers can score a network on chosen random streams. Returns the list
+    of Dipoles and sets ``net.cell_response``.
+    """
+    from .cell_response import CellResponse
+    from .dipole import Dipole
+    from .parallel import JoblibBackend
+
+    n_trials = len(trial_seeds)
+    backend = backend if backend is not None else JoblibBackend(n_jobs=1)
+    net._instantiate_drives(tstop=tstop, n_trials=n_trials, trial_seeds=trial_seeds)
+    results = backend.run_trials(
         net, list(range(n_trials)), tstop, dt, record_vsoma=record_vsoma, verbose=verbose
     )
 
