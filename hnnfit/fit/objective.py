@@ -1,0 +1,261 @@
+"""The simulation as a black-box objective: parameters in, a score out.
+
+:class:`DipoleObjective` applies a parameter point to a network, simulates
+``n_trials`` trials on fixed random streams (common random numbers, so the
+same point always gets the same value), averages them, smooths and scales
+the dipole as HNN users do, and compares it with a target on the target's
+own time points.
+"""
+import time
+
+import numpy as np
+
+from ..validation import check_int, check_nonnegative, check_option, check_positive, check_type
+
+METRICS = ("rmse", "nrmse", "corr", "weighted_rmse", "psd_band")
+LAYERS = ("agg", "L2", "L5")
+
+
+def fit_scale(sim, target, weights=None):
+    """Least-squares, non-negative scale factor ``s`` minimising ``|s*sim - target|``.
+
+    Parameters
+    ----------
+    sim, target : ndarray
+        Simulated and target values on the same time points.
+    weights : ndarray | None
+        Non-negative weight of each time point.
+
+    Returns
+    -------
+    float
+        ``max(0, <w sim, target> / <w sim, sim>)``; 0 when ``sim`` is all zero.
+    """
+    w = np.ones_like(sim) if weights is None else weights
+    denom = float(np.sum(w * sim * sim))
+    if denom <= 0.0:
+        return 0.0
+    return max(0.0, float(np.sum(w * sim * target)) / denom)
+
+
+def _psd(values, dt_ms):
+    from scipy.signal import periodogram
+
+    freqs, power = periodogram(values - values.mean(), fs=1000.0 / dt_ms)
+    return freqs, power
+
+
+class DipoleObjective:
+    """Score a network's simulated dipole against a target waveform.
+
+    Parameters
+    ----------
+    net : Network
+        The network to fit (never modified; each evaluation works on a copy).
+    target : Target
+        The recorded waveform (ms, nAm); its time points are where the
+        simulated dipole is compared.
+    space : ParameterSpace | None
+        Maps parameter names to network changes. None with ``set_params``
+        given means the hook alone applies the parameters.
+    n_trials : int
+        Trials averaged per evaluation.
+    seeds : sequence of int | None
+        Trial indices (random streams) used for the ``n_trials`` trials;
+        default ``range(n_trials)``. Fixed across evaluations.
+    smooth_window : float
+        Hamming smoothing window (ms); 0 disables smoothing.
+    scale : float | 'fit'
+        Fixed factor applied to the dipole (e.g. 3000), or ``'fit'`` for the
+        least-squares non-negative factor of each evaluation.
+    metric : str | callable
+        One of ``'rmse'`` (default), ``'nrmse'`` (RMSE divided by the
+        target's peak-to-peak range), ``'corr'`` (1 - Pearson correlation),
+        ``'weighted_rmse'`` (needs ``weights``), ``'psd_band'`` (RMS
+        difference of log10 power in ``band``, for rhythms), or a callable
+        ``metric(sim, target, times) -> float``.
+    weights : ndarray | callable | None
+        Time weights for ``'weighted_rmse'`` (and the fitted scale): an
+        array on the target's times or ``weights(times) -> array``.
+    band : tuple of float | None
+        ``(fmin, fmax)`` in Hz for ``'psd_band'``.
+    layer : str
+        Which dipole to compare: ``'agg'``, ``'L2'`` or ``'L5'``.
+    dt : float
+        Integration step (ms).
+    set_params : callable | None
+        ``set_params(net, params)`` applied after the space, for changes the
+        space cannot express; it edits the network copy in place.
+    """
+
+    def __init__(self, net, target, space=None, *, n_trials=1, seeds=None,
+                 smooth_window=30.0, scale=3000.0, metric="rmse", weights=None,
+                 band=None, layer="agg", dt=0.025, set_params=None):
+        from .targets import Target
+
+        self.net = net
+        self.target = check_type(target, Target, "target")
+        self.space = space
+        self.n_trials = check_int(n_trials, "n_trials", low=1)
+        if seeds is None:
+            seeds = list(range(self.n_trials))
+        self.seeds = [check_int(s, "seed", low=0) for s in seeds]
+        if len(self.seeds) != self.n_trials:
+            raise ValueError(
+                f"seeds must have n_trials ({self.n_trials}) entries, got {len(self.seeds)}"
+            )
+        self.smooth_window = check_nonnegative(smooth_window, "smooth_window")
+        if isinstance(scale, str):
+            self.scale = check_option(scale, ("fit",), "scale")
+        else:
+            self.scale = check_positive(scale, "scale")
+        if callable(metric):
+            self.metric = metric
+        else:
+            self.metric = check_option(metric, METRICS, "metric")
+        self.layer = check_option(layer, LAYERS, "layer")
+        self.dt = check_positive(dt, "dt")
+        if set_params is not None and not callable(set_params):
+            raise TypeError(f"set_params must be callable, got {type(set_params).__name__}")
+        if space is None and set_params is None:
+            raise ValueError("space must be given unless a set_params hook applies the parameters")
+        self.set_params = set_params
+        times = self.target.times
+        if weights is not None:
+            w = weights(times) if callable(weights) else weights
+            w = np.asarray(w, dtype=float)
+            if w.shape != times.shape or not np.all(np.isfinite(w)) or (w < 0).any():
+                raise ValueError(
+                    f"weights must be {len(times)} finite non-negative values (one per "
+                    f"target time), got shape {w.shape}"
+                )
+            if not (w > 0).any():
+                raise ValueError("weights must not all be zero")
+            weights = w
+        if self.metric == "weighted_rmse" and weights is None:
+            raise ValueError("metric 'weighted_rmse' needs weights")
+        self.weights = weights
+        if self.metric == "psd_band":
+            if band is None or len(band) != 2 or not 0 <= band[0] < band[1]:
+                raise ValueError(f"band must be (fmin, fmax) with 0 <= fmin < fmax in Hz, got {band!r}")
+            band = (float(band[0]), float(band[1]))
+        self.band = band
+        if space is not None:
+            space.validate(net)
+
+    # -- identity -------------------------------------------------------
+    def settings(self):
+        """JSON-able description (stored in a study to refuse mismatches)."""
+        metric = self.metric if isinstance(self.metric, str) else (
+            f"callable:{getattr(self.metric, '__module__', '?')}."
+            f"{getattr(self.metric, '__qualname__', repr(self.metric))}")
+        return {
+            "kind": "dipole",
+            "n_trials": self.n_trials,
+            "seeds": list(self.seeds),
+            "smooth_window": self.smooth_window,
+            "scale": self.scale,
+            "metric": metric,
+            "layer": self.layer,
+            "band": list(self.band) if self.band else None,
+            "dt": self.dt,
+            "tstop": self.tstop,
+            "weights": None if self.weights is None else [float(w) for w in self.weights],
+        }
+
+    @property
+    def tstop(self):
+        """Simulation end (ms): the end of the target's window, no further."""
+        return float(self.target.times[-1])
+
+    # -- evaluation -----------------------------------------------------
+    def make_net(self, params):
+        """The network with ``params`` applied (a new object)."""
+        if self.space is not None:
+            net = self.space.apply(self.net, params)
+        else:
+            net = self.net.copy()
+        if self.set_params is not None:
+            self.set_params(net, dict(params))
+        return net
+
+    def simulate(self, params, seeds=None):
+        """Average raw dipole (Dipole, nAm) of ``params`` over ``seeds``."""
+        from ..dipole import average_dipoles
+        from ..simulation import _simulate
+
+        seeds = self.seeds if seeds is None else [check_int(s, "seed", low=0) for s in seeds]
+        net = self.make_net(params)
+        dpls = _simulate(net, self.tstop, self.dt, seeds)
+        return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
+
+    def score_dipole(self, dpl):
+        """Score an (unsmoothed, unscaled) dipole; return ``(value, scale, sim)``.
+
+        ``sim`` is the processed dipole on the target's time points.
+        """
+        dpl = dpl.copy()
+        if self.smooth_window > 0:
+            dpl.smooth(self.smooth_window)
+        times = self.target.times
+        sim = np.interp(times, dpl.times, dpl.data[self.layer])
+        target = self.target.values
+        if self.scale == "fit":
+            scale = fit_scale(sim, target, self.weights)
+        else:
+            scale = self.scale
+        sim = sim * scale
+        return self._metric(sim, target, times), scale, sim
+
+    def _metric(self, sim, target, times):
+        metric = self.metric
+        if callable(metric):
+            return float(metric(sim, target, times))
+        if metric == "rmse":
+            return float(np.sqrt(np.mean((sim - target) ** 2)))
+        if metric == "nrmse":
+            return float(np.sqrt(np.mean((sim - target) ** 2)) / np.ptp(target))
+        if metric == "weighted_rmse":
+            w = self.weights
+            return float(np.sqrt(np.sum(w * (sim - target) ** 2) / np.sum(w)))
+        if metric == "corr":
+            if np.std(sim) == 0.0:
+                return 1.0
+            return float(1.0 - np.corrcoef(sim, target)[0, 1])
+        # psd_band
+        dt = float(np.median(np.diff(times)))
+        freqs, p_sim = _psd(sim, dt)
+        _, p_tgt = _psd(target, dt)
+        sel = (freqs >= self.band[0]) & (freqs <= self.band[1])
+        if not sel.any():
+            raise ValueError(f"band {self.band} Hz holds no frequency of the target's spectrum")
+        tiny = 1e-30
+        return float(np.sqrt(np.mean(
+            (np.log10(p_sim[sel] + tiny) - np.log10(p_tgt[sel] + tiny)) ** 2)))
+
+    def __call__(self, params, seeds=None):
+        """Evaluate one point.
+
+        Returns
+        -------
+        dict
+            ``value`` (the metric), ``scale`` (factor used), ``seeds``,
+            ``n_trials``, ``sim_s`` (wall seconds) and ``dipole`` (the
+            processed, scaled dipole on the target's times, nAm).
+        """
+        t0 = time.perf_counter()
+        seeds = self.seeds if seeds is None else list(seeds)
+        dpl = self.simulate(params, seeds)
+        value, scale, sim = self.score_dipole(dpl)
+        return {
+            "value": value,
+            "scale": scale,
+            "seeds": list(seeds),
+            "n_trials": len(seeds),
+            "sim_s": time.perf_counter() - t0,
+            "dipole": sim,
+        }
+
+    def validate(self, params, seeds):
+        """Re-score ``params`` on other random streams (held-out ``seeds``)."""
+        return self(params, seeds=seeds)
