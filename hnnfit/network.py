@@ -426,9 +426,10 @@ def _check_mesh_shape(mesh_shape):
 class Network:
     """The HNN neocortical column: cells, their positions, wiring and drives.
 
-    ``Network(params)`` has the four cell types and their positions but no
-    connections; :func:`jones_2009_model` adds the model's default
-    cell-to-cell connectivity.
+    ``Network(params)`` is the Jones et al. (2009) model: the four cell
+    types, their positions and the model's 16 cell-to-cell connection rules
+    weighted by ``params`` (the same as :func:`jones_2009_model`); pass
+    ``add_connections=False`` for the cells alone.
 
     Parameters
     ----------
@@ -444,6 +445,9 @@ class Network:
         the parameters give none), as the HNN GUI did; changes gid numbering.
     mesh_shape : tuple of int
         ``(n_x, n_y)``: the pyramidal grid of each layer.
+    add_connections : bool
+        Add the model's default cell-to-cell connection rules (after any
+        drives from the parameters, as in the reference).
 
     Attributes
     ----------
@@ -468,7 +472,7 @@ class Network:
     """
 
     def __init__(self, params, add_drives_from_params=False, legacy_mode=False,
-                 mesh_shape=(10, 10)):
+                 mesh_shape=(10, 10), add_connections=True):
         params = _load_params(params)
         add_drives_from_params = check_bool(add_drives_from_params, "add_drives_from_params")
         self._legacy_mode = check_bool(legacy_mode, "legacy_mode")
@@ -497,6 +501,17 @@ class Network:
 
         if add_drives_from_params:
             self._add_drives_from_params()
+        if check_bool(add_connections, "add_connections"):
+            self._add_default_connections()
+
+    def _add_default_connections(self):
+        """Append the Jones et al. (2009) cell-to-cell connection rules."""
+        for src, target, loc, receptor, key, lamtha, autapses in _JONES_2009_RULES:
+            if key not in self._params:
+                raise ValueError(
+                    f"params must contain the connection weight {key!r}, got none")
+            self.add_connection(src, target, loc, receptor, self._params[key], self.delay,
+                                lamtha, allow_autapses=autapses)
 
     # -- dunder -----------------------------------------------------------
     def __repr__(self):
@@ -1292,11 +1307,5 @@ def jones_2009_model(params=None, add_drives_from_params=False, legacy_mode=Fals
     Jones SR et al. (2009) Quantitative analysis and biophysically realistic
     neural modeling of the MEG mu rhythm. J Neurophysiol 102:3554-3572.
     """
-    net = Network(params, add_drives_from_params=add_drives_from_params,
-                  legacy_mode=legacy_mode, mesh_shape=mesh_shape)
-    for src, target, loc, receptor, key, lamtha, autapses in _JONES_2009_RULES:
-        if key not in net._params:
-            raise ValueError(f"params must contain the connection weight {key!r}, got none")
-        net.add_connection(src, target, loc, receptor, net._params[key], net.delay,
-                           lamtha, allow_autapses=autapses)
-    return net
+    return Network(params, add_drives_from_params=add_drives_from_params,
+                   legacy_mode=legacy_mode, mesh_shape=mesh_shape, add_connections=True)

@@ -147,7 +147,7 @@ def test_sparse_rule_keeps_rounded_fraction(params):
 # positions and gids
 # --------------------------------------------------------------------------
 def test_positions_default_grid(params):
-    net = Network(params)
+    net = Network(params, add_connections=False)
     pos = net.pos_dict
     assert net.connectivity == []
     assert {k: len(v) for k, v in pos.items() if k != "origin"} == {
@@ -313,7 +313,7 @@ def test_pick_connection(erp_net):
 # add_connection
 # --------------------------------------------------------------------------
 def test_add_connection_gid_forms(params):
-    net = Network(params)
+    net = Network(params, add_connections=False)
     net.add_connection(0, "L2_pyramidal", "soma", "gabaa", 0.1, 1.0, 3.0)
     conn = net.connectivity[-1]
     assert conn.gid_pairs == {0: list(range(35, 135))}
@@ -358,7 +358,7 @@ def test_add_connection_gid_forms(params):
     (dict(conn_seed=1.5), TypeError, "conn_seed"),
 ])
 def test_add_connection_validation(params, kwargs, exc, name):
-    net = Network(params)
+    net = Network(params, add_connections=False)
     args = dict(src_gids="L2_basket", target_gids="L2_pyramidal", loc="soma",
                 receptor="gabaa", weight=0.1, delay=1.0, lamtha=3.0)
     args.update(kwargs)
@@ -368,7 +368,7 @@ def test_add_connection_validation(params, kwargs, exc, name):
 
 
 def test_add_connection_unreachable_location(params):
-    net = Network(params)
+    net = Network(params, add_connections=False)
     # L5 basket cells have no distal synapses
     with pytest.raises(ValueError, match="loc.*L5_basket"):
         net.add_connection("L5_pyramidal", "L5_basket", "distal", "ampa", 0.1, 1.0, 3.0)
@@ -581,7 +581,7 @@ def test_drive_probability_prunes_each_receptor_alike(params):
 
 
 def test_legacy_mode_targets_all_cell_types(params):
-    net = Network(params, legacy_mode=True, mesh_shape=(3, 3))
+    net = Network(params, legacy_mode=True, mesh_shape=(3, 3), add_connections=False)
     net.add_evoked_drive("ev", mu=10.0, sigma=1.0, numspikes=1, location="distal",
                          weights_ampa={"L2_pyramidal": 0.1})
     assert net.external_drives["ev"]["n_drive_cells"] == 24
@@ -627,3 +627,15 @@ def test_drives_from_param_file_of_every_type(shared_dir):
         events = net.external_drives[name]["events"][0]
         assert len(events) == len(net.gid_ranges[name])
         assert all(0 < t <= 100.0 for cell in events for t in cell)
+
+
+def test_network_constructor_builds_the_model(params):
+    # Network(params) is the Jones 2009 model, as jones_2009_model(params)
+    net = Network(params)
+    ref = jones_2009_model(params)
+    assert len(net.connectivity) == 16
+    assert [(c.src_type, c.target_type, c.loc, c.receptor) for c in net.connectivity] == \
+        [(c.src_type, c.target_type, c.loc, c.receptor) for c in ref.connectivity]
+    assert Network(params, add_connections=False).connectivity == []
+    with pytest.raises(TypeError, match="add_connections"):
+        Network(params, add_connections="yes")

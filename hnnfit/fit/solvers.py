@@ -1,0 +1,381 @@
+"""Ask/tell adapters around the optimisers hnnfit can use.
+
+Every solver works on the unit cube of a :class:`~hnnfit.fit.space.ParameterSpace`
+(so each parameter's own bounds are respected and step sizes are relative
+to each range) and shows the same small interface to the driver loop:
+
+``ask(n) -> list[dict]``
+    up to ``n`` new points (parameter values in their own units); fewer when
+    the method is sequential (COBYLA: one at a time) and none when it has
+    finished;
+``tell(points, values)``
+    the objective values of points returned by ``ask``; a whole batch is told
+    before the next ``ask``;
+``is_done``
+    the method has converged or stopped on its own.
+
+A solver is a deterministic function of its settings (method, seed, start
+point, options) and of the sequence of ask/tell calls it has seen. The
+driver relies on this to resume a study: it rebuilds a fresh solver and
+replays the recorded batches, which reproduces the state of an
+uninterrupted run without simulating anything again.
+
+The optimisation libraries are imported only when a solver is created.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..validation import check_int, check_number, check_option, check_type
+from .space import ParameterSpace
+
+SOLVERS = ("bayesian", "cobyla", "cma")
+
+
+class _Solver:
+    """Shared bookkeeping: start point, seed, the points awaiting values."""
+
+    name = ""
+
+    def __init__(self, space, x0=None, seed=0, **options):
+        check_type(space, ParameterSpace, "space")
+        self.space = space
+        self.seed = check_int(seed, "seed", low=0)
+        if x0 is None:
+            x0 = space.midpoint()
+        elif isinstance(x0, dict):
+            missing = [n for n in space.names if n not in x0]
+            if missing:
+                raise ValueError(f"x0 must give a value for every parameter, missing "
+                                 f"{', '.join(map(repr, missing))}")
+            # a start outside the bounds (e.g. the network's current value)
+            # is moved onto the nearest bound
+            x0 = space.clip({n: x0[n] for n in space.names})
+        else:
+            x0 = space.clip(dict(zip(space.names, x0)))
+        self.x0 = space.check_values(x0)
+        self.options = options
+        self._pending = []     # [(params dict, solver-specific key)], in ask order
+        self.n_told = 0
+
+    def settings(self):
+        """JSON-able description: method, seed, start point, options."""
+        return {"name": self.name, "seed": self.seed, "x0": dict(self.x0),
+                "options": dict(self.options)}
+
+    def _take_pending(self, point):
+        for i, (params, key) in enumerate(self._pending):
+            if params == point:
+                del self._pending[i]
+                return key
+        return None
+
+    @property
+    def is_done(self):
+        return False
+
+    def __repr__(self):
+        return f"<{type(self).__name__} seed={self.seed} told={self.n_told}>"
+
+
+class BayesianSolver(_Solver):
+    """Gaussian-process Bayesian optimisation (scikit-optimize).
+
+    Parameters
+    ----------
+    space : ParameterSpace
+    x0 : dict | None
+        First point evaluated (default: the centre of the space).
+    seed : int
+        Seed of the optimiser's random state.
+    n_initial_points : int
+        Random points before the Gaussian process guides the search.
+    acq_func : str
+        Acquisition function (``'gp_hedge'``, ``'EI'``, ``'LCB'``, ``'PI'``).
+    acq_optimizer : {'auto', 'lbfgs', 'sampling'}
+        How the acquisition function is maximised (``'sampling'`` is
+        cheaper, ``'lbfgs'`` more precise).
+    n_points : int
+        Random candidate points scored per acquisition maximisation.
+    """
+
+    name = "bayesian"
+
+    def __init__(self, space, x0=None, seed=0, n_initial_points=10, acq_func="gp_hedge",
+                 acq_optimizer="auto", n_points=10000):
+        n_initial_points = check_int(n_initial_points, "n_initial_points", low=1)
+        check_option(acq_func, ("gp_hedge", "EI", "LCB", "PI"), "acq_func")
+        check_option(acq_optimizer, ("auto", "lbfgs", "sampling"), "acq_optimizer")
+        n_points = check_int(n_points, "n_points", low=1)
+        super().__init__(space, x0, seed, n_initial_points=n_initial_points,
+                         acq_func=acq_func, acq_optimizer=acq_optimizer,
+                         n_points=n_points)
+        from skopt import Optimizer
+
+        self._opt = Optimizer(
+            [(0.0, 1.0)] * len(space), base_estimator="GP",
+            n_initial_points=n_initial_points, acq_func=acq_func,
+            acq_optimizer=acq_optimizer,
+            acq_optimizer_kwargs={"n_points": n_points}, random_state=self.seed)
+        self._x0_pending = True
+
+    def ask(self, n=1):
+        n = check_int(n, "n", low=1)
+        units = []
+        if self._x0_pending:
+            units.append(self.space.to_unit(self.x0))
+            self._x0_pending = False
+            n -= 1
+        if n == 1:
+            units.append(self._opt.ask())
+        elif n > 1:
+            units.extend(self._opt.ask(n_points=n))
+        out = []
+        for u in units:
+            params = self.space.from_unit(u)
+            # tell the GP where the evaluation really happened (integers rounded)
+            snapped = self.space.to_unit(params).tolist()
+            self._pending.append((params, snapped))
+            out.append(params)
+        return out
+
+    def tell(self, points, values):
+        if len(points) != len(values):
+            raise ValueError(f"values must have one entry per point ({len(points)}), "
+                             f"got {len(values)}")
+        if not points:
+            return
+        xs, ys = [], []
+        for point, value in zip(points, values):
+            key = self._take_pending(point)
+            if key is None:
+                key = self.space.to_unit(point).tolist()
+            xs.append(key)
+            ys.append(check_number(value, "objective value"))
+        with warnings.catch_warnings():
+            # re-evaluated points (integers, replays) are expected
+            warnings.simplefilter("ignore")
+            self._opt.tell(xs, ys)
+        self.n_told += len(points)
+
+
+class _NeedPoint(Exception):
+    """COBYLA asked for a point whose value is not known yet."""
+
+    def __init__(self, u):
+        super().__init__()
+        self.u = u
+
+
+def _cobyla_box(d):
+    """Keep COBYLA inside the unit cube, whatever the scipy version.
+
+    scipy >= 1.11 takes bounds for COBYLA (and the PRIMA-based COBYLA of
+    scipy >= 1.16 never leaves them); older versions ignore bounds, so
+    there each coordinate gets its own pair of inequality constraints.
+    Proposals are clipped into the cube in any case.
+    """
+    import scipy
+
+    major, minor = (int(x) for x in scipy.__version__.split(".")[:2])
+    if (major, minor) >= (1, 11):
+        return {"bounds": [(0.0, 1.0)] * d}
+    cons = []
+    for i in range(d):
+        cons.append({"type": "ineq", "fun": lambda u, i=i: u[i]})
+        cons.append({"type": "ineq", "fun": lambda u, i=i: 1.0 - u[i]})
+    return {"constraints": cons}
+
+
+class CobylaSolver(_Solver):
+    """COBYLA (scipy) driven point by point through replay.
+
+    scipy runs its own loop, so each ``ask`` reruns COBYLA from the start
+    with an objective that answers from the values told so far and stops at
+    the first point it has not seen: that point is the one proposed. COBYLA
+    is deterministic, so every rerun follows the same path; resuming a study
+    is the same replay, from the values in its log.
+
+    Parameters
+    ----------
+    space : ParameterSpace
+    x0 : dict | None
+        Start point (default: the centre of the space).
+    seed : int
+        Unused by COBYLA (kept for a uniform interface and in the settings).
+    rhobeg : float
+        Initial step, as a fraction of each parameter's range.
+    rhoend : float
+        Final step (fraction of each range); COBYLA stops below it.
+    maxiter : int
+        Upper limit on COBYLA's own evaluation count.
+    """
+
+    name = "cobyla"
+
+    def __init__(self, space, x0=None, seed=0, rhobeg=0.25, rhoend=1e-3, maxiter=100000):
+        rhobeg = check_number(rhobeg, "rhobeg", low=0.0, high=1.0, low_inclusive=False)
+        rhoend = check_number(rhoend, "rhoend", low=0.0, high=rhobeg, low_inclusive=False)
+        maxiter = check_int(maxiter, "maxiter", low=1)
+        super().__init__(space, x0, seed, rhobeg=rhobeg, rhoend=rhoend, maxiter=maxiter)
+        self._cache = {}
+        self._done = False
+        self.result = None
+
+    def _fun(self, x):
+        u = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
+        key = tuple(u.tolist())
+        if key in self._cache:
+            return self._cache[key]
+        raise _NeedPoint(u)
+
+    def ask(self, n=1):
+        check_int(n, "n", low=1)
+        if self._done:
+            return []
+        if self._pending:
+            # COBYLA proposes one point at a time and needs its value first
+            return []
+        from scipy.optimize import minimize
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = minimize(self._fun, self.space.to_unit(self.x0), method="COBYLA",
+                               options={"rhobeg": self.options["rhobeg"],
+                                        "tol": self.options["rhoend"],
+                                        "maxiter": self.options["maxiter"]},
+                               **_cobyla_box(len(self.space)))
+        except _NeedPoint as need:
+            params = self.space.from_unit(need.u)
+            self._pending.append((params, tuple(need.u.tolist())))
+            return [params]
+        self._done = True
+        self.result = res
+        return []
+
+    def tell(self, points, values):
+        if len(points) != len(values):
+            raise ValueError(f"values must have one entry per point ({len(points)}), "
+                             f"got {len(values)}")
+        for point, value in zip(points, values):
+            key = self._take_pending(point)
+            if key is None:
+                raise ValueError(
+                    f"points told to COBYLA must be points it asked for, got {point}")
+            self._cache[key] = check_number(value, "objective value")
+            self.n_told += 1
+
+    @property
+    def is_done(self):
+        return self._done
+
+
+class CmaSolver(_Solver):
+    """CMA-ES (the ``cma`` package, optional) on the unit cube.
+
+    Parameters
+    ----------
+    space : ParameterSpace
+    x0 : dict | None
+        Mean of the first generation (default: the centre of the space).
+    seed : int
+        Seed of CMA-ES' random numbers.
+    sigma0 : float
+        Initial step, as a fraction of each parameter's range.
+    popsize : int | None
+        Points per generation (default: CMA-ES' own, 4 + 3 ln(n)).
+    """
+
+    name = "cma"
+
+    def __init__(self, space, x0=None, seed=0, sigma0=0.25, popsize=None):
+        sigma0 = check_number(sigma0, "sigma0", low=0.0, high=1.0, low_inclusive=False)
+        popsize = check_int(popsize, "popsize", low=2, allow_none=True)
+        super().__init__(space, x0, seed, sigma0=sigma0, popsize=popsize)
+        try:
+            import cma
+        except ImportError:
+            raise ImportError(
+                "the 'cma' solver needs the optional cma package; install it with "
+                "pip install hnnfit[cma]") from None
+        opts = {"bounds": [0.0, 1.0], "verbose": -9, "verb_log": 0, "verb_disp": 0,
+                # cma treats seed 0 as "seed from the clock"
+                "seed": self.seed + 1}
+        if popsize is not None:
+            opts["popsize"] = popsize
+        self._es = cma.CMAEvolutionStrategy(self.space.to_unit(self.x0).tolist(), sigma0,
+                                            opts)
+        self._gen = None
+        self._gen_values = {}
+        self._next = 0
+
+    def ask(self, n=1):
+        n = check_int(n, "n", low=1)
+        if self._gen is None:
+            if self._es.stop():
+                return []
+            self._gen = [np.asarray(x, dtype=float) for x in self._es.ask()]
+            self._gen_values = {}
+            self._next = 0
+        out = []
+        while len(out) < n and self._next < len(self._gen):
+            i = self._next
+            self._next += 1
+            params = self.space.from_unit(np.clip(self._gen[i], 0.0, 1.0))
+            self._pending.append((params, i))
+            out.append(params)
+        return out
+
+    def tell(self, points, values):
+        if len(points) != len(values):
+            raise ValueError(f"values must have one entry per point ({len(points)}), "
+                             f"got {len(values)}")
+        for point, value in zip(points, values):
+            key = self._take_pending(point)
+            if key is None:
+                raise ValueError(
+                    f"points told to CMA-ES must be points it asked for, got {point}")
+            self._gen_values[key] = check_number(value, "objective value")
+            self.n_told += 1
+        if self._gen is not None and len(self._gen_values) == len(self._gen):
+            self._es.tell(self._gen, [self._gen_values[i] for i in range(len(self._gen))])
+            self._gen = None
+
+    @property
+    def is_done(self):
+        return self._gen is None and bool(self._es.stop())
+
+
+_CLASSES = {"bayesian": BayesianSolver, "cobyla": CobylaSolver, "cma": CmaSolver}
+
+
+def make_solver(name, space, x0=None, seed=0, **options):
+    """Create a solver by name.
+
+    Parameters
+    ----------
+    name : {'bayesian', 'cobyla', 'cma'}
+    space : ParameterSpace
+    x0 : dict | None
+        Start point (parameter values); values outside the bounds are moved
+        onto them. Default: the centre of the space.
+    seed : int
+        Seed (>= 0); the same seed and history give the same proposals.
+    **options
+        Method options (see each solver class).
+
+    Returns
+    -------
+    solver
+    """
+    check_option(name, SOLVERS, "solver")
+    return _CLASSES[name](space, x0=x0, seed=seed, **options)
+
+
+def solver_from_settings(space, settings):
+    """Create a fresh solver from :meth:`settings` output (used on resume)."""
+    return make_solver(settings["name"], space, x0=settings.get("x0"),
+                       seed=settings.get("seed", 0), **settings.get("options", {}))

@@ -1,0 +1,323 @@
+"""The driver loop on analytic objectives: failures, interruption, resume, parallel."""
+import math
+import random
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from hnnfit.exceptions import StudyError
+from hnnfit.fit.optimize import failure_penalty, run_optimization
+from hnnfit.fit.solvers import make_solver
+from hnnfit.fit.space import Parameter, ParameterSpace
+from hnnfit.fit.study import Study
+from hnnfit.fit.targets import read_target
+
+SPACE = ParameterSpace([Parameter("evprox2.mu", 100.0, 150.0),
+                        Parameter("evprox2.sigma", 1.0, 20.0)])
+# cheap settings for the Gaussian process so that tests stay fast
+FAST_BAYES = {"n_initial_points": 4, "acq_optimizer": "sampling", "n_points": 500}
+
+
+def quadratic(params, seeds):
+    value = ((params["evprox2.mu"] - 131.0) / 10.0) ** 2 \
+        + ((params["evprox2.sigma"] - 4.5) / 2.0) ** 2
+    return {"value": value, "scale": 2.0 + seeds[0], "rmse": math.sqrt(value)}
+
+
+def flaky(params, seeds):
+    """Fails (raises) for mu > 140 and returns NaN for sigma > 15."""
+    if params["evprox2.mu"] > 140.0:
+        raise RuntimeError(f"simulated crash at mu={params['evprox2.mu']:.3f}")
+    if params["evprox2.sigma"] > 15.0:
+        return float("nan")
+    return quadratic(params, seeds)["value"]
+
+
+class InterruptAt:
+    """Objective that raises KeyboardInterrupt on its n-th call (sequential runs)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.calls = 0
+
+    def __call__(self, params, seeds):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return quadratic(params, seeds)
+
+
+@pytest.fixture(scope="module")
+def target():
+    t = np.arange(0.0, 50.0, 1.0)
+    return read_target(np.c_[t, np.cos(t / 8.0)])
+
+
+def _new_study(path, target, solver):
+    return Study.create(path, target=target, space=SPACE, objective={"kind": "test"},
+                        solver=solver.settings())
+
+
+def _log(study):
+    """(batch, position, status, params, value) of finished rows, in solver order."""
+    rows = study.rows(status=("complete", "failed"))
+    out = sorted((r["batch"], r["position"], r["status"], r["params"], r["value"])
+                 for r in rows)
+    keys = [(b, p) for b, p, *_ in out]
+    assert len(keys) == len(set(keys)), "a batch position was evaluated twice"
+    return out
+
+
+def test_failed_evaluations_are_recorded_and_the_loop_goes_on(tmp_path, target):
+    # COBYLA's first steps (+12.5 in mu, +4.75 in sigma) land in both failing regions
+    solver = make_solver("cobyla", SPACE, x0={"evprox2.mu": 135.0, "evprox2.sigma": 12.0})
+    with _new_study(tmp_path / "f.db", target, solver) as st:
+        summary = run_optimization(st, solver, flaky, 25, seeds=[0])
+        rows = st.rows()
+        assert len(rows) == 25 and summary.n_complete + summary.n_failed == 25
+        failed = [r for r in rows if r["status"] == "failed"]
+        assert [r["status"] for r in rows[:3]] == ["complete", "failed", "failed"]
+        for r in failed:
+            if r["params"]["evprox2.mu"] > 140.0:
+                assert r["error"].startswith("RuntimeError: simulated crash")
+            else:
+                assert r["params"]["evprox2.sigma"] > 15.0
+                assert "non-finite value nan" in r["error"]
+            assert r["value"] is None
+        assert {r["error"][:12] for r in failed} == {"RuntimeError", "objective re"}
+        complete = [r for r in rows if r["status"] == "complete"]
+        assert all(r["params"]["evprox2.mu"] <= 140.0 for r in complete)
+        # the solver moved away from the failing region and improved
+        assert summary.best_value < 0.5
+        assert summary.best_value == min(r["value"] for r in complete)
+
+
+def test_failure_penalty_rule():
+    assert failure_penalty([]) == 1e6
+    assert failure_penalty([1.0, 3.0]) == pytest.approx(3.2)
+    assert failure_penalty([2.0]) == pytest.approx(2.002)
+    assert failure_penalty([0.0]) == 1.0
+    assert failure_penalty([1.0, 3.0], failure_value=50) == 50.0
+
+
+def test_rows_carry_scale_seeds_and_extra_outputs(tmp_path, target):
+    solver = make_solver("cobyla", SPACE)
+    with _new_study(tmp_path / "r.db", target, solver) as st:
+        run_optimization(st, solver, quadratic, 4, seeds=[5], n_trials=3)
+        df = st.trials
+        assert (df["scale"] == 7.0).all()
+        assert (df["n_trials"] == 3).all()
+        assert all(r["seeds"] == [5] for r in st.rows())
+        np.testing.assert_allclose([i["rmse"] for i in df["info"]], np.sqrt(df["value"]))
+        assert (df["sim_seconds"] >= 0).all()
+
+
+def test_budget_and_resume_with_a_larger_budget(tmp_path, target):
+    ref_solver = make_solver("bayesian", SPACE, seed=2, **FAST_BAYES)
+    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
+        run_optimization(ref, ref_solver, quadratic, 9)
+        ref_log = _log(ref)
+    solver = make_solver("bayesian", SPACE, seed=2, **FAST_BAYES)
+    with _new_study(tmp_path / "two.db", target, solver) as st:
+        first = run_optimization(st, solver, quadratic, 5)
+        assert first.n_complete == 5 and first.n_evaluated == 5
+        again = run_optimization(st, make_solver("bayesian", SPACE, seed=2, **FAST_BAYES),
+                                 quadratic, 9)
+        assert again.n_replayed == 5 and again.n_evaluated == 4
+        assert _log(st) == ref_log
+        # the budget is met: nothing more is evaluated
+        third = run_optimization(st, make_solver("bayesian", SPACE, seed=2, **FAST_BAYES),
+                                 quadratic, 9)
+        assert third.n_evaluated == 0 and len(st.rows()) == 9
+
+
+def test_keyboard_interrupt_then_resume(tmp_path, target):
+    ref_solver = make_solver("cobyla", SPACE, seed=0)
+    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
+        run_optimization(ref, ref_solver, quadratic, 12)
+        ref_log = _log(ref)
+    solver = make_solver("cobyla", SPACE, seed=0)
+    with _new_study(tmp_path / "int.db", target, solver) as st:
+        summary = run_optimization(st, solver, InterruptAt(6), 12)
+        assert summary.interrupted
+        assert st.counts() == {"running": 0, "complete": 5, "failed": 0, "abandoned": 1}
+        resumed = run_optimization(st, make_solver("cobyla", SPACE, seed=0), quadratic, 12)
+        assert not resumed.interrupted
+        assert resumed.n_replayed == 5 and resumed.n_evaluated == 7
+        assert _log(st) == ref_log
+        # the abandoned point was proposed again and evaluated once
+        abandoned = st.rows(status="abandoned")[0]
+        again = [r for r in st.rows(status="complete")
+                 if (r["batch"], r["position"]) == (abandoned["batch"], abandoned["position"])]
+        assert len(again) == 1 and again[0]["params"] == abandoned["params"]
+
+
+def test_parallel_loky_matches_sequential(tmp_path, target):
+    logs = []
+    for backend in ("sequential", "loky"):
+        solver = make_solver("bayesian", SPACE, seed=5, **FAST_BAYES)
+        with _new_study(tmp_path / f"{backend}.db", target, solver) as st:
+            summary = run_optimization(st, solver, quadratic, 7, n_jobs=2, backend=backend)
+            assert summary.n_complete == 7
+            logs.append(_log(st))
+            # batches of two (the last one holds what is left of the budget)
+            assert [b for b, *_ in logs[-1]] == [0, 0, 1, 1, 2, 2, 3]
+    assert logs[0] == logs[1]
+
+
+def test_dask_backend(tmp_path, target):
+    from distributed import Client
+
+    solver = make_solver("bayesian", SPACE, seed=5, **FAST_BAYES)
+    with _new_study(tmp_path / "nodask.db", target, solver) as st:
+        with pytest.raises(ValueError, match="needs a running dask.distributed Client"):
+            run_optimization(st, solver, quadratic, 4, n_jobs=2, backend="dask")
+    logs = []
+    with Client(processes=False, n_workers=1, threads_per_worker=2,
+                dashboard_address=None):
+        for backend in ("sequential", "dask"):
+            solver = make_solver("bayesian", SPACE, seed=5, **FAST_BAYES)
+            with _new_study(tmp_path / f"d_{backend}.db", target, solver) as st:
+                run_optimization(st, solver, quadratic, 5, n_jobs=2, backend=backend)
+                logs.append(_log(st))
+    assert len(logs[1]) == 5 and logs[0] == logs[1]
+
+
+def test_cobyla_stops_on_its_own(tmp_path, target):
+    solver = make_solver("cobyla", SPACE, rhoend=1e-2)
+    with _new_study(tmp_path / "c.db", target, solver) as st:
+        summary = run_optimization(st, solver, quadratic, 500)
+        assert summary.solver_done
+        assert summary.n_complete < 500
+        assert summary.best_value < 1e-2
+
+
+def test_refusals(tmp_path, target):
+    solver = make_solver("cobyla", SPACE, seed=0)
+    with _new_study(tmp_path / "x.db", target, solver) as st:
+        run_optimization(st, solver, quadratic, 3)
+        with pytest.raises(ValueError, match="solver must be fresh"):
+            run_optimization(st, solver, quadratic, 4)
+        with pytest.raises(StudyError, match="different solver settings"):
+            run_optimization(st, make_solver("cobyla", SPACE, seed=0, rhobeg=0.1),
+                             quadratic, 4)
+        other = ParameterSpace([Parameter("evprox2.mu", 90.0, 150.0),
+                                Parameter("evprox2.sigma", 1.0, 20.0)])
+        with pytest.raises(StudyError, match="different parameter space"):
+            run_optimization(st, make_solver("cobyla", other), quadratic, 4)
+        with pytest.raises(StudyError, match=r"was run with seeds \[0\], got \[1\]"):
+            run_optimization(st, make_solver("cobyla", SPACE, seed=0), quadratic, 4,
+                             seeds=[1])
+        with pytest.raises(ValueError, match="backend must be one of"):
+            run_optimization(st, make_solver("cobyla", SPACE), quadratic, 4, backend="mpi")
+        # a log that does not replay is refused instead of being silently extended
+        st.conn.execute("UPDATE evaluations SET params=? WHERE id=2",
+                        ('{"evprox2.mu":101.0,"evprox2.sigma":2.0}',))
+        with pytest.raises(StudyError, match="replaying study"):
+            run_optimization(st, make_solver("cobyla", SPACE, seed=0), quadratic, 4)
+
+
+# --- resume after SIGKILL ---------------------------------------------------
+
+DRIVER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from hnnfit.fit.optimize import run_optimization
+    from hnnfit.fit.solvers import make_solver
+    from hnnfit.fit.space import Parameter, ParameterSpace
+    from hnnfit.fit.study import Study
+    from hnnfit.fit.targets import read_target
+
+    path, name, n_evals, n_jobs, delay = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
+                                          int(sys.argv[4]), float(sys.argv[5]))
+    SPACE = ParameterSpace([Parameter("evprox2.mu", 100.0, 150.0),
+                            Parameter("evprox2.sigma", 1.0, 20.0)])
+
+    def evaluate(params, seeds):
+        time.sleep(delay)  # a slow "simulation"
+        if params["evprox2.mu"] > 147.0:
+            raise RuntimeError("simulated crash")
+        return {"value": ((params["evprox2.mu"] - 131.0) / 10.0) ** 2
+                         + ((params["evprox2.sigma"] - 4.5) / 2.0) ** 2, "scale": 1.0}
+
+    opts = ({"n_initial_points": 4, "acq_optimizer": "sampling", "n_points": 500}
+            if name == "bayesian" else {})
+    solver = make_solver(name, SPACE, seed=4,
+                         x0={"evprox2.mu": 140.0, "evprox2.sigma": 10.0}, **opts)
+    t = np.arange(0.0, 20.0)
+    study = Study.create(path, target=read_target(np.c_[t, np.sin(t)]), space=SPACE,
+                         objective={"kind": "test"}, solver=solver.settings(),
+                         exist_ok=True)
+    run_optimization(study, solver, evaluate, n_evals, n_jobs=n_jobs,
+                     backend="sequential", seeds=[1])
+    study.close()
+""")
+
+
+def _n_finished(path):
+    if not path.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM evaluations WHERE status IN "
+                               "('complete', 'failed')").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0  # still being created
+
+
+@pytest.mark.parametrize("name, n_evals, n_jobs", [("cobyla", 14, 1), ("bayesian", 10, 2)])
+def test_resume_after_sigkill(tmp_path, name, n_evals, n_jobs):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+
+    def driver(path, delay):
+        return subprocess.Popen([sys.executable, str(script), str(path), name,
+                                 str(n_evals), str(n_jobs), str(delay)])
+
+    ref_path = tmp_path / "ref.db"
+    assert driver(ref_path, 0.0).wait(timeout=300) == 0
+
+    path = tmp_path / "killed.db"
+    rng = random.Random(20261123)
+    n_kills = 0
+    for _ in range(12):
+        before = _n_finished(path)
+        if n_kills == 4 or before >= n_evals - 1:
+            break
+        proc = driver(path, 0.15)
+        deadline = time.monotonic() + 120
+        # let the run make progress, then kill it at a random moment
+        while (proc.poll() is None and _n_finished(path) <= before
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.kill()
+            n_kills += 1
+        elif proc.returncode == 0:
+            break  # it finished before the kill
+        else:
+            pytest.fail(f"the driver failed with exit code {proc.returncode}")
+        proc.wait()
+    assert n_kills >= 2
+    assert _n_finished(path) < n_evals  # the kills did interrupt the run
+    assert driver(path, 0.0).wait(timeout=300) == 0
+
+    with Study.load(ref_path) as ref, Study.load(path) as st:
+        ref_log, log = _log(ref), _log(st)
+        assert len(log) == n_evals  # budget honoured, nothing evaluated twice
+        assert log == ref_log       # same points, same order, same results
+        counts = st.counts()
+        assert counts["running"] == 0
+        assert counts["complete"] + counts["failed"] == n_evals
+        assert any(status == "failed" for _, _, status, _, _ in log)
+        # every row the killed drivers left unfinished is marked abandoned
+        assert len(st.rows()) == n_evals + counts["abandoned"]

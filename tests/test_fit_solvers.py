@@ -1,0 +1,171 @@
+"""Ask/tell solvers on analytic functions (no simulation)."""
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from hnnfit.fit.solvers import SOLVERS, make_solver, solver_from_settings
+from hnnfit.fit.space import Parameter, ParameterSpace
+
+# the optimum (mu=131, sigma=4.5) is inside bounds of very different widths
+SPACE = ParameterSpace([Parameter("evprox2.mu", 100.0, 150.0),
+                        Parameter("evprox2.sigma", 1.0, 20.0)])
+
+
+def quadratic(p):
+    return ((p["evprox2.mu"] - 131.0) / 10.0) ** 2 + ((p["evprox2.sigma"] - 4.5) / 2.0) ** 2
+
+
+def _run(solver, f, n_evals, batch=1):
+    points, values = [], []
+    while len(points) < n_evals and not solver.is_done:
+        asked = solver.ask(min(batch, n_evals - len(points)))
+        if not asked:
+            break
+        vals = [f(p) for p in asked]
+        solver.tell(asked, vals)
+        points.extend(asked)
+        values.extend(vals)
+    return points, values
+
+
+def _inside(space, points):
+    for p in points:
+        for par in space:
+            assert par.low <= p[par.name] <= par.high, (par.name, p[par.name])
+
+
+@pytest.mark.parametrize("name, n_evals, batch, tol, opts", [
+    ("cobyla", 60, 1, 1e-3, {}),
+    ("bayesian", 20, 2, 0.3, {"n_initial_points": 6, "acq_optimizer": "sampling"}),
+])
+def test_solvers_stay_in_bounds_and_improve(name, n_evals, batch, tol, opts):
+    x0 = {"evprox2.mu": 105.0, "evprox2.sigma": 18.0}
+    solver = make_solver(name, SPACE, x0=x0, seed=1, **opts)
+    points, values = _run(solver, quadratic, n_evals, batch)
+    assert points[0] == x0  # the start point is evaluated first
+    _inside(SPACE, points)
+    assert min(values) < values[0] / 20
+    assert min(values) < tol
+    best = points[int(np.argmin(values))]
+    assert abs(best["evprox2.mu"] - 131.0) < 10 * math.sqrt(tol) * 1.5
+
+
+def test_cobyla_respects_bounds_when_optimum_outside():
+    # the unconstrained minimum lies beyond both upper bounds
+    def f(p):
+        return (p["evprox2.mu"] - 400.0) ** 2 / 100 + (p["evprox2.sigma"] - 60.0) ** 2
+
+    points, values = _run(make_solver("cobyla", SPACE, seed=0), f, 80)
+    _inside(SPACE, points)
+    best = points[int(np.argmin(values))]
+    assert best["evprox2.mu"] == pytest.approx(150.0, abs=0.1)
+    assert best["evprox2.sigma"] == pytest.approx(20.0, abs=0.05)
+
+
+def test_cobyla_steps_are_relative_to_each_range():
+    x0 = {"evprox2.mu": 120.0, "evprox2.sigma": 10.0}
+    solver = make_solver("cobyla", SPACE, x0=x0, rhobeg=0.2)
+    points, _ = _run(solver, quadratic, 3)
+    # the first moves are rhobeg times each parameter's own range
+    steps = [abs(points[1]["evprox2.mu"] - 120.0), abs(points[2]["evprox2.sigma"] - 10.0)]
+    assert steps == pytest.approx([0.2 * 50.0, 0.2 * 19.0])
+
+
+def test_cobyla_replay_matches_uninterrupted_scipy_run():
+    from scipy.optimize import minimize
+
+    seen = []
+
+    def f_unit(u):
+        u = np.clip(u, 0, 1)
+        p = SPACE.from_unit(u)
+        seen.append(p)
+        return quadratic(p)
+
+    x0 = {"evprox2.mu": 140.0, "evprox2.sigma": 2.0}
+    minimize(f_unit, SPACE.to_unit(x0), method="COBYLA", bounds=[(0, 1)] * 2,
+             options={"rhobeg": 0.25, "tol": 1e-3, "maxiter": 100000})
+    # distinct points in scipy's own order
+    expected = []
+    for p in seen:
+        if p not in expected:
+            expected.append(p)
+    solver = make_solver("cobyla", SPACE, x0=x0, rhobeg=0.25, rhoend=1e-3)
+    points, _ = _run(solver, quadratic, 10 ** 4)
+    assert solver.is_done
+    assert points == expected
+    assert solver.ask(1) == []
+
+
+def test_cobyla_resume_by_replay_is_identical():
+    full = make_solver("cobyla", SPACE, seed=0)
+    ref_points, ref_values = _run(full, quadratic, 25)
+    # a new solver told the first 12 results proposes the 13th point
+    part = solver_from_settings(SPACE, full.settings())
+    for p, v in zip(ref_points[:12], ref_values[:12]):
+        asked = part.ask(1)
+        assert asked == [p]
+        part.tell(asked, [v])
+    assert part.ask(1) == [ref_points[12]]
+
+
+@pytest.mark.parametrize("name", ["bayesian", "cobyla"])
+def test_seeded_runs_repeat_exactly(name):
+    opts = ({"n_initial_points": 4, "acq_optimizer": "sampling", "n_points": 1000}
+            if name == "bayesian" else {})
+    a, va = _run(make_solver(name, SPACE, seed=7, **opts), quadratic, 8, batch=2)
+    b, vb = _run(make_solver(name, SPACE, seed=7, **opts), quadratic, 8, batch=2)
+    assert a == b and va == vb
+
+
+def test_bayesian_seed_changes_proposals():
+    a, _ = _run(make_solver("bayesian", SPACE, seed=1), quadratic, 6, batch=2)
+    b, _ = _run(make_solver("bayesian", SPACE, seed=2), quadratic, 6, batch=2)
+    assert a[0] == b[0]  # both start at the centre
+    assert a[1:] != b[1:]
+
+
+def test_integer_and_log_parameters():
+    space = ParameterSpace([Parameter("d.n", 1, 5, integer=True),
+                            Parameter("d.w", 1e-4, 1.0, log=True)])
+
+    def f(p):
+        return (p["d.n"] - 3) ** 2 + (math.log10(p["d.w"]) + 2.0) ** 2
+
+    for name, opts in (("bayesian", {"n_initial_points": 5, "acq_optimizer": "sampling"}),
+                       ("cobyla", {})):
+        points, values = _run(make_solver(name, space, seed=3, **opts), f, 14)
+        _inside(space, points)
+        assert all(isinstance(p["d.n"], int) for p in points)
+        best = points[int(np.argmin(values))]
+        assert best["d.n"] == 3
+        assert 1e-3 < best["d.w"] < 1e-1
+
+
+def test_start_point_outside_bounds_is_clipped():
+    solver = make_solver("cobyla", SPACE, x0={"evprox2.mu": 200.0, "evprox2.sigma": 0.5})
+    assert solver.ask(1) == [{"evprox2.mu": 150.0, "evprox2.sigma": 1.0}]
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="solver must be one of 'bayesian', 'cobyla', 'cma'"):
+        make_solver("nelder-mead", SPACE)
+    assert SOLVERS == ("bayesian", "cobyla", "cma")
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        make_solver("bayesian", SPACE, seed=-1)
+    with pytest.raises(ValueError, match="x0 must give a value for every parameter"):
+        make_solver("cobyla", SPACE, x0={"evprox2.mu": 120.0})
+    solver = make_solver("cobyla", SPACE)
+    with pytest.raises(ValueError, match="must be points it asked for"):
+        solver.tell([{"evprox2.mu": 120.0, "evprox2.sigma": 3.0}], [1.0])
+    asked = solver.ask(1)
+    with pytest.raises(ValueError, match="one entry per point"):
+        solver.tell(asked, [1.0, 2.0])
+
+
+def test_cma_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cma", None)  # makes `import cma` fail
+    with pytest.raises(ImportError, match=r"pip install hnnfit\[cma\]"):
+        make_solver("cma", SPACE)
