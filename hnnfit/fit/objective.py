@@ -55,9 +55,9 @@ class DipoleObjective:
     target : Target
         The recorded waveform (ms, nAm); its time points are where the
         simulated dipole is compared.
-    space : ParameterSpace | None
-        Maps parameter names to network changes. None with ``set_params``
-        given means the hook alone applies the parameters.
+    space : ParameterSpace
+        Maps parameter names to network changes (including its optional
+        ``set_params`` hook).
     n_trials : int
         Trials averaged per evaluation.
     seeds : sequence of int | None
@@ -83,19 +83,17 @@ class DipoleObjective:
         Which dipole to compare: ``'agg'``, ``'L2'`` or ``'L5'``.
     dt : float
         Integration step (ms).
-    set_params : callable | None
-        ``set_params(net, params)`` applied after the space, for changes the
-        space cannot express; it edits the network copy in place.
     """
 
-    def __init__(self, net, target, space=None, *, n_trials=1, seeds=None,
+    def __init__(self, net, target, space, *, n_trials=1, seeds=None,
                  smooth_window=30.0, scale=3000.0, metric="rmse", weights=None,
-                 band=None, layer="agg", dt=0.025, set_params=None):
+                 band=None, layer="agg", dt=0.025):
+        from .space import ParameterSpace
         from .targets import Target
 
         self.net = net
         self.target = check_type(target, Target, "target")
-        self.space = space
+        self.space = check_type(space, ParameterSpace, "space")
         self.n_trials = check_int(n_trials, "n_trials", low=1)
         if seeds is None:
             seeds = list(range(self.n_trials))
@@ -115,11 +113,6 @@ class DipoleObjective:
             self.metric = check_option(metric, METRICS, "metric")
         self.layer = check_option(layer, LAYERS, "layer")
         self.dt = check_positive(dt, "dt")
-        if set_params is not None and not callable(set_params):
-            raise TypeError(f"set_params must be callable, got {type(set_params).__name__}")
-        if space is None and set_params is None:
-            raise ValueError("space must be given unless a set_params hook applies the parameters")
-        self.set_params = set_params
         times = self.target.times
         if weights is not None:
             w = weights(times) if callable(weights) else weights
@@ -140,8 +133,7 @@ class DipoleObjective:
                 raise ValueError(f"band must be (fmin, fmax) with 0 <= fmin < fmax in Hz, got {band!r}")
             band = (float(band[0]), float(band[1]))
         self.band = band
-        if space is not None:
-            space.validate(net)
+        space.validate(net)
 
     # -- identity -------------------------------------------------------
     def settings(self):
@@ -171,13 +163,7 @@ class DipoleObjective:
     # -- evaluation -----------------------------------------------------
     def make_net(self, params):
         """The network with ``params`` applied (a new object)."""
-        if self.space is not None:
-            net = self.space.apply(self.net, params)
-        else:
-            net = self.net.copy()
-        if self.set_params is not None:
-            self.set_params(net, dict(params))
-        return net
+        return self.space.apply(self.net, params)
 
     def simulate(self, params, seeds=None):
         """Average raw dipole (Dipole, nAm) of ``params`` over ``seeds``."""
