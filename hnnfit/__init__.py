@@ -27,7 +27,9 @@ _LAZY = {
     "CellResponse": "cell_response",
     "read_spikes": "cell_response",
     "JoblibBackend": "parallel",
-    "Study": "fit.study",
+    "Study": "fit.api",
+    "read_target": "fit.targets",
+    "DipoleObjective": "fit.objective",
 }
 
 
