@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .params import CELL_TYPES
 from .validation import check_number, check_option, check_type
 
-CELL_TYPES = ("L2_basket", "L2_pyramidal", "L5_basket", "L5_pyramidal")
 
 
 def _check_trials(value, name):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .params import CELL_TYPES, SHORT_NAMES
 from .validation import check_number, check_option, check_type
 
 __all__ = [
@@ -33,16 +34,8 @@ __all__ = [
     "nseg_for_length",
 ]
 
-#: Cell types in gid order.
-CELL_TYPES = ("L2_basket", "L2_pyramidal", "L5_basket", "L5_pyramidal")
-
 #: Prefix of each cell type's keys in HNN parameter files.
-PARAM_PREFIX = {
-    "L2_basket": "L2Basket",
-    "L2_pyramidal": "L2Pyr",
-    "L5_basket": "L5Basket",
-    "L5_pyramidal": "L5Pyr",
-}
+PARAM_PREFIX = SHORT_NAMES
 
 RECEPTORS = ("ampa", "nmda", "gabaa", "gabab")
 

@@ -12,9 +12,9 @@ from itertools import cycle
 
 import numpy as np
 
+from .params import CELL_TYPES
 from .validation import check_bool, check_int, check_number, check_type
 
-CELL_TYPES = ("L2_basket", "L2_pyramidal", "L5_basket", "L5_pyramidal")
 
 _CELL_STYLE = {
     "L2_basket": ("tab:purple", "x"),
