@@ -1,0 +1,740 @@
+"""The user-facing fitting study: ``hnnfit.Study``.
+
+:class:`Study` ties together what the fitting core keeps apart: the
+storage (:class:`hnnfit.fit.study.Study`, one SQLite file), the objective
+(:class:`~hnnfit.fit.objective.DipoleObjective`), the parameter space and
+a solver, and the driver loop (:func:`~hnnfit.fit.optimize.run_optimization`).
+Everything needed to continue a study is in its file: :meth:`Study.load`
+rebuilds the network, target, space, objective and solver from it alone.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import sys
+import time
+
+import numpy as np
+
+from ..exceptions import HnnfitError, StudyError
+from ..validation import check_bool, check_int, check_type
+from .objective import DipoleObjective
+from .optimize import run_optimization
+from .solvers import make_solver, solver_from_settings
+from .space import Parameter, ParameterSpace
+from .study import Study as _Storage
+from .targets import Target, read_target
+
+# keyword arguments of DipoleObjective a study stores (JSON-able ones)
+_OBJECTIVE_KEYS = ("n_trials", "seeds", "smooth_window", "scale", "metric", "weights",
+                   "band", "layer", "dt")
+
+
+def _cloudpickle():
+    # joblib ships cloudpickle; it pickles hooks defined in scripts (__main__)
+    # or closures by value, which the standard pickle cannot
+    try:
+        from joblib.externals import cloudpickle
+    except ImportError:  # pragma: no cover - joblib is a dependency
+        import cloudpickle
+    return cloudpickle
+
+
+def _as_space(space):
+    """A ParameterSpace from a space or a list of (name, low, high[, options])."""
+    if isinstance(space, ParameterSpace):
+        return space
+    if not isinstance(space, (list, tuple)):
+        raise TypeError(f"space must be a ParameterSpace or a list of (name, low, high"
+                        f"[, options]) tuples, got {type(space).__name__}")
+    params = []
+    for item in space:
+        if isinstance(item, (Parameter, dict)):
+            params.append(item if isinstance(item, Parameter) else Parameter(**item))
+            continue
+        if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
+            raise ValueError(f"space entries must be (name, low, high[, options]) tuples, "
+                             f"got {item!r}")
+        opts = dict(item[3]) if len(item) == 4 else {}
+        if "integer" not in opts and str(item[0]).endswith(".numspikes"):
+            # an event count is an integer; spare the user saying so
+            opts["integer"] = True
+        params.append(Parameter(item[0], item[1], item[2], **opts))
+    return ParameterSpace(params)
+
+
+def _as_target(target):
+    if isinstance(target, Target):
+        return target
+    return read_target(target)
+
+
+def _objective_kwargs(settings):
+    """DipoleObjective keyword arguments from stored settings."""
+    kwargs = {k: settings[k] for k in _OBJECTIVE_KEYS if k in settings}
+    if kwargs.get("weights") is not None:
+        kwargs["weights"] = np.asarray(kwargs["weights"], dtype=float)
+    if kwargs.get("band") is not None:
+        kwargs["band"] = tuple(kwargs["band"])
+    return kwargs
+
+
+class _Progress:
+    """A progress line on stderr: evaluations done, ETA, best so far."""
+
+    def __init__(self, n_total, n_done, enabled, stream=None):
+        self.n_total = n_total
+        self.n_start = n_done
+        self.n_done = n_done
+        self.enabled = enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.t0 = time.monotonic()
+        self.best = None
+        self.n_failed = 0
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def update(self, row):
+        self.n_done += 1
+        if row.get("status") == "complete":
+            v = row["value"]
+            self.best = v if self.best is None else min(self.best, v)
+        else:
+            self.n_failed += 1
+        if not self.enabled:
+            return
+        ran = self.n_done - self.n_start
+        elapsed = time.monotonic() - self.t0
+        left = max(0, self.n_total - self.n_done)
+        eta = elapsed / ran * left if ran else float("nan")
+        width = 24
+        frac = min(1.0, self.n_done / self.n_total) if self.n_total else 1.0
+        bar = "#" * int(round(frac * width)) + "-" * (width - int(round(frac * width)))
+        best = "-" if self.best is None else f"{self.best:.6g}"
+        fail = f" failed {self.n_failed}" if self.n_failed else ""
+        line = (f"[{bar}] {self.n_done}/{self.n_total} eval  best {best}{fail}  "
+                f"elapsed {_fmt_s(elapsed)}  ETA {_fmt_s(eta)}")
+        if self._tty:
+            self.stream.write("\r" + line + ("\n" if left == 0 else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled and self._tty and self.n_done < self.n_total:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt_s(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Study:
+    """A fitting study stored in one file: create it, optimise, resume, inspect.
+
+    Do not call the constructor; use :meth:`create` or :meth:`load`.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The study file.
+    net : Network
+        The network being fitted (parameters at their initial values).
+    target : Target
+        The waveform fitted (ms, nAm).
+    space : ParameterSpace
+        The fitted parameters and their bounds.
+    objective : DipoleObjective
+        The objective (smoothing, scaling, metric, seeds).
+    solver_settings : dict
+        Method, seed, start point ``x0`` and options of the solver.
+    storage : hnnfit.fit.study.Study
+        The underlying storage (rows and metadata).
+    """
+
+    def __init__(self, storage, net, target, space, objective, solver_settings):
+        self.storage = storage
+        self.path = storage.path
+        self.net = net
+        self.target = target
+        self.space = space
+        self.objective = objective
+        self.solver_settings = solver_settings
+        self._dipoles = {}
+
+    # ------------------------------------------------------------------ create
+    @classmethod
+    def create(cls, path, net, target, space, *, objective=None, solver="bayesian",
+               solver_options=None, seed=0, x0=None, description=None, exist_ok=False):
+        """Create a study file (or, with ``exist_ok``, reopen a matching one).
+
+        Parameters
+        ----------
+        path : str | pathlib.Path
+            The study file to create (its folder must exist).
+        net : Network
+            The network to fit; stored pickled (with any ``set_params`` hook
+            of the space and any callable metric).
+        target : Target | str | pathlib.Path | ndarray
+            The waveform to fit (ms, nAm), or anything :func:`read_target` reads.
+        space : ParameterSpace | list
+            The parameters: a space or a list of ``(name, low, high[,
+            {'log': True, 'integer': True}])``; ``'<drive>.numspikes'``
+            entries are integers by default.
+        objective : dict | None
+            Keyword arguments of :class:`DipoleObjective` (``n_trials``,
+            ``seeds``, ``smooth_window`` (ms), ``scale``, ``metric``,
+            ``weights``, ``band`` (Hz), ``layer``, ``dt`` (ms)).
+        solver : {'bayesian', 'cobyla', 'cma'}
+            The optimisation method.
+        solver_options : dict | None
+            Options of the method (see :func:`make_solver`).
+        seed : int
+            Seed of the solver.
+        x0 : dict | None
+            Start point; default: the network's current values of the
+            parameters (clipped into the bounds), or the centre of the space
+            when the space has a ``set_params`` hook.
+        description : str | None
+            Free text stored with the study.
+        exist_ok : bool
+            If ``path`` already holds a study, open it instead of raising,
+            after checking that the target, space, objective, solver and
+            network are those it was created with (``StudyError`` if not).
+
+        Returns
+        -------
+        Study
+        """
+        from ..network import Network
+
+        check_type(net, Network, "net")
+        exist_ok = check_bool(exist_ok, "exist_ok")
+        target = _as_target(target)
+        space = _as_space(space)
+        space.validate(net)
+        if isinstance(objective, DipoleObjective):
+            obj_kwargs = {k: getattr(objective, k) for k in _OBJECTIVE_KEYS}
+        else:
+            obj_kwargs = dict(objective or {})
+            unknown = sorted(set(obj_kwargs) - set(_OBJECTIVE_KEYS))
+            if unknown:
+                raise ValueError(f"objective must only hold DipoleObjective settings "
+                                 f"({', '.join(_OBJECTIVE_KEYS)}), got {', '.join(unknown)}")
+        if obj_kwargs.get("seeds") is not None and "n_trials" not in obj_kwargs:
+            obj_kwargs["n_trials"] = len(obj_kwargs["seeds"])
+        net = net.copy()
+        objective = DipoleObjective(net, target, space, **obj_kwargs)
+        if x0 is None:
+            x0 = space.midpoint() if space.set_params is not None else space.current_values(net)
+        solver_obj = make_solver(solver, space, x0=x0, seed=seed, **dict(solver_options or {}))
+        settings = solver_obj.settings()
+        blob = _cloudpickle().dumps({
+            "net": net, "set_params": space.set_params,
+            "metric": objective.metric if callable(objective.metric) else None},
+            protocol=pickle.HIGHEST_PROTOCOL)
+        storage = _Storage.create(path, target=target, space=space,
+                                  objective=objective.settings(), solver=settings,
+                                  network=blob, description=description,
+                                  exist_ok=exist_ok)
+        return cls(storage, net, target, space, objective, settings)
+
+    # -------------------------------------------------------------------- load
+    @classmethod
+    def load(cls, path):
+        """Open a study file and rebuild its network, target, space and objective.
+
+        Parameters
+        ----------
+        path : str | pathlib.Path
+
+        Returns
+        -------
+        Study
+
+        Raises
+        ------
+        StudyError
+            The file is not an hnnfit study, has a newer schema, or its
+            stored network cannot be rebuilt.
+        """
+        storage = _Storage.load(path)
+        try:
+            meta = storage.metadata
+            blob = meta.get("network")
+            if blob is None:
+                raise StudyError(f"study {str(storage.path)!r} holds no network; it was "
+                                 f"not written by hnnfit.Study")
+            try:
+                stored = pickle.loads(blob)
+            except Exception as err:
+                raise StudyError(
+                    f"the network stored in study {str(storage.path)!r} cannot be "
+                    f"rebuilt ({type(err).__name__}: {err}); is the module defining its "
+                    f"set_params hook importable?") from None
+            net = stored["net"]
+            space = ParameterSpace.from_dict(meta["space"], set_params=stored["set_params"])
+            target = storage.target
+            obj_kwargs = _objective_kwargs(meta["objective"] or {})
+            if stored.get("metric") is not None:
+                obj_kwargs["metric"] = stored["metric"]
+            objective = DipoleObjective(net, target, space, **obj_kwargs)
+            settings = meta["solver"]
+        except BaseException:
+            storage.close()
+            raise
+        return cls(storage, net, target, space, objective, settings)
+
+    def close(self):
+        """Close the study file."""
+        self.storage.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        c = self.storage.counts()
+        best = self.storage.best()
+        best = "-" if best is None else f"{best['value']:.6g}"
+        return (f"<hnnfit.Study {self.path.name}: {self.solver_settings['name']}, "
+                f"{len(self.space)} parameters, {c['complete']} complete, "
+                f"{c['failed']} failed, best {best}>")
+
+    # ---------------------------------------------------------------- optimize
+    def make_solver(self):
+        """A fresh solver with the study's settings."""
+        return solver_from_settings(self.space, self.solver_settings)
+
+    def optimize(self, n_evals, n_jobs=1, backend=None, progress=True, callback=None):
+        """Run the study until it holds ``n_evals`` evaluations.
+
+        ``n_evals`` is the study's total budget (complete plus failed
+        evaluations), not a number to add: calling ``optimize(100)`` on a
+        study interrupted after 40 evaluations runs the remaining 60, and
+        the points proposed are those an uninterrupted run would have
+        proposed. Recorded evaluations are replayed, not simulated again.
+
+        Parameters
+        ----------
+        n_evals : int
+            Total number of evaluations the study should hold.
+        n_jobs : int
+            Evaluations run at once (in worker processes when > 1).
+        backend : {'sequential', 'loky', 'dask'} | None
+            See :func:`run_optimization`.
+        progress : bool
+            Print a progress line (evaluations, best so far, ETA) to stderr.
+        callback : callable | None
+            ``callback(row)`` after each recorded evaluation.
+
+        Returns
+        -------
+        RunSummary
+        """
+        n_evals = check_int(n_evals, "n_evals", low=1)
+        progress = check_bool(progress, "progress")
+        counts = self.storage.counts("")
+        bar = _Progress(n_evals, counts["complete"] + counts["failed"], progress)
+        best = self.storage.best("")
+        if best is not None:
+            bar.best = best["value"]
+
+        def _on_row(row):
+            bar.update(row)
+            if callback is not None:
+                callback(row)
+
+        try:
+            summary = run_optimization(
+                self.storage, self.make_solver(), self.objective, n_evals, n_jobs=n_jobs,
+                backend=backend, seeds=self.objective.seeds,
+                n_trials=self.objective.n_trials, callback=_on_row)
+        finally:
+            bar.close()
+        return summary
+
+    # ------------------------------------------------------------------ results
+    @property
+    def trials(self):
+        """Every evaluation as a pandas DataFrame, one column per parameter."""
+        return self.storage.trials
+
+    @property
+    def best_params(self):
+        """Parameter values of the best complete evaluation (dict)."""
+        return self.storage.best_params
+
+    @property
+    def best_value(self):
+        """Lowest objective value among complete evaluations."""
+        return self.storage.best_value
+
+    @property
+    def n_complete(self):
+        """Number of complete evaluations."""
+        return self.storage.n_complete
+
+    @property
+    def n_failed(self):
+        """Number of failed evaluations."""
+        return self.storage.n_failed
+
+    def counts(self):
+        """Number of evaluations by status (``'running'``, ``'complete'``,
+        ``'failed'``, ``'abandoned'``)."""
+        return self.storage.counts()
+
+    @property
+    def description(self):
+        """The free text given at creation (or None)."""
+        return self.storage.metadata.get("description")
+
+    @property
+    def x0(self):
+        """The solver's start point (dict)."""
+        return dict(self.solver_settings["x0"])
+
+    def best_net(self):
+        """The network with the best parameters applied (a new Network)."""
+        return self.objective.make_net(self.best_params)
+
+    def validate(self, seeds):
+        """Re-score the best parameters on held-out random streams.
+
+        Parameters
+        ----------
+        seeds : sequence of int
+            Trial indices (random streams), e.g. ones not used in the fit.
+
+        Returns
+        -------
+        dict
+            The objective's result on ``seeds`` (``value``, ``scale``,
+            ``seeds``, ``n_trials``, ``sim_s``, ``dipole``) plus
+            ``fit_value``, the best value on the study's own seeds.
+        """
+        seeds = [check_int(s, "seed", low=0) for s in seeds]
+        if not seeds:
+            raise ValueError("seeds must hold at least one seed, got none")
+        out = self.objective.validate(self.best_params, seeds)
+        out["fit_value"] = self.best_value
+        return out
+
+    # ------------------------------------------------------------------ export
+    def export(self, path):
+        """Write the best network as a JSON parameter file.
+
+        ``Network(read_params(path), add_drives_from_params=True,
+        mesh_shape=...)`` rebuilds the best network's drives (same event
+        times, hence the same dipole). The file holds the network's own
+        parameters with every evoked drive written as HNN's flat keys
+        (``t_evprox_1``, ``sigma_t_evprox_1``, ``numspikes_evprox_1``,
+        ``gbar_evprox_1_L2Pyr_ampa``, ``prng_seedcore_evprox_1``, ...).
+
+        Parameters
+        ----------
+        path : str | pathlib.Path
+            The ``.json`` file to write.
+
+        Returns
+        -------
+        params : Params
+            What was written.
+
+        Raises
+        ------
+        HnnfitError
+            A drive (or a change made by a ``set_params`` hook) cannot be
+            expressed in a parameter file; the message names it.
+        """
+        from ..params import write_params
+
+        params = network_to_params(self.best_net())
+        write_params(params, path)
+        return params
+
+    # ------------------------------------------------------------------- plots
+    def _dipole_of(self, params, which):
+        """Processed dipole (nAm, on the target's times) of ``params``."""
+        if which in self._dipoles:
+            return self._dipoles[which]
+        dip = None
+        for row in self.storage.rows(stage="", status="complete"):
+            if row["params"] == params and row["info"] and row["info"].get("dipole"):
+                dip = np.asarray(row["info"]["dipole"], dtype=float)
+                break
+        if dip is None:
+            dip = np.asarray(self.objective(params)["dipole"], dtype=float)
+        self._dipoles[which] = dip
+        return dip
+
+    def plot_convergence(self, ax=None, show=True):
+        """Every evaluation's value and the best so far; failed ones marked.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        rows = [r for r in self.storage.rows() if r["status"] in ("complete", "failed")]
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+        else:
+            fig = ax.get_figure()
+        xs = np.arange(1, len(rows) + 1)
+        vals = np.array([r["value"] if r["status"] == "complete" else np.nan for r in rows],
+                        dtype=float)
+        ax.plot(xs, vals, "o", ms=3, color="0.5", label="evaluation")
+        best = np.fmin.accumulate(np.where(np.isnan(vals), np.inf, vals)) if len(vals) else vals
+        best = np.where(np.isinf(best), np.nan, best)
+        ax.step(xs, best, where="post", color="C0", label="best so far")
+        failed = xs[np.isnan(vals)]
+        if len(failed):
+            y = np.nanmax(vals) if np.isfinite(vals).any() else 0.0
+            ax.plot(failed, np.full(len(failed), y), "x", color="C3", label="failed")
+        ax.set_xlabel("Evaluation")
+        ax.set_ylabel("Objective value")
+        ax.set_title(f"Convergence ({self.solver_settings['name']})")
+        ax.legend(loc="upper right", fontsize="small")
+        ax.grid(True, alpha=0.3)
+        if show:
+            plt.show()
+        return fig
+
+    def plot_fit(self, show=True):
+        """The target, the initial (x0) and the best dipoles (nAm).
+
+        Dipoles recorded in the study are used; missing ones are simulated.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        t = self.target.times
+        fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+        ax.plot(t, self.target.values, color="k", lw=2, label="target")
+        x0 = self.space.check_values(self.x0)
+        ax.plot(t, self._dipole_of(x0, "x0"), color="C1", ls="--", label="initial")
+        if self.storage.best() is not None:
+            ax.plot(t, self._dipole_of(self.best_params, "best"), color="C0",
+                    label=f"best ({self.best_value:.4g})")
+        ax.set_xlabel("Time (ms)")
+        ax.set_ylabel("Dipole (nAm)")
+        ax.legend(loc="best", fontsize="small")
+        ax.grid(True, alpha=0.3)
+        if show:
+            plt.show()
+        return fig
+
+    def plot_params(self, show=True):
+        """Each parameter's values over the evaluations, with its bounds.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        rows = [r for r in self.storage.rows() if r["status"] in ("complete", "failed")]
+        n = len(self.space)
+        fig, axes = plt.subplots(n, 1, figsize=(6, 1.8 * n + 0.6), sharex=True,
+                                 constrained_layout=True, squeeze=False)
+        xs = np.arange(1, len(rows) + 1)
+        best = self.storage.best()
+        for ax, p in zip(axes[:, 0], self.space):
+            ys = np.array([r["params"][p.name] for r in rows], dtype=float)
+            ok = np.array([r["status"] == "complete" for r in rows], dtype=bool)
+            ax.plot(xs[ok], ys[ok], "o", ms=3, color="C0")
+            if (~ok).any():
+                ax.plot(xs[~ok], ys[~ok], "x", color="C3")
+            ax.axhline(p.low, color="0.6", ls=":")
+            ax.axhline(p.high, color="0.6", ls=":")
+            if best is not None:
+                ax.axhline(best["params"][p.name], color="C2", lw=1)
+            if p.log:
+                ax.set_yscale("log")
+            ax.set_ylabel(p.name, fontsize="small")
+        axes[-1, 0].set_xlabel("Evaluation")
+        if show:
+            plt.show()
+        return fig
+
+
+# --------------------------------------------------------------------------
+# Export: a network's drives as HNN's flat parameter keys
+# --------------------------------------------------------------------------
+_SHORT = {"L2_basket": "L2Basket", "L2_pyramidal": "L2Pyr", "L5_basket": "L5Basket",
+          "L5_pyramidal": "L5Pyr"}
+# what a parameter file's evoked drive is (see hnnfit.params.extract_drive_specs)
+_FILE_TARGETS = {"proximal": ("L2_basket", "L2_pyramidal", "L5_basket", "L5_pyramidal"),
+                 "distal": ("L2_basket", "L2_pyramidal", "L5_pyramidal")}
+_FILE_DELAYS = {"proximal": {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_basket": 1.0,
+                             "L5_pyramidal": 1.0},
+                "distal": {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_pyramidal": 0.1}}
+_DRIVE_KEY = re.compile(
+    r"^(t_ev(prox|dist)_\d+|sigma_t_ev(prox|dist)_\d+|numspikes_ev(prox|dist)_\d+"
+    r"|gbar_ev(prox|dist)_\d+_\w+|prng_seedcore_ev(prox|dist)_\d+)$")
+
+
+def _cannot(name, why):
+    raise HnnfitError(f"drive {name!r} cannot be written to a parameter file: {why}")
+
+
+def _per_type(value, targets):
+    if isinstance(value, dict):
+        return {ct: value.get(ct) for ct in targets}
+    return {ct: value for ct in targets}
+
+
+def network_to_params(net):
+    """The network's parameters with its evoked drives as flat HNN keys.
+
+    Parameters
+    ----------
+    net : Network
+        A network whose drives are all evoked drives of the kind a
+        parameter file describes (proximal to all four cell types or distal
+        to the three with distal synapses, HNN's fixed delays and space
+        constant, probability 1, all drives one-to-one or all synchronous).
+
+    Returns
+    -------
+    params : Params
+        ``Network(params, add_drives_from_params=True, mesh_shape=...)``
+        has the same drives (event times, weights) and connections.
+
+    Raises
+    ------
+    HnnfitError
+        Naming the drive (or connection) that a parameter file cannot express.
+    """
+    from ..params import Params
+
+    params = Params({k: v for k, v in dict(net._params).items() if not _DRIVE_KEY.match(k)})
+    tstop = float(params.get("tstop", 250.0))
+    # no rhythmic, Gaussian or Poisson input unless the network has one
+    for side in ("prox", "dist"):
+        params[f"t0_input_{side}"] = 1000.0 + 10.0 * tstop
+        params[f"tstop_input_{side}"] = 0.0
+    params["L2Basket_Gauss_mu"] = 2000.0 + 10.0 * tstop
+    params["t0_pois"] = 0.0
+    params["T_pois"] = -1.0
+    params["N_pyr_x"], params["N_pyr_y"] = net._n_pyr_x, net._n_pyr_y
+    if net._legacy_mode:
+        raise HnnfitError("a legacy_mode network cannot be written to a parameter file "
+                          "(its drives connect to every cell type)")
+
+    # pick file names (evprox1.., evdist1..) keeping existing numbers when they are 1..n
+    by_loc = {"proximal": [], "distal": []}
+    sync = set()
+    for name, drive in net.external_drives.items():
+        if drive["type"] != "evoked":
+            _cannot(name, f"it is a {drive['type']} drive; only evoked drives are written")
+        loc = drive["location"]
+        if loc not in by_loc:
+            _cannot(name, f"its location is {loc!r}, not 'proximal' or 'distal'")
+        targets = tuple(drive["target_types"])
+        if set(targets) != set(_FILE_TARGETS[loc]):
+            _cannot(name, f"it targets {list(targets)}; a {loc} drive in a parameter file "
+                          f"targets {list(_FILE_TARGETS[loc])}")
+        if drive["cell_specific"]:
+            sync.add(False)
+        elif drive["n_drive_cells"] == 1:
+            sync.add(True)
+        else:
+            _cannot(name, f"it has {drive['n_drive_cells']} shared drive cells; a parameter "
+                          f"file's drive has one per cell or a single one")
+        if float(drive["space_constant"]) != 3.0:
+            _cannot(name, f"its space constant is {drive['space_constant']}, not 3.0")
+        probs = _per_type(drive.get("probability", 1.0), targets)
+        if any(p is not None and float(p) != 1.0 for p in probs.values()):
+            _cannot(name, f"its connection probability is {drive['probability']}, not 1")
+        delays = _per_type(drive["synaptic_delays"], targets)
+        for ct in targets:
+            if delays[ct] is None or float(delays[ct]) != _FILE_DELAYS[loc][ct]:
+                _cannot(name, f"its synaptic delay onto {ct} is {delays[ct]} ms; a "
+                              f"parameter file fixes it at {_FILE_DELAYS[loc][ct]} ms")
+        if drive["dynamics"].get("sync_within_trial"):
+            _cannot(name, "it has sync_within_trial=True")
+        by_loc[loc].append(name)
+    if len(sync) > 1:
+        raise HnnfitError("drives cannot be written to one parameter file: some are "
+                          "one-to-one and some synchronous (sync_evinput is global)")
+    params["sync_evinput"] = 1 if sync == {True} else 0
+
+    rename = {}
+    for loc, prefix in (("proximal", "evprox"), ("distal", "evdist")):
+        names = by_loc[loc]
+        wanted = [f"{prefix}{i}" for i in range(1, len(names) + 1)]
+        if sorted(names) == sorted(wanted):
+            rename.update({n: n for n in names})
+        else:
+            rename.update(dict(zip(names, wanted)))  # in the order the network added them
+
+    # gids the rebuilt network gives each drive: cells first, then drives sorted by name
+    first_gid = {}
+    gid = sum(len(net.gid_ranges[ct]) for ct in net.cell_types)
+    new_of = {new: old for old, new in rename.items()}
+    for new in sorted(new_of):
+        first_gid[new] = gid
+        gid += len(net.gid_ranges[new_of[new]])
+
+    for old, new in rename.items():
+        drive = net.external_drives[old]
+        tag = new.replace("evprox", "evprox_").replace("evdist", "evdist_")
+        dyn = drive["dynamics"]
+        params[f"t_{tag}"] = float(dyn["mu"])
+        params[f"sigma_t_{tag}"] = float(dyn["sigma"])
+        params[f"numspikes_{tag}"] = int(dyn["numspikes"])
+        for ct in drive["target_types"]:
+            for receptor in ("ampa", "nmda"):
+                weights = drive.get(f"weights_{receptor}") or {}
+                params[f"gbar_{tag}_{_SHORT[ct]}_{receptor}"] = float(weights.get(ct, 0.0))
+        # the rebuilt network adds the drive's first gid to the file's seed
+        params[f"prng_seedcore_{tag}"] = int(drive["event_seed"]) - first_gid[new]
+    _check_rebuild(net, params, rename)
+    return params
+
+
+def _check_rebuild(net, params, rename):
+    """Rebuild the network from ``params`` and make sure nothing was lost."""
+    from ..network import Network
+
+    new = Network(params, add_drives_from_params=True,
+                  mesh_shape=(net._n_pyr_x, net._n_pyr_y))
+    cells = set(net.cell_types)
+    old_conns = [c for c in net.connectivity if c["src_type"] in cells]
+    new_conns = [c for c in new.connectivity if c["src_type"] in cells]
+    if len(old_conns) != len(new_conns) or any(
+            not any(a == b for b in new_conns) for a in old_conns):
+        raise HnnfitError(
+            "the network's cell-to-cell connections differ from those its parameters "
+            "define (changed by a set_params hook or by hand?); they cannot be written "
+            "to a parameter file")
+    for old, name in rename.items():
+        a, b = net.external_drives[old], new.external_drives[name]
+        for key in ("type", "location", "cell_specific", "n_drive_cells", "event_seed",
+                    "dynamics"):
+            if a[key] != b[key]:
+                _cannot(old, f"its {key} would be {b[key]!r} instead of {a[key]!r} when read "
+                             f"back")
+        for receptor in ("ampa", "nmda"):
+            wa = a.get(f"weights_{receptor}") or {}
+            wb = b.get(f"weights_{receptor}") or {}
+            for ct in set(wa) | set(wb):
+                if float(wa.get(ct, 0.0)) != float(wb.get(ct, 0.0)):
+                    _cannot(old, f"its {receptor} weight onto {ct} would change when read "
+                                 f"back")
+    return True

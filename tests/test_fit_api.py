@@ -1,0 +1,384 @@
+"""hnnfit.Study on a small (3x3) network: create, optimise, resume, export, plots,
+reproducibility of the objective, and recovery of known drive parameters."""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hnnfit import Network
+from hnnfit.exceptions import HnnfitError, StudyError
+from hnnfit.fit import (DipoleObjective, Parameter, ParameterSpace, Study, Target,
+                        network_to_params)
+from hnnfit.fit.objective import fit_scale
+from hnnfit.network import jones_2009_model
+from hnnfit.params import read_params
+from hnnfit.simulation import _simulate
+
+TSTOP = 40.0
+TIMES = np.arange(0.0, TSTOP + 1e-9, 0.5)
+TRUTH = {"evprox1.mu": 15.0, "evprox1.ampa.L5_pyramidal": 0.02}
+PROX_DELAYS = {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_basket": 1.0, "L5_pyramidal": 1.0}
+OBJECTIVE = {"smooth_window": 5.0, "scale": 3000.0}
+FAST_BAYES = {"n_initial_points": 5, "acq_optimizer": "sampling", "n_points": 2000}
+
+
+def make_net(mu=15.0, w_l5=0.02):
+    """3x3 Jones 2009 network with one early proximal evoked drive."""
+    net = jones_2009_model(mesh_shape=(3, 3))
+    ampa = {"L2_basket": 0.08, "L2_pyramidal": 0.02, "L5_basket": 0.2, "L5_pyramidal": w_l5}
+    net.add_evoked_drive("evprox1", mu=mu, sigma=2.0, numspikes=1, location="proximal",
+                         weights_ampa=ampa, weights_nmda={k: 0.0 for k in ampa},
+                         synaptic_delays=dict(PROX_DELAYS), event_seed=4)
+    return net
+
+
+def make_space():
+    return ParameterSpace([Parameter("evprox1.mu", 8.0, 25.0),
+                           Parameter("evprox1.ampa.L5_pyramidal", 0.005, 0.06, log=True)])
+
+
+def synthetic_target(noise=0.01):
+    """The processed dipole of TRUTH (nAm) plus Gaussian noise (fraction of its range)."""
+    net = make_net()
+    obj = DipoleObjective(net, Target(TIMES, np.zeros_like(TIMES)), make_space(), **OBJECTIVE)
+    values = obj(TRUTH)["dipole"]
+    rng = np.random.RandomState(0)
+    values = values + rng.normal(0.0, noise * np.ptp(values), len(values))
+    return Target(TIMES, values, source="<synthetic>")
+
+
+@pytest.fixture(scope="module")
+def target():
+    return synthetic_target()
+
+
+@pytest.fixture(scope="module")
+def cobyla_study(tmp_path_factory, target):
+    """An uninterrupted 6-evaluation COBYLA study started away from the truth."""
+    path = tmp_path_factory.mktemp("study") / "full.sqlite"
+    study = Study.create(path, make_net(mu=11.0, w_l5=0.035), target, make_space(),
+                         objective=OBJECTIVE, solver="cobyla", seed=0)
+    study.optimize(6, progress=False)
+    return study
+
+
+def _rows(study):
+    return [(r["params"], r["value"], r["status"]) for r in study.storage.rows()]
+
+
+# --------------------------------------------------------------------------- round trip
+@pytest.mark.parametrize("solver,options", [("cobyla", {}), ("bayesian", FAST_BAYES)])
+def test_resumed_study_proposes_what_an_uninterrupted_one_would(tmp_path, target, solver,
+                                                                options):
+    net = make_net(mu=11.0, w_l5=0.035)
+    full = Study.create(tmp_path / "full.sqlite", net, target, make_space(),
+                        objective=OBJECTIVE, solver=solver, solver_options=options)
+    full.optimize(7, progress=False)
+
+    part = Study.create(tmp_path / "part.sqlite", net, target, make_space(),
+                        objective=OBJECTIVE, solver=solver, solver_options=options)
+    summary = part.optimize(3, progress=False)
+    assert summary.n_evaluated == 3 and part.n_complete == 3
+    part.close()
+
+    again = Study.load(tmp_path / "part.sqlite")
+    # everything is rebuilt from the file alone
+    assert again.net == net
+    assert again.space == make_space()
+    assert again.target.hash() == target.hash()
+    assert again.objective.settings() == full.objective.settings()
+    assert again.solver_settings == full.solver_settings
+    assert again.x0 == make_space().current_values(net)
+    summary = again.optimize(7, progress=False)
+    assert summary.n_replayed == 3 and summary.n_evaluated == 4
+    assert again.n_complete == 7 and again.n_failed == 0
+    # same points, bit-identical values, in the same order
+    assert _rows(again) == _rows(full)
+    assert again.best_value == full.best_value
+    assert again.best_params == full.best_params
+    trials = again.trials
+    assert list(trials["evprox1.mu"]) == [r[0]["evprox1.mu"] for r in _rows(full)]
+    # the budget is a total: asking again for 7 runs nothing
+    assert again.optimize(7, progress=False).n_evaluated == 0
+    assert again.n_complete == 7
+
+
+def test_progress_line_and_callback(tmp_path, target, capsys):
+    study = Study.create(tmp_path / "p.sqlite", make_net(mu=11.0), target, make_space(),
+                         objective=OBJECTIVE, solver="cobyla")
+    seen = []
+    study.optimize(2, callback=seen.append)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "best" in err and "ETA" in err
+    assert [r["status"] for r in seen] == ["complete", "complete"]
+    study.optimize(3, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------- refusals
+def test_create_refuses_a_mismatching_study(tmp_path, target):
+    path = tmp_path / "s.sqlite"
+    net = make_net()
+    Study.create(path, net, target, make_space(), objective=OBJECTIVE).close()
+    with pytest.raises(StudyError, match="already exists"):
+        Study.create(path, net, target, make_space(), objective=OBJECTIVE)
+    other_target = Target(TIMES, target.values + 1.0)
+    with pytest.raises(StudyError, match="different target"):
+        Study.create(path, net, other_target, make_space(), objective=OBJECTIVE,
+                     exist_ok=True)
+    other_space = [("evprox1.mu", 8.0, 26.0),
+                   ("evprox1.ampa.L5_pyramidal", 0.005, 0.06, {"log": True})]
+    with pytest.raises(StudyError, match="different space"):
+        Study.create(path, net, target, other_space, objective=OBJECTIVE, exist_ok=True)
+    with pytest.raises(StudyError, match="different objective"):
+        Study.create(path, net, target, make_space(),
+                     objective=dict(OBJECTIVE, smooth_window=10.0), exist_ok=True)
+    # the same definition (space given as tuples) reopens it
+    same_space = [("evprox1.mu", 8.0, 25.0),
+                  ("evprox1.ampa.L5_pyramidal", 0.005, 0.06, {"log": True})]
+    with Study.create(path, net, target, same_space, objective=OBJECTIVE,
+                      exist_ok=True) as study:
+        assert study.n_complete == 0
+
+
+def test_load_refuses_non_study_and_newer_schema_without_touching_the_file(tmp_path,
+                                                                           target):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database\n" * 100)
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE things (x INTEGER)")
+    conn.execute("INSERT INTO things VALUES (1)")
+    conn.commit()
+    conn.close()
+    newer = tmp_path / "newer.sqlite"
+    Study.create(newer, make_net(), target, make_space(), objective=OBJECTIVE).close()
+    conn = sqlite3.connect(newer)
+    conn.execute("UPDATE hnnfit_schema SET version = version + 1")
+    conn.commit()
+    conn.close()
+    for path, match in ((text, "not an hnnfit study"), (other, "not an hnnfit study"),
+                        (newer, "newer than this hnnfit")):
+        before = path.read_bytes()
+        with pytest.raises(StudyError, match=match):
+            Study.load(path)
+        assert path.read_bytes() == before
+        assert not Path(str(path) + "-wal").exists() or path == newer
+
+
+# --------------------------------------------------------------------------- results
+def test_best_net_is_the_network_with_the_best_parameters(cobyla_study):
+    best = cobyla_study.best_params
+    net = cobyla_study.best_net()
+    assert net == make_space().apply(make_net(mu=11.0, w_l5=0.035), best)
+    assert net.external_drives["evprox1"]["dynamics"]["mu"] == best["evprox1.mu"]
+    assert cobyla_study.best_value == min(r["value"] for r in cobyla_study.storage.rows())
+    assert cobyla_study.net.external_drives["evprox1"]["dynamics"]["mu"] == 11.0
+
+
+def test_export_reproduces_the_best_network(cobyla_study, tmp_path):
+    path = tmp_path / "best.json"
+    cobyla_study.export(path)
+    with open(path) as f:
+        flat = json.load(f)
+    best = cobyla_study.best_params
+    assert flat["t_evprox_1"] == best["evprox1.mu"]
+    assert flat["gbar_evprox_1_L5Pyr_ampa"] == best["evprox1.ampa.L5_pyramidal"]
+    rebuilt = Network(read_params(path), add_drives_from_params=True, mesh_shape=(3, 3))
+    best_net = cobyla_study.best_net()
+    assert list(rebuilt.external_drives) == ["evprox1"]
+    assert rebuilt.gid_ranges == best_net.gid_ranges
+    dpl_best = _simulate(best_net, TSTOP, 0.025, [0, 1])
+    dpl_file = _simulate(rebuilt, TSTOP, 0.025, [0, 1])
+    assert rebuilt.external_drives["evprox1"]["events"] == \
+        best_net.external_drives["evprox1"]["events"]
+    for a, b in zip(dpl_best, dpl_file):
+        for layer in ("agg", "L2", "L5"):
+            assert np.array_equal(a.data[layer], b.data[layer])
+
+
+def test_export_keeps_event_times_of_drives_added_out_of_order():
+    # evprox1 added before evdist1: the file's network adds them alphabetically,
+    # so their gids swap, and the written seeds must compensate
+    net = make_net()
+    net.add_evoked_drive("evdist1", mu=25.0, sigma=3.0, numspikes=2, location="distal",
+                         weights_ampa={"L2_basket": 0.01, "L2_pyramidal": 0.02,
+                                       "L5_pyramidal": 0.01},
+                         synaptic_delays=0.1, event_seed=11)
+    params = network_to_params(net)
+    rebuilt = Network(params, add_drives_from_params=True, mesh_shape=(3, 3))
+    assert rebuilt.gid_ranges["evdist1"][0] < rebuilt.gid_ranges["evprox1"][0]
+    net._instantiate_drives(tstop=60.0, n_trials=2)
+    rebuilt._instantiate_drives(tstop=60.0, n_trials=2)
+    for name in ("evprox1", "evdist1"):
+        assert rebuilt.external_drives[name]["events"] == net.external_drives[name]["events"]
+        assert len(net.external_drives[name]["events"][1]) > 0
+
+
+def test_export_refuses_drives_a_parameter_file_cannot_express():
+    net = make_net()
+    net.add_evoked_drive("late", mu=25.0, sigma=1.0, numspikes=1, location="proximal",
+                         weights_ampa={"L5_pyramidal": 0.01}, synaptic_delays=1.0)
+    with pytest.raises(HnnfitError, match="'late'.*targets"):
+        network_to_params(net)
+    net = make_net()
+    net.add_evoked_drive("slow", mu=25.0, sigma=1.0, numspikes=1, location="proximal",
+                         weights_ampa={k: 0.01 for k in PROX_DELAYS}, synaptic_delays=2.0)
+    with pytest.raises(HnnfitError, match="'slow'.*delay"):
+        network_to_params(net)
+    net = make_net()
+    net.add_poisson_drive("noise", rate_constant=10.0, location="proximal",
+                          weights_ampa={"L5_pyramidal": 0.01})
+    with pytest.raises(HnnfitError, match="'noise'.*poisson"):
+        network_to_params(net)
+
+
+def test_plots_render_to_png(cobyla_study, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figs = {"convergence": cobyla_study.plot_convergence(show=False),
+            "fit": cobyla_study.plot_fit(show=False),
+            "params": cobyla_study.plot_params(show=False)}
+    assert len(figs["fit"].axes[0].get_lines()) == 3   # target, initial, best
+    assert len(figs["params"].axes) == 2
+    for name, fig in figs.items():
+        out = tmp_path / f"{name}.png"
+        fig.savefig(out)
+        data = out.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    # the recorded dipoles were used: the best curve is the best row's dipole
+    best_row = cobyla_study.storage.best()
+    line = figs["fit"].axes[0].get_lines()[2]
+    assert np.array_equal(line.get_ydata(), np.asarray(best_row["info"]["dipole"]))
+
+
+def test_validate_rescores_on_other_seeds(cobyla_study):
+    out = cobyla_study.validate([5, 6])
+    assert out["seeds"] == [5, 6] and out["n_trials"] == 2
+    assert out["fit_value"] == cobyla_study.best_value
+    assert np.isfinite(out["value"]) and out["value"] != cobyla_study.best_value
+
+
+# --------------------------------------------------------------------------- reproducibility
+def _objective():
+    return DipoleObjective(make_net(), synthetic_target(), make_space(), n_trials=2,
+                           seeds=[3, 7], **OBJECTIVE)
+
+
+POINT = {"evprox1.mu": 16.5, "evprox1.ampa.L5_pyramidal": 0.025}
+
+
+def _score_in_worker(point):
+    return os.getpid(), _objective()(point)["value"]
+
+
+def test_objective_is_bit_identical_in_process_workers_and_new_interpreters():
+    obj = _objective()
+    first = obj(POINT)
+    second = obj(POINT)
+    assert first["value"] == second["value"]
+    assert np.array_equal(first["dipole"], second["dipole"])
+    assert first["seeds"] == [3, 7]
+
+    from joblib import Parallel, delayed
+
+    results = Parallel(n_jobs=2, backend="loky")(
+        delayed(_score_in_worker)(POINT) for _ in range(2))
+    for pid, value in results:
+        assert pid != os.getpid()
+        assert value == first["value"]
+
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_fit_api import _objective, POINT
+        print(_objective()(POINT)["value"].hex())
+    """)
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             check=True, timeout=300)
+        assert float.fromhex(out.stdout.strip().splitlines()[-1]) == first["value"]
+
+    other = obj(POINT, seeds=[4, 8])
+    assert other["value"] != first["value"]
+    assert not np.array_equal(other["dipole"], first["dipole"])
+
+
+def _brute_force_scale(sim, target, weights):
+    lo, hi = 0.0, 10.0 * max(1.0, float(np.max(np.abs(target))) / float(np.max(np.abs(sim))))
+    for _ in range(60):
+        grid = np.linspace(lo, hi, 201)
+        cost = [np.sum(weights * (s * sim - target) ** 2) for s in grid]
+        i = int(np.argmin(cost))
+        step = grid[1] - grid[0]
+        lo, hi = max(0.0, grid[i] - step), grid[i] + step
+        if step < 1e-10:
+            break
+    return grid[i]
+
+
+def test_fit_scale_matches_brute_force():
+    rng = np.random.RandomState(1)
+    t = np.linspace(0.0, 1.0, 300)
+    sim = np.sin(6 * t) + 0.1 * rng.randn(len(t))
+    for true_scale in (0.37, 5.0, 1234.5):
+        target = true_scale * np.sin(6 * t) + 0.2 * true_scale * rng.randn(len(t))
+        for weights in (np.ones_like(t), rng.uniform(0.0, 2.0, len(t))):
+            s = fit_scale(sim, target, weights)
+            assert abs(s - _brute_force_scale(sim, target, weights)) <= 1e-6 * max(1.0, s)
+    # anti-correlated data: the best non-negative factor is 0
+    assert fit_scale(sim, -sim) == 0.0
+    assert _brute_force_scale(sim, -sim, np.ones_like(t)) <= 1e-6
+
+
+def test_fitted_scale_of_a_simulation_matches_brute_force(target):
+    obj = DipoleObjective(make_net(), target, make_space(), smooth_window=5.0, scale="fit")
+    res = obj(POINT)
+    raw = res["dipole"] / res["scale"]
+    brute = _brute_force_scale(raw, target.values, np.ones_like(raw))
+    assert abs(res["scale"] - brute) <= 1e-6 * res["scale"]
+    assert res["value"] == pytest.approx(
+        np.sqrt(np.mean((brute * raw - target.values) ** 2)), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- recovery
+def test_bayesian_fit_recovers_known_drive_parameters(tmp_path, target):
+    """A 25-evaluation Bayesian fit of a synthetic target (1% noise).
+
+    Tolerances: mu within 0.5 ms (the target's sampling step, and where the
+    objective's valley is flat at this noise level); the L5 pyramidal AMPA
+    weight within 25% (a 3x3 network's dipole changes by only about the noise
+    level for a 25% weight change); the best RMSE below 5% of the target's
+    range (the truth itself scores about 1% of it, the noise).
+    """
+    study = Study.create(tmp_path / "rec.sqlite", make_net(mu=11.0, w_l5=0.035), target,
+                         make_space(), objective=OBJECTIVE, solver="bayesian",
+                         solver_options=FAST_BAYES, seed=0)
+    study.optimize(25, progress=False)
+    best = study.best_params
+    assert abs(best["evprox1.mu"] - TRUTH["evprox1.mu"]) <= 0.5
+    rel = abs(best["evprox1.ampa.L5_pyramidal"] / TRUTH["evprox1.ampa.L5_pyramidal"] - 1)
+    assert rel <= 0.25
+    assert study.best_value <= 0.05 * np.ptp(target.values)
+    # the start point was far off
+    first = study.storage.rows()[0]
+    assert first["value"] > 5 * study.best_value
+
+
+def test_parallel_study_records_the_values_a_sequential_evaluation_gives(tmp_path, target):
+    study = Study.create(tmp_path / "par.sqlite", make_net(mu=11.0), target, make_space(),
+                         objective=OBJECTIVE, solver="bayesian", solver_options=FAST_BAYES)
+    summary = study.optimize(4, n_jobs=2, progress=False)
+    assert summary.n_complete == 4 and summary.n_failed == 0
+    rows = study.storage.rows()
+    assert sorted((r["batch"], r["position"]) for r in rows) == [(0, 0), (0, 1), (1, 0),
+                                                                 (1, 1)]
+    for row in rows[1:3]:
+        assert study.objective(row["params"])["value"] == row["value"]
