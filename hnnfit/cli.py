@@ -1,0 +1,736 @@
+"""The ``hnnfit`` command.
+
+::
+
+    hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N]
+    hnnfit resume STUDY [--n-evals N] [--n-jobs N]
+    hnnfit show STUDY
+    hnnfit export STUDY OUT.json
+    hnnfit report STUDY OUTDIR
+    hnnfit simulate PARAMS --out FILE [--tstop MS] [--n-trials N] [--smooth MS]
+                    [--scale F] [--mesh NX NY] [--dt MS]
+
+``hnnfit fit`` with no configuration runs the demo: a quick fit of two drive
+times of the Jones et al. (2009) network to a synthetic target with known
+parameters (see :mod:`hnnfit.demo`), into ``studies/demo.sqlite``; it
+prints the recovered values next to the true ones.
+
+The configuration file (TOML) has these sections; every key is checked and
+an unknown one is an error::
+
+    [network]
+    params = "default.json"        # parameter file: a path, or a bare name
+                                   # found in hnnfit's params folder
+    mesh_shape = [10, 10]          # pyramidal grid per layer
+    add_drives_from_params = true  # the drives the parameter file defines
+    legacy_mode = false
+
+    [target]
+    file = "erp.txt"               # or: dataset = "yes_trial_S1_ERP_all_avg"
+    tmin = 0.0                     # window (ms); the simulation runs to tmax
+    tmax = 170.0
+    columns = [1]                  # optional: data columns to average
+
+    [objective]                    # DipoleObjective keyword arguments
+    n_trials = 1
+    seeds = [0]
+    smooth_window = 30.0           # ms
+    scale = 3000.0                 # or "fit"
+    metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band
+    # layer = "agg"; dt = 0.025; band = [15.0, 30.0]
+
+    [space]                        # name = [low, high], or a table
+    "evprox2.mu" = [100.0, 150.0]
+    "evprox2.ampa.L5_pyramidal" = { low = 0.01, high = 1.0, log = true }
+
+    [solver]
+    name = "bayesian"              # cobyla, cma
+    seed = 0
+    options = { n_initial_points = 10 }
+    # x0 = { "evprox2.mu" = 120.0, ... }   start point
+
+    [run]
+    n_evals = 50                   # total budget of the study
+    n_jobs = 1
+    study = "studies/erp.sqlite"   # default: studies/<config name>.sqlite
+
+Input files (``params``, ``file``) given as relative paths are relative to
+the configuration file's folder; the study path is relative to the working
+directory, like ``--study``.
+
+Bad input (a missing or malformed file, an unknown key or parameter, bad
+bounds or target, an unusable study file) is reported on one line,
+``hnnfit: error: <message>``, with exit status 2, before any study file is
+touched. Ctrl-C during a fit stops it after recording the evaluations that
+finished (exit status 130); ``hnnfit resume`` continues it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from .exceptions import HnnfitError, StudyError
+from .validation import check_bool, check_int, check_number, check_type
+
+PROG = "hnnfit"
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+
+# the configuration schema: section -> allowed keys ([space] is free-form)
+_SECTIONS = {
+    "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode"),
+    "target": ("file", "dataset", "tmin", "tmax", "columns"),
+    "objective": ("n_trials", "seeds", "smooth_window", "scale", "metric", "layer",
+                  "dt", "band"),
+    "space": None,
+    "solver": ("name", "seed", "options", "x0"),
+    "run": ("n_evals", "n_jobs", "study"),
+}
+_PARAM_KEYS = ("low", "high", "log", "integer")
+DEFAULT_N_EVALS = 20
+# metadata entry holding the budget of the last fit/resume of a study
+_BUDGET_KEY = "cli_n_evals"
+_JOBS_KEY = "cli_n_jobs"
+
+
+class UsageError(ValueError):
+    """Bad command-line input (reported without a traceback, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # one line on stderr, like every other input error of the command
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------
+def _known(keys):
+    return ", ".join(repr(k) for k in keys)
+
+
+def _flatten_space(table, prefix=""):
+    """Flatten ``[space]``: unquoted dotted names arrive as nested tables."""
+    out = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not ({"low", "high"} & set(value)):
+            if not value:
+                raise ValueError(f"parameter {name!r} in [space] must have bounds, got {{}}")
+            out.update(_flatten_space(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _parse_parameter(name, spec):
+    from .fit.space import Parameter
+
+    where = f"parameter {name!r} in [space]"
+    if isinstance(spec, list):
+        if len(spec) != 2:
+            raise ValueError(f"{where} must be [low, high] or a table with low and high, "
+                             f"got {spec!r}")
+        low, high, log, integer = spec[0], spec[1], False, False
+    elif isinstance(spec, dict):
+        unknown = [k for k in spec if k not in _PARAM_KEYS]
+        if unknown:
+            raise ValueError(f"key {unknown[0]!r} of {where} must be one of "
+                             f"{_known(_PARAM_KEYS)}, got {unknown[0]!r}")
+        missing = [k for k in ("low", "high") if k not in spec]
+        if missing:
+            raise ValueError(f"{where} must give {' and '.join(missing)}, got {spec!r}")
+        low, high = spec["low"], spec["high"]
+        log = check_bool(spec.get("log", False), f"log of {where}")
+        integer = check_bool(spec.get("integer", False), f"integer of {where}")
+    else:
+        raise ValueError(f"{where} must be [low, high] or a table with low and high, "
+                         f"got {spec!r}")
+    low = check_number(low, f"low bound of {where}")
+    high = check_number(high, f"high bound of {where}")
+    if low >= high:
+        raise ValueError(f"low bound of {where} must be < its high bound {high}, got {low}")
+    return Parameter(name, low, high, log=log, integer=integer)
+
+
+def _params_path(name, base, config_path):
+    """A parameter file named in a config: next to the config, else hnnfit's own."""
+    from ._resources import params_dir
+
+    given = Path(name).expanduser()
+    candidate = given if given.is_absolute() else base / given
+    if candidate.is_file() or given.parent != Path("."):
+        if not candidate.is_file():
+            raise FileNotFoundError(f"params file {str(candidate)!r} in [network] of "
+                                    f"{config_path} does not exist")
+        return str(candidate)
+    # a bare name: hnnfit's parameter sets ('default.json', or 'default')
+    for option in ([given.name] if given.suffix else [given.name + ".json",
+                                                       given.name + ".param"]):
+        if (params_dir() / option).is_file():
+            return str(params_dir() / option)
+    raise FileNotFoundError(
+        f"params {name!r} in [network] of {config_path} must be a parameter file next "
+        f"to the config ({base}) or in hnnfit's params folder ({params_dir()})")
+
+
+def load_config(path):
+    """Read and check a fit configuration file.
+
+    Parameters
+    ----------
+    path : str | Path
+        A TOML file (see the module docstring for its sections).
+
+    Returns
+    -------
+    config : dict
+        Sections with defaults filled in; ``config['space']`` is a list of
+        :class:`~hnnfit.fit.space.Parameter`; relative input paths are
+        resolved against the file's folder; ``config['path']`` is the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Invalid TOML, an unknown section or key, or a value of the wrong
+        kind. (Names of parameters are checked against the network later,
+        by :func:`build_fit`.)
+    """
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    for section, value in raw.items():
+        if section not in _SECTIONS:
+            raise ValueError(f"section [{section}] of {path} must be one of "
+                             f"{_known(_SECTIONS)}, got {section!r}")
+        if not isinstance(value, dict):
+            raise ValueError(f"[{section}] of {path} must be a table, got {value!r}")
+        allowed = _SECTIONS[section]
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    raise ValueError(f"key {key!r} in [{section}] of {path} must be one "
+                                     f"of {_known(allowed)}, got {key!r}")
+    base = path.resolve().parent
+    net_s = dict(raw.get("network", {}))
+    tgt_s = dict(raw.get("target", {}))
+    obj_s = dict(raw.get("objective", {}))
+    sol_s = dict(raw.get("solver", {}))
+    run_s = dict(raw.get("run", {}))
+    space_s = _flatten_space(raw.get("space", {}))
+
+    if "params" not in net_s:
+        raise ValueError(f"[network] of {path} must give params (a parameter file), got none")
+    net_s["params"] = _params_path(
+        check_type(net_s["params"], str, "params in [network]"), base, path)
+    mesh = net_s.get("mesh_shape", [10, 10])
+    if not (isinstance(mesh, list) and len(mesh) == 2):
+        raise ValueError(f"mesh_shape in [network] must be [n_x, n_y], got {mesh!r}")
+    net_s["mesh_shape"] = tuple(check_int(m, "mesh_shape in [network]", low=1) for m in mesh)
+    net_s["add_drives_from_params"] = check_bool(
+        net_s.get("add_drives_from_params", True), "add_drives_from_params in [network]")
+    net_s["legacy_mode"] = check_bool(net_s.get("legacy_mode", False),
+                                      "legacy_mode in [network]")
+
+    if ("file" in tgt_s) == ("dataset" in tgt_s):
+        raise ValueError(f"[target] of {path} must give exactly one of 'file' and "
+                         f"'dataset', got {sorted(k for k in tgt_s if k in ('file', 'dataset'))}")
+    if "file" in tgt_s:
+        tgt_s["file"] = str(base / check_type(tgt_s["file"], str, "file in [target]"))
+    else:
+        check_type(tgt_s["dataset"], str, "dataset in [target]")
+    for key in ("tmin", "tmax"):
+        if key in tgt_s:
+            tgt_s[key] = check_number(tgt_s[key], f"{key} in [target]")
+
+    if "scale" in obj_s and not isinstance(obj_s["scale"], str):
+        obj_s["scale"] = check_number(obj_s["scale"], "scale in [objective]")
+    if "band" in obj_s:
+        obj_s["band"] = tuple(obj_s["band"]) if isinstance(obj_s["band"], list) else obj_s["band"]
+
+    if not space_s:
+        raise ValueError(f"[space] of {path} must name at least one parameter, got none")
+    space = [_parse_parameter(name, spec) for name, spec in space_s.items()]
+
+    solver = {"name": sol_s.get("name", "bayesian"), "seed": sol_s.get("seed", 0),
+              "options": sol_s.get("options", {}), "x0": sol_s.get("x0")}
+    check_type(solver["name"], str, "name in [solver]")
+    solver["seed"] = check_int(solver["seed"], "seed in [solver]", low=0)
+    if not isinstance(solver["options"], dict):
+        raise ValueError(f"options in [solver] must be a table, got {solver['options']!r}")
+    if solver["x0"] is not None:
+        if not isinstance(solver["x0"], dict):
+            raise ValueError(f"x0 in [solver] must be a table of parameter values, "
+                             f"got {solver['x0']!r}")
+        solver["x0"] = _flatten_space(solver["x0"])
+
+    run = {"n_evals": check_int(run_s.get("n_evals", DEFAULT_N_EVALS), "n_evals in [run]",
+                                low=1),
+           "n_jobs": check_int(run_s.get("n_jobs", 1), "n_jobs in [run]", low=1),
+           "study": run_s.get("study")}
+    if run["study"] is not None:
+        check_type(run["study"], str, "study in [run]")
+    return {"path": path, "network": net_s, "target": tgt_s, "objective": obj_s,
+            "space": space, "solver": solver, "run": run}
+
+
+def build_fit(config):
+    """Build and check everything a fit needs, without touching any study file.
+
+    Returns
+    -------
+    parts : dict
+        ``net`` (Network), ``target`` (Target), ``space`` (ParameterSpace),
+        ``objective`` (dict of DipoleObjective keyword arguments), ``solver``
+        (dict: name, seed, options, x0).
+    """
+    from .fit.objective import DipoleObjective
+    from .fit.solvers import make_solver
+    from .fit.space import ParameterSpace
+    from .fit.targets import read_target
+    from .network import Network
+    from .params import read_params
+
+    net_s, tgt_s = config["network"], config["target"]
+    net = Network(read_params(net_s["params"]),
+                  add_drives_from_params=net_s["add_drives_from_params"],
+                  legacy_mode=net_s["legacy_mode"], mesh_shape=net_s["mesh_shape"])
+    if "dataset" in tgt_s:
+        from .datasets import fetch_dataset
+
+        source = fetch_dataset(tgt_s["dataset"])
+    else:
+        source = tgt_s["file"]
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"target file {source!r} does not exist")
+    target = read_target(source, tmin=tgt_s.get("tmin"), tmax=tgt_s.get("tmax"),
+                         columns=tgt_s.get("columns"))
+    space = ParameterSpace(config["space"])
+    objective = dict(config["objective"])
+    # the objective checks its settings and the space against the network
+    DipoleObjective(net, target, space, **objective)
+    solver = dict(config["solver"])
+    if solver["x0"] is not None:
+        solver["x0"] = space.check_values(solver["x0"])
+    try:
+        make_solver(solver["name"], space, x0=solver["x0"], seed=solver["seed"],
+                    **solver["options"])
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        bad = str(err).rsplit(" ", 1)[-1]
+        raise ValueError(f"options in [solver] must be options of the {solver['name']!r} "
+                         f"solver (see hnnfit.fit.solvers), got {bad}") from None
+    return {"net": net, "target": target, "space": space, "objective": objective,
+            "solver": solver}
+
+
+# ---------------------------------------------------------------------------
+# output helpers
+# ---------------------------------------------------------------------------
+def _fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print_table(header, rows, out=None):
+    out = sys.stdout if out is None else out
+    table = [list(map(str, header))] + [[_fmt(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                        enumerate(zip(r, widths))).rstrip(), file=out)
+
+
+def _print_best(study):
+    if study.n_complete == 0:
+        print("no complete evaluation yet")
+        return
+    print(f"best value: {study.best_value:.6g}")
+    _print_table(["parameter", "best", "low", "high"],
+                 [[p.name, float(study.best_params[p.name]), p.low, p.high]
+                  for p in study.space])
+
+
+def _print_recovery(study, meta):
+    true = meta["true_values"]
+    published = meta.get("published_values", {})
+    rows = []
+    for p in study.space:
+        if p.name not in true:
+            continue
+        found = float(study.best_params[p.name])
+        rows.append([p.name, true[p.name], found, found - true[p.name],
+                     published.get(p.name), f"[{p.low:g}, {p.high:g}]"])
+    print("\nrecovery of the demo's generating parameters:")
+    _print_table(["parameter", "true", "recovered", "error", "published", "range"], rows)
+    noise = meta.get("clean_rmse_to_target")
+    if noise is not None:
+        print(f"best RMSE {study.best_value:.4g} nAm; the noise alone gives "
+              f"{noise:.4g} nAm (RMSE of the true parameters)")
+
+
+# ---------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------
+def _study_api():
+    from .fit.api import Study
+
+    return Study
+
+
+def _run(study, n_evals, n_jobs):
+    """Optimise with the progress bar; return the exit status."""
+    busy = study.storage.running_elsewhere()
+    if busy:
+        # refused before anything is written to the file
+        raise StudyError(f"study {str(study.path)!r} is being run by another live process "
+                         f"(evaluations {busy[:5]} running); only one may drive a study")
+    # remembered so that 'hnnfit resume STUDY' knows the budget
+    study.storage.set_metadata(_BUDGET_KEY, str(n_evals))
+    study.storage.set_metadata(_JOBS_KEY, str(n_jobs))
+    try:
+        summary = study.optimize(n_evals, n_jobs=n_jobs, progress=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    else:
+        interrupted = bool(getattr(summary, "interrupted", False))
+    done = study.n_complete + study.n_failed
+    if interrupted:
+        print(f"\n{PROG}: interrupted; {done} evaluations recorded in {study.path}. "
+              f"Continue with: {PROG} resume {study.path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{study.path}: {study.n_complete} complete, {study.n_failed} failed "
+          f"evaluations (budget {n_evals})")
+    return EXIT_OK
+
+
+def _cmd_fit(args):
+    from . import demo
+
+    is_demo = args.config is None
+    config_path = demo.demo_config_path() if is_demo else Path(args.config)
+    config = load_config(config_path)
+    run = config["run"]
+    n_evals = run["n_evals"] if args.n_evals is None else args.n_evals
+    n_jobs = run["n_jobs"] if args.n_jobs is None else args.n_jobs
+    if args.study is not None:
+        study_path = Path(args.study)
+    elif run["study"] is not None:
+        study_path = Path(run["study"])
+    else:
+        study_path = Path("studies") / f"{config_path.stem}.sqlite"
+    parts = build_fit(config)
+    Study = _study_api()
+    existed = study_path.exists()
+    if not study_path.parent.is_dir():
+        study_path.parent.mkdir(parents=True)
+    sol = parts["solver"]
+    study = Study.create(study_path, parts["net"], parts["target"], parts["space"],
+                         objective=parts["objective"], solver=sol["name"],
+                         solver_options=sol["options"], seed=sol["seed"], x0=sol["x0"],
+                         description=f"hnnfit fit {config_path}", exist_ok=True)
+    try:
+        return _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo)
+    finally:
+        study.close()
+
+
+def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo):
+    from . import demo
+
+    if is_demo:
+        print("hnnfit demo: fitting evprox1.mu and evdist1.mu of the Jones et al. (2009) "
+              "network to a synthetic ERP with known values (see hnnfit.demo)")
+    verb = "resuming" if existed else "created"
+    print(f"{verb} study {study_path} ({study.n_complete + study.n_failed} evaluations "
+          f"so far); budget {n_evals}, {n_jobs} job(s)")
+    status = _run(study, n_evals, n_jobs)
+    if status == EXIT_OK:
+        _print_best(study)
+        if is_demo and study.n_complete:
+            _print_recovery(study, demo.demo_metadata())
+    return status
+
+
+def _load_study(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study file {str(path)!r} does not exist")
+    return _study_api().load(path)
+
+
+def _closing(command):
+    """Run ``command(args, study)`` on the study ``args.study``, closing it after."""
+    def run(args):
+        study = _load_study(args.study)
+        try:
+            return command(args, study)
+        finally:
+            study.close()
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    return run
+
+
+@_closing
+def _cmd_resume(args, study):
+    n_evals = args.n_evals
+    if n_evals is None:
+        n_evals = _stored_budget(study)
+    n_jobs = args.n_jobs
+    if n_jobs is None:
+        n_jobs = int(study.storage.metadata.get(_JOBS_KEY) or 1)
+    print(f"resuming study {study.path} ({study.n_complete + study.n_failed} evaluations "
+          f"so far); budget {n_evals}, {n_jobs} job(s)")
+    status = _run(study, n_evals, n_jobs)
+    if status == EXIT_OK:
+        _print_best(study)
+    return status
+
+
+def _stored_budget(study):
+    budget = study.storage.metadata.get(_BUDGET_KEY)
+    if budget is None:
+        raise UsageError(f"--n-evals must be given for study {str(study.path)!r}, which "
+                         f"records no budget")
+    return int(budget)
+
+
+@_closing
+def _cmd_show(args, study):
+    df = study.trials
+    print(f"study: {study.path}")
+    space = study.space
+    print("parameters: " + ", ".join(
+        f"{p.name} in [{p.low:g}, {p.high:g}]" + (" (log)" if p.log else "") for p in space))
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
+    print("evaluations: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                             if counts else "none"))
+    _print_best(study)
+    recent = df.tail(args.last)
+    if len(recent):
+        print(f"\nlast {len(recent)} evaluations:")
+        cols = ["id", "status", "value"] + list(space.names)
+        _print_table(cols, [[r[c] if c in r else None for c in cols]
+                            for r in recent.to_dict("records")])
+    return EXIT_OK
+
+
+@_closing
+def _cmd_export(args, study):
+    out = Path(args.out)
+    if out.suffix.lower() != ".json":
+        raise UsageError(f"OUT must be a .json parameter file, got {str(out)!r}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"folder {str(out.parent)!r} of OUT does not exist")
+    study.export(out)
+    print(f"wrote {out} (best value {study.best_value:.6g}); "
+          f"simulate it with: {PROG} simulate {out} --out dipole.txt")
+    return EXIT_OK
+
+
+@_closing
+def _cmd_report(args, study):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if study.n_complete == 0:
+        raise UsageError(f"study {str(study.path)!r} has no complete evaluation to report")
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for name, plot in (("convergence", study.plot_convergence), ("fit", study.plot_fit),
+                       ("params", study.plot_params)):
+        fig = plot()
+        path = outdir / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_simulate(args):
+    from .dipole import average_dipoles
+    from .network import Network
+    from .params import read_params
+    from .simulation import simulate_dipole
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"folder {str(out.parent)!r} of --out does not exist")
+    net = Network(read_params(args.params), add_drives_from_params=True,
+                  mesh_shape=tuple(args.mesh))
+    if not net.external_drives:
+        raise UsageError(f"parameter file {args.params!r} defines no drives to simulate")
+    dpls = simulate_dipole(net, tstop=args.tstop, dt=args.dt, n_trials=args.n_trials,
+                           verbose=False)
+    dpl = average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
+    if args.smooth:
+        dpl.smooth(args.smooth)
+    if args.scale is not None:
+        dpl.scale(args.scale)
+    dpl.write(out)
+    agg = dpl.data["agg"]
+    print(f"wrote {out}: {len(dpls)} trial(s), {dpl.times[0]:g}-{dpl.times[-1]:g} ms, "
+          f"agg dipole {agg.min():.4g} to {agg.max():.4g} nAm")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# argument parsing
+# ---------------------------------------------------------------------------
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def make_parser():
+    """The ``hnnfit`` argument parser."""
+    parser = _Parser(prog=PROG, description="Fit the HNN neocortical column model "
+                     "(Jones et al. 2009) to MEG/EEG evoked responses.",
+                     epilog="Run 'hnnfit fit' with no argument for a quick demo fit.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("fit", help="run (or continue) a fit described by a TOML file",
+                       description="Fit the model as a TOML configuration describes "
+                       "(see 'python -m pydoc hnnfit.cli'); with no configuration, run "
+                       "the demo fit into studies/demo.sqlite. An existing study is "
+                       "continued.")
+    p.add_argument("config", nargs="?", help="configuration file (default: the demo)")
+    p.add_argument("--study", help="study file (default: [run] study, else "
+                   "studies/<config name>.sqlite)")
+    p.add_argument("--n-evals", type=_positive_int, help="total evaluation budget")
+    p.add_argument("--n-jobs", type=_positive_int, help="evaluations run at once")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("resume", help="continue a study",
+                       description="Continue a study: the solver is rebuilt from its "
+                       "log and proposes the points an uninterrupted run would.")
+    p.add_argument("study", help="study file (.sqlite)")
+    p.add_argument("--n-evals", type=_positive_int,
+                   help="total evaluation budget (default: the budget of the last fit)")
+    p.add_argument("--n-jobs", type=_positive_int,
+                   help="evaluations run at once (default: as in the last fit)")
+    p.set_defaults(func=_cmd_resume)
+
+    p = sub.add_parser("show", help="best point, counts and recent evaluations")
+    p.add_argument("study", help="study file (.sqlite)")
+    p.add_argument("--last", type=_positive_int, default=10,
+                   help="number of recent evaluations listed (default 10)")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("export", help="write the best network as a parameter file",
+                       description="Write the best point as a JSON parameter file that "
+                       "read_params/Network (add_drives_from_params=True) load.")
+    p.add_argument("study", help="study file (.sqlite)")
+    p.add_argument("out", help="output parameter file (.json)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("report", help="PNG plots: convergence, fit, parameters")
+    p.add_argument("study", help="study file (.sqlite)")
+    p.add_argument("outdir", help="output folder (created if missing)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("simulate", help="simulate a parameter file and write its dipole",
+                       description="Simulate the network and drives a parameter file "
+                       "defines and write the (trial-averaged) dipole, nAm.")
+    p.add_argument("params", help="parameter file (.json or .param, or a bare name "
+                   "from hnnfit's params folder)")
+    p.add_argument("--out", required=True, help="output dipole file (text)")
+    p.add_argument("--tstop", type=_positive_float,
+                   help="simulation end, ms (default: the file's tstop)")
+    p.add_argument("--n-trials", type=_positive_int,
+                   help="trials averaged (default: the file's N_trials)")
+    p.add_argument("--smooth", type=_positive_float, help="smoothing window, ms")
+    p.add_argument("--scale", type=_positive_float, help="scale factor")
+    p.add_argument("--dt", type=_positive_float, default=0.025,
+                   help="integration step, ms (default 0.025)")
+    p.add_argument("--mesh", type=_positive_int, nargs=2, default=[10, 10],
+                   metavar=("NX", "NY"), help="pyramidal grid per layer (default 10 10)")
+    p.set_defaults(func=_cmd_simulate)
+    return parser
+
+
+def _silence_stdout():
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None):
+    """Run the ``hnnfit`` command; return its exit status.
+
+    Parameters
+    ----------
+    argv : list of str | None
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 on bad input, 130 when interrupted.
+    """
+    parser = make_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # output piped into e.g. `head`, which stopped reading: not an error of ours
+        _silence_stdout()
+        return EXIT_OK
+    except (ValueError, TypeError, OSError, HnnfitError) as err:
+        # FileNotFoundError is an OSError; input errors get one line, no traceback
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,582 @@
+"""The ``hnnfit`` command: every subcommand on a small (3x3) network, and bad input.
+
+The target of the fits is the dipole of a 3x3 network simulated by
+``hnnfit simulate`` (40 ms), so each evaluation takes about a second.
+"""
+import hashlib
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hnnfit import cli
+from hnnfit.demo import demo_config_path, demo_metadata
+from hnnfit.dipole import read_dipole
+from hnnfit.fit.api import Study
+from hnnfit.fit.targets import read_target
+from hnnfit.network import Network
+from hnnfit.params import read_params
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TSTOP = 40.0
+
+
+def run(argv, capsys):
+    """Run the command in-process; return (exit status, stdout, stderr)."""
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def toml_text(sections):
+    """A TOML file from {section: {key: value}} (values given as TOML text)."""
+    lines = []
+    for section, entries in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value}" for key, value in entries.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def base_sections(target):
+    return {
+        "network": {"params": '"default.json"', "mesh_shape": "[3, 3]"},
+        "target": {"file": f'"{target}"', "tmin": "0.0", "tmax": str(TSTOP),
+                   "columns": '["agg"]'},
+        "objective": {"n_trials": "1", "seeds": "[0]", "smooth_window": "10.0",
+                      "scale": "3000.0", "metric": '"rmse"'},
+        "space": {"evprox1.mu": "[20.0, 35.0]",
+                  '"evprox1.sigma"': "{ low = 1.0, high = 6.0, log = true }"},
+        "solver": {"name": '"bayesian"', "seed": "0",
+                   "options": "{ n_initial_points = 2 }"},
+        "run": {"n_evals": "3", "n_jobs": "1"},
+    }
+
+
+def write_config(path, sections):
+    path.write_text(toml_text(sections))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A simulated 3x3 target, a config fitting it, and a 3-evaluation study."""
+    root = tmp_path_factory.mktemp("cli")
+    target = root / "target.txt"
+    status = cli.main(["simulate", "default.json", "--out", str(target), "--tstop",
+                       str(TSTOP), "--mesh", "3", "3", "--smooth", "10", "--scale", "3000"])
+    assert status == 0
+    config = write_config(root / "small.toml", base_sections(target.name))
+    study = root / "small.sqlite"
+    assert cli.main(["fit", str(config), "--study", str(study)]) == 0
+    return {"root": root, "target": target, "config": config, "study": study}
+
+
+@pytest.fixture
+def study_copy(small, tmp_path):
+    path = tmp_path / "copy.sqlite"
+    shutil.copy(small["study"], path)
+    return path
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# the subcommands
+# --------------------------------------------------------------------------
+def test_simulate_writes_readable_dipole(small, tmp_path, capsys):
+    dpl = read_dipole(small["target"])
+    assert dpl.times[0] == 0.0 and dpl.times[-1] == pytest.approx(TSTOP)
+    assert dpl.scale_applied == 3000.0
+    assert set(dpl.data) == {"agg", "L2", "L5"}
+    assert np.isfinite(dpl.data["agg"]).all() and np.ptp(dpl.data["agg"]) > 0.1
+    # two trials, raw (no smoothing or scaling); the drives start within 40 ms
+    out = tmp_path / "two.txt"
+    status, stdout, err = run(["simulate", "default.json", "--out", out, "--tstop", TSTOP,
+                               "--n-trials", 2, "--mesh", 3, 3], capsys)
+    assert status == 0, err
+    assert "2 trial(s)" in stdout and str(out) in stdout
+    two = read_dipole(out)
+    assert two.nave == 2 and two.scale_applied == 1.0
+    assert two.times[-1] == pytest.approx(TSTOP)
+    assert np.isfinite(two.data["agg"]).all()
+    # the average of two trials is not the first trial alone
+    one = tmp_path / "one.txt"
+    status, stdout, err = run(["simulate", "default.json", "--out", one, "--tstop", TSTOP,
+                               "--n-trials", 1, "--mesh", 3, 3], capsys)
+    assert status == 0, err
+    single = read_dipole(one)
+    assert single.nave == 1
+    np.testing.assert_array_equal(single.times, two.times)
+    assert np.abs(single.data["agg"] - two.data["agg"]).max() > 1e-6
+
+
+def test_fit_records_and_resumes(small, tmp_path, capsys):
+    study_path = tmp_path / "s.sqlite"
+    status, out, err = run(["fit", small["config"], "--study", study_path, "--n-evals", 2],
+                           capsys)
+    assert status == 0, err
+    assert f"created study {study_path}" in out
+    assert "best value:" in out and "evprox1.mu" in out
+    # the progress line: evaluations, best so far, ETA
+    assert "2/2 eval" in err and "best" in err and "ETA" in err
+    with Study.load(study_path) as study:
+        assert study.n_complete == 2
+        first = study.trials[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()
+
+    status, out, err = run(["resume", study_path, "--n-evals", 3], capsys)
+    assert status == 0, err
+    assert "resuming study" in out and "3 complete" in out
+    with Study.load(study_path) as study:
+        rows = study.trials
+        assert len(rows) == 3 and (rows["status"] == "complete").all()
+        np.testing.assert_array_equal(
+            rows[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()[:2], first)
+        resumed = rows[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()
+
+    # the same points as an uninterrupted 3-evaluation run (the module's study)
+    with Study.load(small["study"]) as study:
+        full = study.trials[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()
+    np.testing.assert_array_equal(resumed, full)
+
+    # 'resume' without --n-evals runs to the recorded budget (3): nothing to do
+    status, out, err = run(["resume", study_path], capsys)
+    assert status == 0, err
+    assert "budget 3" in out
+    # 'fit' on the existing study with the same config continues it
+    status, out, err = run(["fit", small["config"], "--study", study_path, "--n-evals", 4],
+                           capsys)
+    assert status == 0, err
+    assert f"resuming study {study_path} (3 evaluations so far)" in out
+    with Study.load(study_path) as study:
+        assert study.n_complete == 4
+
+
+def test_fit_default_study_path(small, tmp_path, capsys, monkeypatch):
+    config = tmp_path / "myfit.toml"
+    sections = base_sections(small["target"])
+    sections["run"]["n_evals"] = "1"
+    write_config(config, sections)
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(["fit", config], capsys)
+    assert status == 0, err
+    assert (tmp_path / "studies" / "myfit.sqlite").is_file()
+    # [run] study is relative to the working directory
+    sections["run"]["study"] = '"elsewhere/x.sqlite"'
+    write_config(config, sections)
+    status, out, err = run(["fit", config], capsys)
+    assert status == 0, err
+    assert (tmp_path / "elsewhere" / "x.sqlite").is_file()
+
+
+def test_show(small, capsys):
+    before = digest(small["study"])
+    status, out, err = run(["show", small["study"]], capsys)
+    assert status == 0, err
+    with Study.load(small["study"]) as study:
+        best, value, trials = study.best_params, study.best_value, study.trials
+    assert f"best value: {value:.6g}" in out
+    assert "evaluations: 3 complete" in out
+    assert "evprox1.mu in [20, 35], evprox1.sigma in [1, 6] (log)" in out
+    assert f"{best['evprox1.mu']:.6g}" in out
+    listed = out.split("last 3 evaluations:")[1].strip().splitlines()
+    assert listed[0].split() == ["id", "status", "value", "evprox1.mu", "evprox1.sigma"]
+    assert [line.split()[0] for line in listed[1:]] == [str(i) for i in trials["id"]]
+    assert digest(small["study"]) == before
+    status, out, err = run(["show", small["study"], "--last", 1], capsys)
+    assert "last 1 evaluations:" in out and len(out.split("last 1 evaluations:")[1]
+                                                   .strip().splitlines()) == 2
+
+
+def test_export(small, tmp_path, capsys):
+    out_file = tmp_path / "best.json"
+    status, out, err = run(["export", small["study"], out_file], capsys)
+    assert status == 0, err
+    with Study.load(small["study"]) as study:
+        best = study.best_params
+    net = Network(read_params(out_file), add_drives_from_params=True, mesh_shape=(3, 3))
+    dyn = net.external_drives["evprox1"]["dynamics"]
+    assert dyn["mu"] == pytest.approx(best["evprox1.mu"], rel=1e-12)
+    assert dyn["sigma"] == pytest.approx(best["evprox1.sigma"], rel=1e-12)
+    # simulate reads the exported file
+    status, out, err = run(["simulate", out_file, "--out", tmp_path / "d.txt", "--tstop", 10,
+                            "--mesh", 3, 3], capsys)
+    assert status == 0, err
+
+
+def test_report(small, tmp_path, capsys):
+    outdir = tmp_path / "report"
+    status, out, err = run(["report", small["study"], outdir], capsys)
+    assert status == 0, err
+    names = sorted(p.name for p in outdir.iterdir())
+    assert names == ["convergence.png", "fit.png", "params.png"]
+    for name in names:
+        data = (outdir / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 5000
+
+
+def test_ctrl_c_stops_cleanly(small, tmp_path):
+    """SIGINT during a fit: exit 130, what finished is kept, resume continues."""
+    study_path = tmp_path / "int.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hnnfit.cli", "fit", str(small["config"]), "--study",
+         str(study_path), "--n-evals", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and done < 2:
+        time.sleep(0.5)
+        if study_path.exists():
+            try:
+                con = sqlite3.connect(f"file:{study_path}?mode=ro", uri=True, timeout=5)
+                done = con.execute("SELECT COUNT(*) FROM evaluations WHERE "
+                                   "status='complete'").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                pass
+    assert done >= 2, "the fit did not record evaluations in time"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert f"hnnfit resume {study_path}" in err
+    with Study.load(study_path) as study:
+        counts = study.storage.counts()
+        n_done = counts["complete"] + counts["failed"]
+        assert 2 <= n_done < 60
+        assert counts["running"] == 0
+    assert cli.main(["resume", str(study_path), "--n-evals", str(n_done + 1)]) == 0
+    with Study.load(study_path) as study:
+        assert study.n_complete + study.n_failed == n_done + 1
+
+
+def test_console_script_help():
+    exe = shutil.which("hnnfit")
+    cmd = [exe] if exe else [sys.executable, "-m", "hnnfit.cli"]
+    proc = subprocess.run(cmd + ["--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for command in ("fit", "resume", "show", "export", "report", "simulate"):
+        assert command in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# the demo
+# --------------------------------------------------------------------------
+def test_demo_config_target_and_truth():
+    config = cli.load_config(demo_config_path())
+    meta = demo_metadata()
+    space = {p.name: p for p in config["space"]}
+    assert set(space) == set(meta["true_values"]) == {"evprox1.mu", "evdist1.mu"}
+    assert [(p["name"], p["low"], p["high"]) for p in meta["space"]] == \
+        [(p.name, p.low, p.high) for p in config["space"]]
+    for name, true in meta["true_values"].items():
+        p = space[name]
+        assert p.low < true < p.high
+        # inside, but not at the centre: the fit has to find it
+        assert abs((true - p.low) / (p.high - p.low) - 0.5) > 0.1
+        # and moved away from the parameter file's published value
+        assert abs(meta["published_values"][name] - true) > 2.0
+    # the target file is the one described, and reads and validates
+    target_path = demo_config_path().parent / meta["target_file"]
+    assert hashlib.sha256(target_path.read_bytes()).hexdigest() == meta["target_sha256"]
+    assert config["target"]["file"] == str(target_path)
+    target = read_target(target_path, tmin=config["target"]["tmin"],
+                         tmax=config["target"]["tmax"])
+    assert target.tmin == meta["window"]["tmin"] and target.tmax == meta["window"]["tmax"]
+    assert target.dt == pytest.approx(meta["window"]["sample_dt"])
+    # processing and budget as described; a quick fit
+    assert config["objective"]["smooth_window"] == meta["processing"]["smooth_window"]
+    assert config["objective"]["scale"] == meta["processing"]["scale"]
+    assert config["objective"]["seeds"] == meta["simulation"]["seeds"]
+    assert Path(config["network"]["params"]).name == meta["network"]["params"]
+    assert tuple(config["network"]["mesh_shape"]) == tuple(meta["network"]["mesh_shape"])
+    assert 10 <= config["run"]["n_evals"] <= 16 and config["run"]["n_jobs"] == 2
+    # the noise is what the description says (target minus clean signal has that RMS)
+    assert meta["clean_rmse_to_target"] == pytest.approx(meta["noise"]["sd_nAm"], rel=0.3)
+    # the parameter names address the full-size demo network (built, not simulated)
+    parts = cli.build_fit(config)
+    assert parts["space"].current_values(parts["net"]) == meta["published_values"]
+    assert parts["target"] == target
+
+
+def test_dataset_target(small, tmp_path, shared_dir, monkeypatch):
+    monkeypatch.setenv("HNNFIT_DATA", str(shared_dir / "data" / "MEG_detection_data"))
+    sections = base_sections("unused.txt")
+    del sections["target"]["file"]
+    del sections["target"]["columns"]
+    sections["target"]["dataset"] = '"yes_trial_S1_ERP_all_avg"'
+    sections["target"]["tmax"] = "100.0"
+    parts = cli.build_fit(cli.load_config(write_config(tmp_path / "d.toml", sections)))
+    assert parts["target"].tmax <= 100.0 and parts["target"].n_times > 50
+
+
+# --------------------------------------------------------------------------
+# bad input: exit status 2, one line, no traceback, study files untouched
+# --------------------------------------------------------------------------
+def _edit(sections, *changes):
+    for (section, key), value in zip(changes[::2], changes[1::2]):
+        if value is None:
+            del sections[section][key]
+        else:
+            sections[section][key] = value
+
+
+CONFIG_CASES = {
+    "unknown parameter name": ([("space", "evprox9.mu"), "[1.0, 2.0]"], "evprox9"),
+    "unknown cell type": ([("space", '"evprox1.ampa.L9_pyramidal"'), "[0.1, 1.0]"],
+                          "L9_pyramidal"),
+    "low >= high": ([("space", "evprox1.mu"), "[35.0, 20.0]"], "evprox1.mu"),
+    "low == high": ([("space", "evprox1.mu"), "[20.0, 20.0]"], "evprox1.mu"),
+    "log with low <= 0": ([("space", '"evprox1.sigma"'),
+                           "{ low = 0.0, high = 6.0, log = true }"], "evprox1.sigma"),
+    "unknown key in section": ([("objective", "smoothing"), "30.0"], "smoothing"),
+    "unknown key in parameter": ([("space", '"evprox1.sigma"'),
+                                  "{ low = 1.0, high = 6.0, logscale = true }"], "logscale"),
+    "unknown solver": ([("solver", "name"), '"simplex"'], "simplex"),
+    "unknown solver option": ([("solver", "options"), "{ n_random = 2 }"], "n_random"),
+    "unknown metric": ([("objective", "metric"), '"mae"'], "mae"),
+    "bad scale": ([("objective", "scale"), '"auto"'], "auto"),
+    "target shorter than the window": ([("target", "tmax"), "200.0"], "tmax"),
+    "window before the target": ([("target", "tmin"), "-5.0"], "tmin"),
+    "missing target file": ([("target", "file"), '"nowhere.txt"'], "nowhere.txt"),
+    "unknown dataset": ([("target", "dataset"), '"yes_trial"', ("target", "file"), None,
+                         ("target", "columns"), None], "yes_trial"),
+    "missing params file": ([("network", "params"), '"nope.json"'], "nope.json"),
+    "bad mesh": ([("network", "mesh_shape"), "[3]"], "mesh_shape"),
+    "unknown column": ([("target", "columns"), '["dipole"]'], "dipole"),
+    "zero budget": ([("run", "n_evals"), "0"], "n_evals"),
+}
+
+
+def _check_error(status, out, err, expected=None):
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("hnnfit: error:")
+    assert "Traceback" not in err and "Traceback" not in out
+    if expected is not None:
+        assert expected in lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_bad_config(case, small, tmp_path, capsys, study_copy):
+    edit, expected = CONFIG_CASES[case]
+    sections = base_sections(small["target"])
+    _edit(sections, *edit)
+    config = write_config(tmp_path / "bad.toml", sections)
+    before = digest(study_copy)
+    # into an existing study: left byte for byte as it was
+    status, out, err = run(["fit", config, "--study", study_copy], capsys)
+    _check_error(status, out, err, expected)
+    assert digest(study_copy) == before
+    # into a new study: none is created
+    fresh = tmp_path / "fresh.sqlite"
+    status, out, err = run(["fit", config, "--study", fresh], capsys)
+    _check_error(status, out, err, expected)
+    assert not fresh.exists()
+
+
+def _bad_target(tmp_path, small, kind):
+    data = np.loadtxt(small["target"], skiprows=4)[:, :2]
+    if kind == "nan":
+        data[5, 1] = np.nan
+    elif kind == "decreasing":
+        data[[5, 6], 0] = data[[6, 5], 0]
+    elif kind == "repeated":
+        data[6, 0] = data[5, 0]
+    path = tmp_path / f"{kind}.txt"
+    np.savetxt(path, data)
+    return path
+
+
+@pytest.mark.parametrize("kind,expected", [("nan", "finite"),
+                                           ("decreasing", "strictly increasing"),
+                                           ("repeated", "strictly increasing")])
+def test_bad_target_values(kind, expected, small, tmp_path, capsys, study_copy):
+    sections = base_sections(_bad_target(tmp_path, small, kind))
+    del sections["target"]["columns"]
+    config = write_config(tmp_path / "bad.toml", sections)
+    before = digest(study_copy)
+    status, out, err = run(["fit", config, "--study", study_copy], capsys)
+    _check_error(status, out, err, expected)
+    assert digest(study_copy) == before
+
+
+def test_bad_toml_and_layout(small, tmp_path, capsys, study_copy):
+    before = digest(study_copy)
+    cases = {
+        "broken.toml": ("[network\nparams = 1\n", "not valid TOML"),
+        "section.toml": (toml_text(dict(base_sections(small["target"]),
+                                        solvers={"name": '"cobyla"'})), "solvers"),
+        "nospace.toml": (toml_text({k: v for k, v in base_sections(small["target"]).items()
+                                    if k != "space"}), "[space]"),
+        "twotargets.toml": (toml_text(dict(base_sections(small["target"]), target={
+            "file": f'"{small["target"]}"', "dataset": '"S1_SupraT"'})), "exactly one"),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        status, out, err = run(["fit", path, "--study", study_copy], capsys)
+        _check_error(status, out, err, expected)
+    status, out, err = run(["fit", tmp_path / "missing.toml", "--study", study_copy], capsys)
+    _check_error(status, out, err, "missing.toml")
+    assert digest(study_copy) == before
+
+
+def test_fit_into_a_study_made_differently(small, tmp_path, capsys, study_copy):
+    """Another space or target than the study's is refused; the study is untouched."""
+    before = digest(study_copy)
+    sections = base_sections(small["target"])
+    sections["space"]["evprox1.mu"] = "[20.0, 36.0]"
+    status, out, err = run(["fit", write_config(tmp_path / "a.toml", sections), "--study",
+                            study_copy], capsys)
+    _check_error(status, out, err, "different space")
+    sections = base_sections(small["target"])
+    sections["target"]["tmax"] = "30.0"
+    status, out, err = run(["fit", write_config(tmp_path / "b.toml", sections), "--study",
+                            study_copy], capsys)
+    _check_error(status, out, err, "different target")
+    assert digest(study_copy) == before
+
+
+def test_not_a_study(tmp_path, capsys, small):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("just some notes\n" * 50)
+    empty_db = tmp_path / "other.sqlite"
+    con = sqlite3.connect(empty_db)
+    con.execute("CREATE TABLE things (x)")
+    con.commit()
+    con.close()
+    for path in (text, empty_db):
+        before = digest(path)
+        for argv in (["show", path], ["resume", path, "--n-evals", 5],
+                     ["export", path, tmp_path / "o.json"], ["report", path, tmp_path / "r"],
+                     ["fit", small["config"], "--study", path]):
+            status, out, err = run(argv, capsys)
+            _check_error(status, out, err, "not an hnnfit study")
+            assert digest(path) == before
+    for argv in (["show", tmp_path / "none.sqlite"], ["resume", tmp_path / "none.sqlite"]):
+        status, out, err = run(argv, capsys)
+        _check_error(status, out, err, "none.sqlite")
+        assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_newer_schema(study_copy, tmp_path, capsys, small):
+    con = sqlite3.connect(study_copy)
+    con.execute("UPDATE hnnfit_schema SET version = version + 1")
+    con.commit()
+    con.close()
+    before = digest(study_copy)
+    for argv in (["show", study_copy], ["resume", study_copy, "--n-evals", 5],
+                 ["export", study_copy, tmp_path / "o.json"],
+                 ["report", study_copy, tmp_path / "r"],
+                 ["fit", small["config"], "--study", study_copy]):
+        status, out, err = run(argv, capsys)
+        _check_error(status, out, err, "newer")
+        assert digest(study_copy) == before
+
+
+def test_bad_command_line(study_copy, tmp_path, capsys):
+    before = digest(study_copy)
+    for argv, expected in [
+            (["resume", study_copy, "--n-evals", 0], "--n-evals"),
+            (["resume", study_copy, "--n-jobs", "two"], "--n-jobs"),
+            (["frobnicate"], "frobnicate"),
+            (["simulate", "default.json"], "--out"),
+            (["simulate", "default.json", "--out", tmp_path / "x.txt", "--tstop", "-1"],
+             "--tstop"),
+            (["simulate", "nope.json", "--out", tmp_path / "x.txt"], "nope.json"),
+            (["simulate", "default.json", "--out", tmp_path / "no" / "x.txt"], "of --out"),
+            (["export", study_copy, tmp_path / "best.txt"], ".json")]:
+        status, out, err = run(argv, capsys)
+        _check_error(status, out, err, expected)
+    assert digest(study_copy) == before
+
+
+def test_resume_without_recorded_budget(tmp_path, capsys, small):
+    """A study made through the Python API has no CLI budget: --n-evals is needed."""
+    parts = cli.build_fit(cli.load_config(small["config"]))
+    path = tmp_path / "api.sqlite"
+    Study.create(path, parts["net"], parts["target"], parts["space"],
+                 objective=parts["objective"]).close()
+    before = digest(path)
+    status, out, err = run(["resume", path], capsys)
+    _check_error(status, out, err, "--n-evals")
+    assert digest(path) == before
+
+
+def test_params_file_next_to_config(small, tmp_path):
+    params = read_params("default.json")
+    params["t_evprox_1"] = 22.5
+    from hnnfit.params import write_params
+
+    write_params(params, tmp_path / "mine.json")
+    sections = base_sections(small["target"])
+    sections["network"]["params"] = '"mine.json"'
+    parts = cli.build_fit(cli.load_config(write_config(tmp_path / "c.toml", sections)))
+    assert parts["net"].external_drives["evprox1"]["dynamics"]["mu"] == 22.5
+    # a bare name found nowhere next to the config is hnnfit's own file
+    sections["network"]["params"] = '"default"'
+    config = cli.load_config(write_config(tmp_path / "c.toml", sections))
+    assert config["network"]["params"].endswith("default.json")
+
+
+def test_make_demo_target_small(tmp_path, monkeypatch):
+    """The demo generator on a 3x3 network: deterministic, self-consistent files."""
+    from hnnfit import demo
+    from hnnfit.fit.objective import DipoleObjective
+
+    monkeypatch.setattr(demo, "MESH_SHAPE", (3, 3))
+    first = demo.make_demo_target(tmp_path / "a")
+    second = demo.make_demo_target(tmp_path / "b")
+    for key in ("target", "meta", "config"):
+        assert first[key].read_bytes() == second[key].read_bytes()
+    meta = demo.demo_metadata(first["meta"])
+    assert hashlib.sha256(first["target"].read_bytes()).hexdigest() == meta["target_sha256"]
+    assert meta["network"]["mesh_shape"] == [3, 3]
+    assert meta["drives"]["evprox1"]["dynamics"]["mu"] == meta["true_values"]["evprox1.mu"]
+    assert meta["drives"]["evdist1"]["dynamics"]["mu"] == meta["true_values"]["evdist1.mu"]
+    # the target is the objective's own output at the true values plus the noise
+    config = cli.load_config(first["config"])
+    parts = cli.build_fit(config)
+    objective = DipoleObjective(parts["net"], parts["target"], parts["space"],
+                                **parts["objective"])
+    at_truth = objective(meta["true_values"])["value"]
+    assert at_truth == pytest.approx(meta["clean_rmse_to_target"], rel=1e-6)
+    elsewhere = objective(meta["published_values"])["value"]
+    assert elsewhere > 2 * at_truth
+
+
+def test_resume_keeps_recorded_jobs(small, study_copy, capsys):
+    status, out, err = run(["resume", study_copy], capsys)
+    assert status == 0, err
+    assert "budget 3, 1 job(s)" in out
+
+
+def test_study_driven_by_another_process(study_copy, capsys, small):
+    """A study with evaluations running in another live process is not touched."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Study.load(study_copy) as study:
+            (row,) = study.storage.add_running([{"evprox1.mu": 30.0, "evprox1.sigma": 2.0}])
+        con = sqlite3.connect(study_copy)
+        con.execute("UPDATE evaluations SET pid = ? WHERE id = ?", (sleeper.pid, row))
+        con.commit()
+        con.close()
+        before = digest(study_copy)
+        for argv in (["resume", study_copy, "--n-evals", 5],
+                     ["fit", small["config"], "--study", study_copy, "--n-evals", 5]):
+            status, out, err = run(argv, capsys)
+            _check_error(status, out, err, "another live process")
+            assert digest(study_copy) == before
+    finally:
+        sleeper.kill()
+        sleeper.wait()
