@@ -11,7 +11,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-SHIPPED = {"mod": ("*.mod",), "params": ("*.json", "*.param"), "data": ("*.txt", "*.json", "*.csv")}
+SHIPPED = {"mod": ("*.mod",), "params": ("*.json", "*.param"), "data": ("*.txt", "*.json", "*.csv", "*.toml")}
 
 
 class BuildWithResources(build_py):
