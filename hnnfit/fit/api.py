@@ -314,7 +314,8 @@ class Study:
         """A fresh solver with the study's settings."""
         return solver_from_settings(self.space, self.solver_settings)
 
-    def optimize(self, n_evals, n_jobs=1, backend=None, progress=True, callback=None):
+    def optimize(self, n_evals, n_jobs=1, backend=None, progress=True, callback=None,
+                 scheduler=None):
         """Run the study until it holds ``n_evals`` evaluations.
 
         ``n_evals`` is the study's total budget (complete plus failed
@@ -335,6 +336,10 @@ class Study:
             Print a progress line (evaluations, best so far, ETA) to stderr.
         callback : callable | None
             ``callback(row)`` after each recorded evaluation.
+        scheduler : str | None
+            With ``backend='dask'``: the address of a dask.distributed
+            scheduler to run the evaluations on (default: the Client already
+            running in this process). The study file is written only here.
 
         Returns
         -------
@@ -357,7 +362,7 @@ class Study:
             summary = run_optimization(
                 self.storage, self.make_solver(), self.objective, n_evals, n_jobs=n_jobs,
                 backend=backend, seeds=self.objective.seeds,
-                n_trials=self.objective.n_trials, callback=_on_row)
+                n_trials=self.objective.n_trials, callback=_on_row, scheduler=scheduler)
         finally:
             bar.close()
         return summary

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -67,12 +69,14 @@ def _evaluate_one(evaluate, params, seeds):
     Runs in worker processes, so it is a module-level function.
     """
     t0 = time.perf_counter()
+    # where the evaluation ran (the row's host/pid columns are the driver's)
+    worker = {"worker_host": socket.gethostname(), "worker_pid": os.getpid()}
     try:
         out = evaluate(dict(params), list(seeds) if seeds is not None else None)
     except Exception as err:  # any failure of the objective is data, not a crash
         tb = traceback.format_exc(limit=8)
         return {"ok": False, "error": f"{type(err).__name__}: {err}\n{tb}",
-                "sim_seconds": time.perf_counter() - t0}
+                "sim_seconds": time.perf_counter() - t0, "info": worker}
     elapsed = time.perf_counter() - t0
     if isinstance(out, dict):
         rec = dict(out)
@@ -82,21 +86,20 @@ def _evaluate_one(evaluate, params, seeds):
     try:
         value = float(value)
     except (TypeError, ValueError):
-        return {"ok": False, "sim_seconds": elapsed,
+        return {"ok": False, "sim_seconds": elapsed, "info": worker,
                 "error": f"objective must return a number or a dict with a 'value', "
                          f"got {value!r}"}
     if not math.isfinite(value):
-        return {"ok": False, "sim_seconds": elapsed,
+        return {"ok": False, "sim_seconds": elapsed, "info": worker,
                 "error": f"objective returned a non-finite value {value}"}
     scale = rec.pop("scale", None)
     n_trials = rec.pop("n_trials", None)
     sim_seconds = rec.pop("sim_seconds", elapsed)
-    info = None
-    if rec:
-        try:
-            info = json.loads(_canonical(rec))
-        except TypeError:
-            info = {k: repr(v) for k, v in rec.items()}
+    try:
+        info = json.loads(_canonical(rec))
+    except TypeError:
+        info = {k: repr(v) for k, v in rec.items()}
+    info.update(worker)
     return {"ok": True, "value": value,
             "scale": None if scale is None else float(scale),
             "n_trials": n_trials, "sim_seconds": float(sim_seconds), "info": info}
@@ -139,11 +142,13 @@ def _same_point(a, b):
 class _Executor:
     """Evaluates a list of points, yielding (index, result) as each finishes."""
 
-    def __init__(self, backend, n_jobs):
+    def __init__(self, backend, n_jobs, scheduler=None):
         self.backend = backend
         self.n_jobs = n_jobs
+        self.scheduler = scheduler
         self._parallel = None
         self._client = None
+        self._own_client = False
 
     def __enter__(self):
         if self.backend == "loky":
@@ -154,20 +159,29 @@ class _Executor:
             self._parallel.__enter__()
         elif self.backend == "dask":
             try:
-                from distributed import get_client
+                from distributed import Client, get_client
             except ImportError:
                 raise ImportError("backend='dask' needs dask.distributed; install it "
                                   "with pip install hnnfit[dask]") from None
-            try:
-                self._client = get_client()
-            except ValueError:
-                raise ValueError("backend='dask' needs a running dask.distributed "
-                                 "Client in this process, got none") from None
+            if self.scheduler is not None:
+                # a cluster named by its scheduler address (e.g. one started
+                # by dask-jobqueue on SLURM); this run owns the connection
+                self._client = Client(self.scheduler)
+                self._own_client = True
+            else:
+                try:
+                    self._client = get_client()
+                except ValueError:
+                    raise ValueError("backend='dask' needs a running dask.distributed "
+                                     "Client in this process or a scheduler address, "
+                                     "got neither") from None
         return self
 
     def __exit__(self, *exc):
         if self._parallel is not None:
             self._parallel.__exit__(*exc)
+        if self._own_client:
+            self._client.close()
         return False
 
     def run(self, evaluate, points, seeds):
@@ -198,7 +212,7 @@ def _solver_key(stage):
 
 def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None,
                      seeds=(0,), n_trials=None, stage="", failure_value=None,
-                     callback=None):
+                     callback=None, scheduler=None):
     """Minimise ``evaluate`` over the solver's space, recording every evaluation.
 
     Parameters
@@ -221,7 +235,7 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     backend : {'sequential', 'loky', 'dask'} | None
         How batches are evaluated; default ``'sequential'`` for ``n_jobs=1``
         and ``'loky'`` (joblib worker processes) otherwise. ``'dask'`` uses
-        the running dask.distributed Client.
+        the running dask.distributed Client, or connects to ``scheduler``.
     seeds : sequence of int
         Seeds passed to every evaluation (common random numbers keep the
         objective deterministic) and stored with each row.
@@ -235,6 +249,9 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     callback : callable | None
         Called as ``callback(row_dict)`` in the driver after each recorded
         evaluation.
+    scheduler : str | None
+        Address of a dask.distributed scheduler (``'tcp://host:8786'``) for
+        ``backend='dask'``; the run connects to it and disconnects after.
 
     Returns
     -------
@@ -294,7 +311,7 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     told_values = []
     batch = 0
     try:
-        with _Executor(backend, n_jobs) as executor:
+        with _Executor(backend, n_jobs, scheduler) as executor:
             while True:
                 counts = study.counts(stage)
                 used = counts["complete"] + counts["failed"]
@@ -376,7 +393,7 @@ def _evaluate_batch(study, executor, evaluate, points, todo, batch, seeds, n_tri
                 row = {"status": "complete", "value": res["value"]}
             else:
                 study.finish(row_of[pos], status="failed", error=res["error"],
-                             sim_seconds=res.get("sim_seconds"))
+                             sim_seconds=res.get("sim_seconds"), info=res.get("info"))
                 row = {"status": "failed", "value": None}
             pending.discard(pos)
             results[(batch, pos)] = row

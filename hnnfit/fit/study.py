@@ -544,9 +544,13 @@ class Study:
             rec = {k: r[k] for k in _COLUMNS if k not in ("params", "info")}
             for n in names:
                 rec[n] = r["params"].get(n)
+            info = r["info"] or {}
+            rec["worker_host"] = info.get("worker_host")
+            rec["worker_pid"] = info.get("worker_pid")
             rec["info"] = r["info"]
             records.append(rec)
-        cols = [c for c in _COLUMNS if c not in ("params", "info")] + names + ["info"]
+        cols = ([c for c in _COLUMNS if c not in ("params", "info")] + names
+                + ["worker_host", "worker_pid", "info"])
         df = pd.DataFrame.from_records(records, columns=cols)
         for c in ("start_time", "end_time"):
             df[c.replace("_time", "")] = pd.to_datetime(df[c], unit="s", utc=True)

@@ -1,0 +1,146 @@
+"""The objective's preprocessing and metrics (no simulation), and a fit on a
+Dask cluster that logs to a study (small simulations)."""
+import numpy as np
+import pytest
+
+from hnnfit import jones_2009_model
+from hnnfit.dipole import Dipole
+from hnnfit.fit import DipoleObjective, ParameterSpace, read_target
+
+
+def _net():
+    net = jones_2009_model(mesh_shape=(3, 3))
+    net.add_evoked_drive("evprox1", mu=12.0, sigma=2.0, numspikes=1, location="proximal",
+                         weights_ampa={"L2_pyramidal": 0.02, "L5_pyramidal": 0.04},
+                         event_seed=4)
+    return net
+
+
+SPACE = ParameterSpace([("evprox1.mu", 8.0, 20.0)])
+
+
+def _target(values, times):
+    return read_target(np.c_[times, values])
+
+
+def _dipole(times, values):
+    return Dipole(times, {"agg": values, "L2": np.zeros_like(values), "L5": values})
+
+
+@pytest.fixture
+def signals():
+    times = np.arange(0.0, 40.0 + 1e-9, 0.025)
+    sim = np.sin(2 * np.pi * times / 40.0) * np.exp(-times / 30.0)
+    target_times = np.arange(0.0, 40.0 + 1e-9, 1.0)
+    target = 2.5 * np.interp(target_times, times, sim) + 0.01 * np.cos(target_times)
+    return times, sim, target_times, target
+
+
+def test_metrics_by_hand(signals):
+    times, sim, ttimes, target = signals
+    dpl = _dipole(times, sim)
+    sim_on_t = np.interp(ttimes, times, sim)
+    common = dict(smooth_window=0.0, scale=2.0)
+
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="rmse", **common)
+    value, scale, out = obj.score_dipole(dpl)
+    assert scale == 2.0
+    np.testing.assert_allclose(out, 2.0 * sim_on_t)
+    assert value == pytest.approx(np.sqrt(np.mean((2 * sim_on_t - target) ** 2)))
+
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="nrmse", **common)
+    assert obj.score_dipole(dpl)[0] == pytest.approx(
+        np.sqrt(np.mean((2 * sim_on_t - target) ** 2)) / np.ptp(target))
+
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="corr", **common)
+    assert obj.score_dipole(dpl)[0] == pytest.approx(
+        1 - np.corrcoef(sim_on_t, target)[0, 1])
+
+    w = np.where(ttimes < 20, 3.0, 1.0)
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="weighted_rmse",
+                          weights=w, **common)
+    assert obj.score_dipole(dpl)[0] == pytest.approx(
+        np.sqrt(np.sum(w * (2 * sim_on_t - target) ** 2) / np.sum(w)))
+
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE,
+                          metric=lambda s, t, tt: float(np.max(np.abs(s - t))), **common)
+    assert obj.score_dipole(dpl)[0] == pytest.approx(np.max(np.abs(2 * sim_on_t - target)))
+
+
+def test_fitted_scale_and_smoothing(signals):
+    times, sim, ttimes, target = signals
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, smooth_window=5.0,
+                          scale="fit")
+    value, scale, out = obj.score_dipole(_dipole(times, sim))
+    smoothed = np.interp(ttimes, times, _dipole(times, sim).smooth(5.0).data["agg"])
+    # the fitted factor minimises the RMSE: nudging it either way is worse
+    rmse = lambda s: np.sqrt(np.mean((s * smoothed - target) ** 2))  # noqa: E731
+    assert value == pytest.approx(rmse(scale))
+    assert rmse(scale * 1.01) > value and rmse(scale * 0.99) > value
+    # a signal anti-correlated with the target gets the non-negative bound
+    _, neg_scale, _ = obj.score_dipole(_dipole(times, -sim))
+    assert neg_scale == 0.0
+
+
+def test_psd_band_metric_prefers_the_right_rhythm():
+    ttimes = np.arange(0.0, 500.0, 1.0)
+    target = np.sin(2 * np.pi * 20.0 * ttimes / 1000.0)
+    times = np.arange(0.0, 500.0, 0.025)
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="psd_band",
+                          band=(10.0, 30.0), smooth_window=0.0, scale=1.0)
+    same = obj.score_dipole(_dipole(times, np.sin(2 * np.pi * 20.0 * times / 1000.0)))[0]
+    other = obj.score_dipole(_dipole(times, np.sin(2 * np.pi * 12.0 * times / 1000.0)))[0]
+    assert same < other
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(metric="mse"), "metric"),
+    (dict(scale="auto"), "scale"),
+    (dict(scale=-1.0), "scale"),
+    (dict(smooth_window=-5.0), "smooth_window"),
+    (dict(metric="weighted_rmse"), "weights"),
+    (dict(metric="psd_band"), "band"),
+    (dict(n_trials=2, seeds=[0]), "seeds"),
+    (dict(layer="L6"), "layer"),
+])
+def test_bad_objective_settings(signals, kwargs, match):
+    _, _, ttimes, target = signals
+    with pytest.raises((ValueError, TypeError), match=match):
+        DipoleObjective(_net(), _target(target, ttimes), SPACE, **kwargs)
+
+
+def test_unknown_parameter_is_refused_before_simulating(signals):
+    _, _, ttimes, target = signals
+    with pytest.raises(ValueError, match="evprox9"):
+        DipoleObjective(_net(), _target(target, ttimes),
+                        ParameterSpace([("evprox9.mu", 1.0, 2.0)]))
+
+
+def test_dask_local_cluster_fit_logs_to_a_study(tmp_path):
+    """A few evaluations on a Dask LocalCluster (worker processes running
+    NEURON), addressed by its scheduler address, written to a study."""
+    import distributed  # the [dask] extra, installed by CI
+
+    import hnnfit
+
+    net = _net()
+    obj = DipoleObjective(net, _target(np.zeros(31), np.arange(0.0, 31.0)), SPACE,
+                          smooth_window=0.0, scale=1.0)
+    truth = obj({"evprox1.mu": 14.0})["dipole"]
+    target = _target(truth, np.arange(0.0, 31.0))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        study = hnnfit.Study.create(tmp_path / "dask.sqlite", net, target, SPACE,
+                                    objective=dict(smooth_window=0.0, scale=1.0),
+                                    solver="bayesian", seed=1,
+                                    solver_options=dict(n_initial_points=2))
+        summary = study.optimize(4, n_jobs=2, backend="dask", progress=False,
+                                 scheduler=cluster.scheduler_address)
+    assert summary.n_complete == 4
+    trials = hnnfit.Study.load(tmp_path / "dask.sqlite").trials
+    assert len(trials) == 4 and (trials["status"] == "complete").all()
+    # rows were written by this (driving) process, evaluated by the workers
+    import os
+    assert set(trials["pid"]) == {os.getpid()}
+    assert trials["worker_pid"].notna().all()
+    assert os.getpid() not in set(trials["worker_pid"])
