@@ -169,3 +169,16 @@ def test_cma_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "cma", None)  # makes `import cma` fail
     with pytest.raises(ImportError, match=r"pip install hnnfit\[cma\]"):
         make_solver("cma", SPACE)
+
+
+def test_cma_stays_in_bounds_improves_and_repeats():
+    # the optional CMA-ES solver (the [cma] extra, installed by CI)
+    x0 = {"evprox2.mu": 105.0, "evprox2.sigma": 18.0}
+    runs = []
+    for _ in range(2):
+        solver = make_solver("cma", SPACE, x0=x0, seed=3, popsize=6)
+        runs.append(_run(solver, quadratic, 90, batch=6))
+    points, values = runs[0]
+    _inside(SPACE, points)
+    assert min(values) < 0.05
+    assert runs[0] == runs[1]  # seeded runs repeat exactly
