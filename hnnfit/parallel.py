@@ -1,14 +1,26 @@
-"""Where simulations run: in this process or in joblib worker processes.
+"""Where simulations run: in this process or in worker processes.
 
-Each trial is built, run and torn down by
-:func:`hnnfit.simulator._builder.run_trial`, whether here or in a worker, so
-no NEURON state survives from one simulation to the next. Workers are
-separate processes (joblib's ``loky``), never threads: NEURON state is
+Each trial is simulated by :func:`hnnfit.simulator._builder.run_trial`,
+here or in a worker. Cold runs build and tear down a model per trial, so
+no NEURON state survives from one simulation to the next; warm runs keep
+one model per process and replace only drive event times and NetCon
+weights and delays (bit-identical to a cold run). Workers are separate
+processes (joblib's ``loky``), never threads: NEURON state is
 process-global.
+
+CoreNEURON needs the CoreNEURON build of the mechanisms to be the first
+one loaded in a process, so its trials run in dedicated worker processes
+(fresh interpreters started by loky, kept for later runs so their warm models last)
+unless this process already loaded that build.
 """
+import atexit
+
 from .validation import check_int
 
 _ACTIVE = []
+
+# n_workers -> executor whose processes load the CoreNEURON build
+_CORE_POOLS = {}
 
 
 class JoblibBackend:
@@ -36,25 +48,92 @@ class JoblibBackend:
         _ACTIVE.remove(self)
         return False
 
-    def run_trials(self, net, trials, tstop, dt, record_vsoma=False, verbose=False):
-        """Simulate ``trials`` (indices) of ``net``; return results in order."""
+    def run_trials(self, net, trials, tstop, dt, record_vsoma=False, verbose=False,
+                   *, warm=False, engine="neuron", n_threads=1):
+        """Simulate ``trials`` (indices) of ``net``; return results in order.
+
+        Parameters
+        ----------
+        warm : bool
+            Reuse each process's kept model (see
+            :func:`hnnfit.simulator._builder.run_trial`).
+        engine : str
+            ``'neuron'`` or ``'coreneuron'``.
+        n_threads : int
+            Threads per trial (worker).
+        """
         from joblib import Parallel, delayed
 
-        from .simulator._builder import run_trial
-
         n_jobs = min(self.n_jobs, len(trials))
+        args = (tstop, dt, record_vsoma, verbose, warm, engine, n_threads)
+        if engine == "coreneuron" and not _coreneuron_loaded_here():
+            return _run_in_coreneuron_pool(net, trials, n_jobs, args)
         if n_jobs == 1:
-            return [run_trial(net, k, tstop, dt, record_vsoma, verbose) for k in trials]
+            return [_run_trial_in_worker(net, k, *args) for k in trials]
         return Parallel(n_jobs=n_jobs, backend="loky")(
-            delayed(_run_trial_in_worker)(net, k, tstop, dt, record_vsoma, verbose)
-            for k in trials
+            delayed(_run_trial_in_worker)(net, k, *args) for k in trials
         )
 
 
-def _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose):
+def _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
+                         warm=False, engine="neuron", n_threads=1):
     from .simulator._builder import run_trial
 
-    return run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose)
+    return run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose,
+                     warm=warm, engine=engine, n_threads=n_threads)
+
+
+def _coreneuron_loaded_here():
+    from .simulator import _compile
+
+    return True in _compile._loaded
+
+
+def _run_coreneuron_trial(net, trial_idx, tstop, dt, record_vsoma, verbose, warm,
+                          engine, n_threads):
+    """Task of a CoreNEURON worker: load that build first, then simulate."""
+    from .simulator._compile import load_mechanisms
+
+    load_mechanisms(coreneuron=True)
+    return _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
+                                warm, engine, n_threads)
+
+
+def _coreneuron_pool(n_workers):
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    pool = _CORE_POOLS.get(n_workers)
+    if pool is None:
+        # loky starts fresh interpreters (a forked child would inherit this
+        # process's NEURON, which may hold the plain build already) and,
+        # unlike multiprocessing's spawn, does not re-run the caller's
+        # __main__ module; this pool is separate from joblib's reusable one
+        pool = ProcessPoolExecutor(max_workers=n_workers)
+        _CORE_POOLS[n_workers] = pool
+    return pool
+
+
+def _run_in_coreneuron_pool(net, trials, n_jobs, args):
+    from joblib.externals.loky.process_executor import BrokenProcessPool
+
+    from .exceptions import SimulationError
+
+    pool = _coreneuron_pool(n_jobs)
+    futures = [pool.submit(_run_coreneuron_trial, net, k, *args) for k in trials]
+    try:
+        return [f.result() for f in futures]
+    except BrokenProcessPool as err:
+        shutdown_coreneuron_workers()
+        raise SimulationError(f"a CoreNEURON worker process died: {err}") from err
+
+
+@atexit.register
+def shutdown_coreneuron_workers():
+    """Stop the worker processes kept for CoreNEURON runs."""
+    pools = list(_CORE_POOLS.values())
+    _CORE_POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True)
 
 
 def current_backend():

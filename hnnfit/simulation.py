@@ -5,11 +5,15 @@ import numpy as np
 
 from .exceptions import SimulationError
 from .params import get_param
-from .validation import check_bool, check_int, check_positive
+from .validation import check_bool, check_int, check_option, check_positive
+
+
+ENGINES = ("neuron", "coreneuron", "auto")
 
 
 def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
-                    record_vsoma=False, verbose=True):
+                    record_vsoma=False, verbose=True, *, warm=False, engine="neuron",
+                    n_threads=1):
     """Simulate the current dipole of a network.
 
     Trials are independent: each plays its own drive events (per-trial
@@ -34,7 +38,24 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
     record_vsoma : bool
         Record every cell's somatic voltage (mV) into ``net.cell_response.vsoma``.
     verbose : bool
-        Print a progress line every 10 ms of simulated time.
+        Print a progress line every 10 ms of simulated time (CoreNEURON:
+        once, at the end).
+    warm : bool
+        Keep the built NEURON model in each (worker) process and reuse it
+        for the next simulation of a network with the same structure,
+        replacing only drive event times and synaptic weights and delays.
+        The results are bit-identical to a fresh build (``warm=False``,
+        which builds and tears down a model per trial).
+    engine : str
+        ``'neuron'`` (default), ``'coreneuron'`` (integrate with CoreNEURON,
+        using mechanisms compiled for it, in worker processes that load
+        that build; raises ``SimulationError`` where it is unavailable) or
+        ``'auto'`` (CoreNEURON if it can be compiled, else NEURON with a
+        warning).
+    n_threads : int
+        Threads that integrate one trial (NEURON's ``ParallelContext.nthread``).
+        Keep 1 when trials or fit evaluations already run in parallel
+        worker processes on every core.
 
     Returns
     -------
@@ -54,6 +75,9 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
     n_trials = check_int(n_trials, "n_trials", low=1)
     postproc = check_bool(postproc, "postproc")
     record_vsoma = check_bool(record_vsoma, "record_vsoma")
+    warm = check_bool(warm, "warm")
+    check_option(engine, ENGINES, "engine")
+    n_threads = check_int(n_threads, "n_threads", low=1)
 
     if not net.connectivity:
         warnings.warn("the network has no connections", UserWarning, stacklevel=2)
@@ -61,16 +85,43 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
         warnings.warn("the network has no external drives", UserWarning, stacklevel=2)
 
     return _simulate(net, tstop, dt, list(range(n_trials)), postproc=postproc,
-                     record_vsoma=record_vsoma, verbose=verbose, backend=current_backend())
+                     record_vsoma=record_vsoma, verbose=verbose, backend=current_backend(),
+                     warm=warm, engine=engine, n_threads=n_threads)
+
+
+def _resolve_engine(engine):
+    """``'neuron'`` or ``'coreneuron'`` for a requested engine.
+
+    CoreNEURON is checked by compiling its mechanism build (cached after
+    the first time); loading it happens in the worker processes.
+    """
+    if engine == "neuron":
+        return engine
+    from .exceptions import CompilationError
+    from .simulator._compile import ensure_mechanisms
+
+    try:
+        ensure_mechanisms(coreneuron=True)
+    except CompilationError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        if engine == "auto":
+            warnings.warn(f"CoreNEURON is not available ({reason}); simulating with NEURON",
+                          UserWarning, stacklevel=3)
+            return "neuron"
+        raise SimulationError(
+            f"engine 'coreneuron' is not available: its mechanisms could not be "
+            f"compiled ({reason})") from err
+    return "coreneuron"
 
 
 def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False,
-              verbose=False, backend=None):
+              verbose=False, backend=None, warm=False, engine="neuron", n_threads=1):
     """Simulate one trial per entry of ``trial_seeds`` (validated arguments).
 
     Trial ``j`` plays the drive events of trial index ``trial_seeds[j]``, so
     callers can score a network on chosen random streams. Returns the list
-    of Dipoles and sets ``net.cell_response``.
+    of Dipoles and sets ``net.cell_response``. ``warm``, ``engine`` and
+    ``n_threads`` are as in :func:`simulate_dipole`.
     """
     from .cell_response import CellResponse
     from .dipole import Dipole
@@ -78,10 +129,22 @@ def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False
 
     n_trials = len(trial_seeds)
     backend = backend if backend is not None else JoblibBackend(n_jobs=1)
+    requested = check_option(engine, ENGINES, "engine")
+    engine = _resolve_engine(requested)
     net._instantiate_drives(tstop=tstop, n_trials=n_trials, trial_seeds=trial_seeds)
-    results = backend.run_trials(
-        net, list(range(n_trials)), tstop, dt, record_vsoma=record_vsoma, verbose=verbose
-    )
+    try:
+        results = backend.run_trials(
+            net, list(range(n_trials)), tstop, dt, record_vsoma=record_vsoma,
+            verbose=verbose, warm=warm, engine=engine, n_threads=n_threads)
+    except SimulationError as err:
+        if requested != "auto" or engine != "coreneuron":
+            raise
+        warnings.warn(f"CoreNEURON failed ({err}); simulating with NEURON",
+                      UserWarning, stacklevel=2)
+        engine = "neuron"
+        results = backend.run_trials(
+            net, list(range(n_trials)), tstop, dt, record_vsoma=record_vsoma,
+            verbose=verbose, warm=warm, engine=engine, n_threads=n_threads)
 
     n_pyr_x, n_pyr_y = net._n_pyr_x, net._n_pyr_y
     cell_response = CellResponse(times=results[0]["times"],
@@ -112,6 +175,8 @@ def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False
                                  gid_ranges=net.gid_ranges)
     net.cell_response = cell_response
     net._sim_timing = [
-        {"trial": r["trial_idx"], "build_s": r["build_s"], "run_s": r["run_s"]} for r in results
+        {"trial": r["trial_idx"], "build_s": r["build_s"], "run_s": r["run_s"],
+         "reused": r.get("reused", False), "engine": engine, "n_threads": n_threads}
+        for r in results
     ]
     return dpls

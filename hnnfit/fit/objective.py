@@ -172,7 +172,9 @@ class DipoleObjective:
 
         seeds = self.seeds if seeds is None else [check_int(s, "seed", low=0) for s in seeds]
         net = self.make_net(params)
-        dpls = _simulate(net, self.tstop, self.dt, seeds)
+        # warm: the worker keeps its built model between evaluations (the
+        # result is bit-identical to a fresh build)
+        dpls = _simulate(net, self.tstop, self.dt, seeds, warm=True)
         return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
 
     def score_dipole(self, dpl):
