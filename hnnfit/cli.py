@@ -38,6 +38,7 @@ an unknown one is an error::
     scale = 3000.0                 # or "fit"
     metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band
     # layer = "agg"; dt = 0.025; band = [15.0, 30.0]
+    # timeout = 600.0              # s per evaluation; a slower one is a failed row
 
     [space]                        # name = [low, high], or a table
     "evprox2.mu" = [100.0, 150.0]
@@ -82,7 +83,7 @@ _SECTIONS = {
     "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode"),
     "target": ("file", "dataset", "tmin", "tmax", "columns"),
     "objective": ("n_trials", "seeds", "smooth_window", "scale", "metric", "layer",
-                  "dt", "band"),
+                  "dt", "band", "timeout"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
     "run": ("n_evals", "n_jobs", "study"),

@@ -49,7 +49,7 @@ class JoblibBackend:
         return False
 
     def run_trials(self, net, trials, tstop, dt, record_vsoma=False, verbose=False,
-                   *, warm=False, engine="neuron", n_threads=1):
+                   *, warm=False, engine="neuron", n_threads=1, deadline=None):
         """Simulate ``trials`` (indices) of ``net``; return results in order.
 
         Parameters
@@ -61,11 +61,14 @@ class JoblibBackend:
             ``'neuron'`` or ``'coreneuron'``.
         n_threads : int
             Threads per trial (worker).
+        deadline : float | None
+            Wall-clock time (``time.time()``, s) by which every trial must
+            have finished (a time-out raises SimulationError).
         """
         from joblib import Parallel, delayed
 
         n_jobs = min(self.n_jobs, len(trials))
-        args = (tstop, dt, record_vsoma, verbose, warm, engine, n_threads)
+        args = (tstop, dt, record_vsoma, verbose, warm, engine, n_threads, deadline)
         if engine == "coreneuron" and not _coreneuron_loaded_here():
             return _run_in_coreneuron_pool(net, trials, n_jobs, args)
         if n_jobs == 1:
@@ -76,11 +79,11 @@ class JoblibBackend:
 
 
 def _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
-                         warm=False, engine="neuron", n_threads=1):
+                         warm=False, engine="neuron", n_threads=1, deadline=None):
     from .simulator._builder import run_trial
 
     return run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose,
-                     warm=warm, engine=engine, n_threads=n_threads)
+                     warm=warm, engine=engine, n_threads=n_threads, deadline=deadline)
 
 
 def _coreneuron_loaded_here():
@@ -90,13 +93,13 @@ def _coreneuron_loaded_here():
 
 
 def _run_coreneuron_trial(net, trial_idx, tstop, dt, record_vsoma, verbose, warm,
-                          engine, n_threads):
+                          engine, n_threads, deadline=None):
     """Task of a CoreNEURON worker: load that build first, then simulate."""
     from .simulator._compile import load_mechanisms
 
     load_mechanisms(coreneuron=True)
     return _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
-                                warm, engine, n_threads)
+                                warm, engine, n_threads, deadline)
 
 
 def _coreneuron_pool(n_workers):

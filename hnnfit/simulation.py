@@ -1,4 +1,5 @@
 """``simulate_dipole``: run a network's trials and collect their outputs."""
+import time
 import warnings
 
 import numpy as np
@@ -115,19 +116,22 @@ def _resolve_engine(engine):
 
 
 def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False,
-              verbose=False, backend=None, warm=False, engine="neuron", n_threads=1):
+              verbose=False, backend=None, warm=False, engine="neuron", n_threads=1,
+              timeout=None):
     """Simulate one trial per entry of ``trial_seeds`` (validated arguments).
 
     Trial ``j`` plays the drive events of trial index ``trial_seeds[j]``, so
     callers can score a network on chosen random streams. Returns the list
     of Dipoles and sets ``net.cell_response``. ``warm``, ``engine`` and
-    ``n_threads`` are as in :func:`simulate_dipole`.
+    ``n_threads`` are as in :func:`simulate_dipole`. ``timeout`` (s) limits
+    the wall time of all trials together (SimulationError on a time-out).
     """
     from .cell_response import CellResponse
     from .dipole import Dipole
     from .parallel import JoblibBackend
 
     n_trials = len(trial_seeds)
+    deadline = None if timeout is None else time.time() + timeout
     backend = backend if backend is not None else JoblibBackend(n_jobs=1)
     requested = check_option(engine, ENGINES, "engine")
     engine = _resolve_engine(requested)
@@ -135,7 +139,8 @@ def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False
     try:
         results = backend.run_trials(
             net, list(range(n_trials)), tstop, dt, record_vsoma=record_vsoma,
-            verbose=verbose, warm=warm, engine=engine, n_threads=n_threads)
+            verbose=verbose, warm=warm, engine=engine, n_threads=n_threads,
+            deadline=deadline)
     except SimulationError as err:
         if requested != "auto" or engine != "coreneuron":
             raise
@@ -144,7 +149,8 @@ def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False
         engine = "neuron"
         results = backend.run_trials(
             net, list(range(n_trials)), tstop, dt, record_vsoma=record_vsoma,
-            verbose=verbose, warm=warm, engine=engine, n_threads=n_threads)
+            verbose=verbose, warm=warm, engine=engine, n_threads=n_threads,
+            deadline=deadline)
 
     n_pyr_x, n_pyr_y = net._n_pyr_x, net._n_pyr_y
     cell_response = CellResponse(times=results[0]["times"],

@@ -144,3 +144,25 @@ def test_dask_local_cluster_fit_logs_to_a_study(tmp_path):
     assert set(trials["pid"]) == {os.getpid()}
     assert trials["worker_pid"].notna().all()
     assert os.getpid() not in set(trials["worker_pid"])
+
+
+def test_time_out_is_a_failed_row_and_the_study_goes_on(tmp_path):
+    import hnnfit
+    from hnnfit.exceptions import SimulationError
+
+    net = _net()
+    target = _target(np.zeros(31), np.arange(0.0, 31.0))
+    slow = DipoleObjective(net, target, SPACE, smooth_window=0.0, scale=1.0, timeout=1e-6)
+    with pytest.raises(SimulationError, match="time-out"):
+        slow({"evprox1.mu": 12.0})
+    # the same point without a limit still simulates (the kept model was released)
+    fine = DipoleObjective(net, target, SPACE, smooth_window=0.0, scale=1.0)
+    assert np.isfinite(fine({"evprox1.mu": 12.0})["value"])
+
+    study = hnnfit.Study.create(tmp_path / "t.sqlite", net, target, SPACE,
+                                objective=dict(smooth_window=0.0, scale=1.0, timeout=1e-6),
+                                solver="cobyla")
+    summary = study.optimize(3, progress=False)
+    assert summary.n_failed == 3 and summary.n_complete == 0
+    errors = study.trials["error"].tolist()
+    assert all("time-out" in e for e in errors)

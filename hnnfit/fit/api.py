@@ -28,7 +28,7 @@ from .targets import Target, read_target
 
 # keyword arguments of DipoleObjective a study stores (JSON-able ones)
 _OBJECTIVE_KEYS = ("n_trials", "seeds", "smooth_window", "scale", "metric", "weights",
-                   "band", "layer", "dt")
+                   "band", "layer", "dt", "timeout")
 
 
 def _cloudpickle():

@@ -83,11 +83,14 @@ class DipoleObjective:
         Which dipole to compare: ``'agg'``, ``'L2'`` or ``'L5'``.
     dt : float
         Integration step (ms).
+    timeout : float | None
+        Wall-time limit (s) of one evaluation; past it the evaluation fails
+        with a time-out error (a failed row in a study) instead of blocking.
     """
 
     def __init__(self, net, target, space, *, n_trials=1, seeds=None,
                  smooth_window=30.0, scale=3000.0, metric="rmse", weights=None,
-                 band=None, layer="agg", dt=0.025):
+                 band=None, layer="agg", dt=0.025, timeout=None):
         from .space import ParameterSpace
         from .targets import Target
 
@@ -113,6 +116,7 @@ class DipoleObjective:
             self.metric = check_option(metric, METRICS, "metric")
         self.layer = check_option(layer, LAYERS, "layer")
         self.dt = check_positive(dt, "dt")
+        self.timeout = check_positive(timeout, "timeout", allow_none=True)
         times = self.target.times
         if weights is not None:
             w = weights(times) if callable(weights) else weights
@@ -152,6 +156,7 @@ class DipoleObjective:
             "band": list(self.band) if self.band else None,
             "dt": self.dt,
             "tstop": self.tstop,
+            "timeout": self.timeout,
             "weights": None if self.weights is None else [float(w) for w in self.weights],
         }
 
@@ -174,7 +179,7 @@ class DipoleObjective:
         net = self.make_net(params)
         # warm: the worker keeps its built model between evaluations (the
         # result is bit-identical to a fresh build)
-        dpls = _simulate(net, self.tstop, self.dt, seeds, warm=True)
+        dpls = _simulate(net, self.tstop, self.dt, seeds, warm=True, timeout=self.timeout)
         return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
 
     def score_dipole(self, dpl):

@@ -254,11 +254,15 @@ class NetworkModel:
         return self
 
     # -- running ----------------------------------------------------------
-    def run(self, tstop, dt=0.025, progress=None, n_threads=1):
+    def run(self, tstop, dt=0.025, progress=None, n_threads=1, deadline=None):
         """Integrate from 0 to ``tstop`` (ms) with fixed step ``dt`` (ms).
 
         Parameters
         ----------
+        deadline : float | None
+            Wall-clock time (``time.time()``, s) after which the run stops
+            with :class:`~hnnfit.exceptions.SimulationError`; checked every
+            10 ms of simulated time (under CoreNEURON only before the run).
         n_threads : int
             Threads NEURON (or CoreNEURON) integrates the cells with.
         progress : callable | None
@@ -295,6 +299,7 @@ class NetworkModel:
             # no argument: each node keeps the potential restored above
             h.finitialize()
             h.fcurrent()
+            _check_deadline(deadline, 0.0)
             if core:
                 pc.psolve(tstop)
             else:
@@ -304,6 +309,7 @@ class NetworkModel:
                     pc.psolve(t_next)
                     if progress is not None:
                         progress(float(h.t))
+                    _check_deadline(deadline, float(h.t))
                     t_next += chunk
                 pc.psolve(tstop)
         finally:
@@ -383,8 +389,14 @@ def warm_model_key():
     return None if model is None else model.key
 
 
+def _check_deadline(deadline, t_ms):
+    if deadline is not None and time.time() > deadline:
+        raise SimulationError(
+            f"time-out: the simulation passed its time limit at t = {t_ms:.1f} ms")
+
+
 def run_trial(net, trial_idx, tstop, dt=0.025, record_vsoma=False, verbose=False,
-              *, warm=False, engine="neuron", n_threads=1):
+              *, warm=False, engine="neuron", n_threads=1, deadline=None):
     """Simulate one trial of ``net`` in this process.
 
     Cold (``warm=False``): build the model, run it, tear it down, leaving
@@ -392,7 +404,8 @@ def run_trial(net, trial_idx, tstop, dt=0.025, record_vsoma=False, verbose=False
     ``net`` has its :func:`structure_key` (only event times, weights and
     delays are replaced), else build and keep a new one; the result is
     bit-identical to a cold run. ``n_threads`` threads integrate the
-    cells (see :meth:`NetworkModel.run`).
+    cells (see :meth:`NetworkModel.run`). Past ``deadline`` (``time.time()``
+    seconds) the run stops with a time-out :class:`SimulationError`.
 
     Returns
     -------
@@ -427,7 +440,13 @@ def run_trial(net, trial_idx, tstop, dt=0.025, record_vsoma=False, verbose=False
                     raise
                 _WARM["model"] = model
             t1 = time.perf_counter()
-            out = model.run(tstop, dt=dt, progress=progress, n_threads=n_threads)
+            try:
+                out = model.run(tstop, dt=dt, progress=progress, n_threads=n_threads,
+                                deadline=deadline)
+            except SimulationError:
+                # a run stopped half-way leaves the kept model mid-simulation
+                release_warm_model()
+                raise
             t2 = time.perf_counter()
         else:
             # a kept model holds the process's gids
@@ -436,7 +455,8 @@ def run_trial(net, trial_idx, tstop, dt=0.025, record_vsoma=False, verbose=False
                               engine=engine) as model:
                 model.build()
                 t1 = time.perf_counter()
-                out = model.run(tstop, dt=dt, progress=progress, n_threads=n_threads)
+                out = model.run(tstop, dt=dt, progress=progress, n_threads=n_threads,
+                                deadline=deadline)
                 t2 = time.perf_counter()
     except RuntimeError as err:
         # NEURON reports hoc-level failures as RuntimeError
