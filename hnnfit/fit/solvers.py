@@ -72,6 +72,21 @@ class _Solver:
                 return key
         return None
 
+    def _asked_values(self, points, values, label):
+        """``(key, value)`` of told points, each one this solver asked for."""
+        if len(points) != len(values):
+            raise ValueError(f"values must have one entry per point ({len(points)}), "
+                             f"got {len(values)}")
+        pairs = []
+        for point, value in zip(points, values):
+            key = self._take_pending(point)
+            if key is None:
+                raise ValueError(
+                    f"points told to {label} must be points it asked for, got {point}")
+            pairs.append((key, check_number(value, "objective value")))
+            self.n_told += 1
+        return pairs
+
     @property
     def is_done(self):
         return False
@@ -257,16 +272,8 @@ class CobylaSolver(_Solver):
         return []
 
     def tell(self, points, values):
-        if len(points) != len(values):
-            raise ValueError(f"values must have one entry per point ({len(points)}), "
-                             f"got {len(values)}")
-        for point, value in zip(points, values):
-            key = self._take_pending(point)
-            if key is None:
-                raise ValueError(
-                    f"points told to COBYLA must be points it asked for, got {point}")
-            self._cache[key] = check_number(value, "objective value")
-            self.n_told += 1
+        for key, value in self._asked_values(points, values, "COBYLA"):
+            self._cache[key] = value
 
     @property
     def is_done(self):
@@ -330,16 +337,8 @@ class CmaSolver(_Solver):
         return out
 
     def tell(self, points, values):
-        if len(points) != len(values):
-            raise ValueError(f"values must have one entry per point ({len(points)}), "
-                             f"got {len(values)}")
-        for point, value in zip(points, values):
-            key = self._take_pending(point)
-            if key is None:
-                raise ValueError(
-                    f"points told to CMA-ES must be points it asked for, got {point}")
-            self._gen_values[key] = check_number(value, "objective value")
-            self.n_told += 1
+        for key, value in self._asked_values(points, values, "CMA-ES"):
+            self._gen_values[key] = value
         if self._gen is not None and len(self._gen_values) == len(self._gen):
             self._es.tell(self._gen, [self._gen_values[i] for i in range(len(self._gen))])
             self._gen = None
