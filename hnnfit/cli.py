@@ -39,6 +39,7 @@ an unknown one is an error::
     metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band
     # layer = "agg"; dt = 0.025; band = [15.0, 30.0]
     # timeout = 600.0              # s per evaluation; a slower one is a failed row
+    # engine = "coreneuron"        # or "neuron" (default), "auto"
 
     [space]                        # name = [low, high], or a table
     "evprox2.mu" = [100.0, 150.0]
@@ -83,7 +84,7 @@ _SECTIONS = {
     "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode"),
     "target": ("file", "dataset", "tmin", "tmax", "columns"),
     "objective": ("n_trials", "seeds", "smooth_window", "scale", "metric", "layer",
-                  "dt", "band", "timeout"),
+                  "dt", "band", "timeout", "engine"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
     "run": ("n_evals", "n_jobs", "study"),

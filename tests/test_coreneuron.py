@@ -101,3 +101,25 @@ def test_unavailable_coreneuron_is_reported(monkeypatch):
     assert net._sim_timing[0]["engine"] == "neuron"
     plain = simulate_dipole(_nets()[0], tstop=10.0, n_trials=1, verbose=False)
     assert np.array_equal(dpls[0].data["agg"], plain[0].data["agg"])
+
+
+def test_objective_on_coreneuron_matches_neuron(coreneuron_build):
+    # a fit's objective can integrate in CoreNEURON; its values agree with
+    # the plain engine's to the dipole agreement above
+    from hnnfit.fit import DipoleObjective, ParameterSpace, read_target
+
+    net = _nets()[1]
+    times = np.arange(0.0, TSTOP + 1e-9, 1.0)
+    target = read_target(np.c_[times, np.sin(times / 7.0)])
+    space = ParameterSpace([("evprox1.mu", 5.0, 30.0)])
+    kwargs = dict(smooth_window=5.0, scale=100.0, n_trials=2, seeds=[0, 3])
+    plain = DipoleObjective(net, target, space, **kwargs)
+    core = DipoleObjective(net, target, space, engine="coreneuron", **kwargs)
+    assert core.settings()["engine"] == "coreneuron"
+    point = {"evprox1.mu": 12.0}
+    a, b = plain(point), core(point)
+    assert b["value"] == pytest.approx(a["value"], rel=1e-9)
+    np.testing.assert_allclose(b["dipole"], a["dipole"], rtol=0,
+                               atol=1e-9 * np.abs(a["dipole"]).max())
+    with pytest.raises(ValueError, match="engine"):
+        DipoleObjective(net, target, space, engine="gpu")

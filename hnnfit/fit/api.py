@@ -28,7 +28,7 @@ from .targets import Target, read_target
 
 # keyword arguments of DipoleObjective a study stores (JSON-able ones)
 _OBJECTIVE_KEYS = ("n_trials", "seeds", "smooth_window", "scale", "metric", "weights",
-                   "band", "layer", "dt", "timeout")
+                   "band", "layer", "dt", "timeout", "engine")
 
 
 def _cloudpickle():
