@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._textio import read_text_table
 from .params import CELL_TYPES
 from .validation import check_number, check_option, check_type
 
@@ -373,17 +374,9 @@ def _types_from_gids(gids, gid_ranges):
 
 def _read_rows(path):
     """Rows of a spike file as lists of strings, plus header and metadata."""
-    meta, header, rows = {}, None, []
-    for line in Path(path).read_text().splitlines():
-        text = line.strip()
-        if not text:
-            continue
-        if text.startswith("#"):
-            match = re.match(r"#\s*(\w+)\s*:\s*(\S+)\s*$", text)
-            if match:
-                meta[match.group(1)] = match.group(2)
-            continue
-        tokens = [tok for tok in re.split(r"[,\s]+", text) if tok]
+    meta, lines = read_text_table(path)
+    header, rows = None, []
+    for _, _, tokens in lines:
         if header is None and not rows:
             try:
                 float(tokens[0])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._textio import read_text_table
 from .validation import (
     check_finite_array,
     check_increasing,
@@ -420,19 +421,10 @@ def read_dipole(fname):
     path = Path(fname)
     if not path.is_file():
         raise FileNotFoundError(f"dipole file not found: {path}")
-    meta = {}
+    meta, lines = read_text_table(path)
     header = None
     rows = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        text = line.strip()
-        if not text:
-            continue
-        if text.startswith("#"):
-            match = re.match(r"#\s*(\w+)\s*:\s*(\S+)\s*$", text)
-            if match:
-                meta[match.group(1)] = match.group(2)
-            continue
-        tokens = [tok for tok in re.split(r"[,\s]+", text) if tok]
+    for line_no, text, tokens in lines:
         values = _parse_numeric_row(tokens)
         if values is None:
             if header is None and not rows:
