@@ -12,6 +12,12 @@ at x = 1 of every section of a pyramidal cell, with
 
 and computes ia = (pv - v) / ri (nA), Q = ia * ztan (fA m) and adds Q to
 qsum after initialisation and after every voltage update.
+
+The sum into qsum is a PROTECT statement: many instances (the nodes of one
+cell) add into the same qsum, and CoreNEURON's generated loops are marked
+for vectorisation, so an unprotected read-add-write loses contributions
+once the compiler vectorises it (seen at -O3). In plain NEURON PROTECT only
+takes a mutex when threads are used.
 ENDCOMMENT
 
 NEURON {
@@ -53,5 +59,5 @@ AFTER SOLVE {
 PROCEDURE contribute() {
     ia = (pv - v) / ri
     Q = ia * ztan
-    qsum = qsum + Q
+    PROTECT qsum = qsum + Q
 }

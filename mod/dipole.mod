@@ -22,6 +22,12 @@ The builder sets, for every interior node:
 
 Evaluated after the voltage update (AFTER SOLVE) and after initialisation,
 so the value recorded at a step uses that step's voltages.
+
+The sum into qsum is a PROTECT statement: many instances (the nodes of one
+cell) add into the same qsum, and CoreNEURON's generated loops are marked
+for vectorisation, so an unprotected read-add-write loses contributions
+once the compiler vectorises it (seen at -O3). In plain NEURON PROTECT only
+takes a mutex when threads are used.
 ENDCOMMENT
 
 NEURON {
@@ -63,5 +69,5 @@ AFTER SOLVE {
 PROCEDURE contribute() {
     ia = (pv - v) / ri
     Q = ia * ztan
-    qsum = qsum + Q
+    PROTECT qsum = qsum + Q
 }
