@@ -275,7 +275,14 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
                          "study log can be replayed into it")
 
     stored_space = study.metadata["space"]["parameters"]
-    if stored_space != solver.space.to_dict()["parameters"]:
+    solver_space = solver.space.to_dict()["parameters"]
+    if stage == "":
+        mismatch = stored_space != solver_space
+    else:
+        # a stage fits a subset of the study's parameters, same bounds
+        by_name = {p["name"]: p for p in stored_space}
+        mismatch = any(by_name.get(p["name"]) != p for p in solver_space)
+    if mismatch:
         raise StudyError(
             f"study {str(study.path)!r} was created with a different parameter space "
             f"than the solver's; use a new study file")
