@@ -9,6 +9,7 @@ rebuilds the network, target, space, objective and solver from it alone.
 """
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import re
@@ -20,9 +21,11 @@ import numpy as np
 from ..exceptions import HnnfitError, StudyError
 from ..validation import check_bool, check_int, check_type
 from .objective import DipoleObjective
-from .optimize import run_optimization
+from .optimize import RunSummary, run_optimization
 from .solvers import make_solver, solver_from_settings
-from .space import Parameter, ParameterSpace
+from .space import Parameter, ParameterSpace, evoked_space
+from .staging import FINAL, Stage, StageObjective, plan_evoked_stages, split_budget, \
+    stage_sim_end
 from .study import Study as _Storage
 from .targets import Target, read_target
 
@@ -158,8 +161,10 @@ class Study:
         The underlying storage (rows and metadata).
     """
 
-    def __init__(self, storage, net, target, space, objective, solver_settings):
+    def __init__(self, storage, net, target, space, objective, solver_settings,
+                 stages=None):
         self.storage = storage
+        self.stages = stages
         self.path = storage.path
         self.net = net
         self.target = target
@@ -170,8 +175,9 @@ class Study:
 
     # ------------------------------------------------------------------ create
     @classmethod
-    def create(cls, path, net, target, space, *, objective=None, solver="bayesian",
-               solver_options=None, seed=0, x0=None, description=None, exist_ok=False):
+    def create(cls, path, net, target, space=None, *, objective=None, solver="bayesian",
+               solver_options=None, seed=0, x0=None, description=None, exist_ok=False,
+               stages=None):
         """Create a study file (or, with ``exist_ok``, reopen a matching one).
 
         Parameters
@@ -183,10 +189,13 @@ class Study:
             of the space and any callable metric).
         target : Target | str | pathlib.Path | ndarray
             The waveform to fit (ms, nAm), or anything :func:`read_target` reads.
-        space : ParameterSpace | list
+        space : ParameterSpace | list | dict | None
             The parameters: a space or a list of ``(name, low, high[,
             {'log': True, 'integer': True}])``; ``'<drive>.numspikes'``
-            entries are integers by default.
+            entries are integers by default. None: the automatic space of
+            the network's evoked drives (:func:`~hnnfit.fit.space.
+            evoked_space`); a dict: that automatic space with these
+            overrides (``{name: (low, high)}`` or ``{name: None}`` to drop).
         objective : dict | None
             Keyword arguments of :class:`DipoleObjective` (``n_trials``,
             ``seeds``, ``smooth_window`` (ms), ``scale``, ``metric``,
@@ -207,6 +216,14 @@ class Study:
             If ``path`` already holds a study, open it instead of raising,
             after checking that the target, space, objective, solver and
             network are those it was created with (``StudyError`` if not).
+        stages : {None, 'evoked'}
+            ``'evoked'``: a staged fit (see :mod:`hnnfit.fit.staging`): one
+            stage per group of evoked drives, in time order, each scored
+            with a time weighting on the part of the waveform its drives
+            shape and simulated only to the end of that window, each
+            starting from the best point found so far; then a final stage
+            over every parameter on the whole waveform. Needs the metric
+            ``'rmse'`` or ``'weighted_rmse'``.
 
         Returns
         -------
@@ -217,8 +234,12 @@ class Study:
         check_type(net, Network, "net")
         exist_ok = check_bool(exist_ok, "exist_ok")
         target = _as_target(target)
+        if space is None or isinstance(space, dict):
+            space = evoked_space(net, tstop=float(target.times[-1]), overrides=space)
         space = _as_space(space)
         space.validate(net)
+        if stages is not None and stages != "evoked":
+            raise ValueError(f"stages must be None or 'evoked', got {stages!r}")
         if isinstance(objective, DipoleObjective):
             obj_kwargs = {k: getattr(objective, k) for k in _OBJECTIVE_KEYS}
         else:
@@ -239,11 +260,36 @@ class Study:
             "net": net, "set_params": space.set_params,
             "metric": objective.metric if callable(objective.metric) else None},
             protocol=pickle.HIGHEST_PROTOCOL)
+        plan = None
+        if stages == "evoked":
+            if objective.metric not in ("rmse", "weighted_rmse"):
+                raise ValueError(f"metric of a staged fit must be 'rmse' or 'weighted_rmse' "
+                                 f"(stages are scored by a weighted RMSE), got "
+                                 f"{objective.metric!r}")
+            if space.set_params is not None:
+                raise ValueError("a staged fit needs the built-in parameter names (it "
+                                 "assigns parameters to drives), got a space with a "
+                                 "set_params hook")
+            plan = plan_evoked_stages(net, space, target.times, objective.smooth_window)
         storage = _Storage.create(path, target=target, space=space,
                                   objective=objective.settings(), solver=settings,
                                   network=blob, description=description,
                                   exist_ok=exist_ok)
-        return cls(storage, net, target, space, objective, settings)
+        try:
+            raw = storage.metadata.get("stages")
+            stored = None if raw is None else json.loads(raw)
+            wanted = None if plan is None else [s.to_dict() for s in plan]
+            if "stages" not in storage.metadata:
+                storage.set_metadata("stages", json.dumps(wanted))
+            elif stored != wanted:
+                raise StudyError(
+                    f"study {str(storage.path)!r} was created "
+                    f"{'without stages' if stored is None else 'with stages'}; open it "
+                    f"with the same stages argument or use a new study file")
+        except BaseException:
+            storage.close()
+            raise
+        return cls(storage, net, target, space, objective, settings, plan)
 
     # -------------------------------------------------------------------- load
     @classmethod
@@ -286,10 +332,12 @@ class Study:
                 obj_kwargs["metric"] = stored["metric"]
             objective = DipoleObjective(net, target, space, **obj_kwargs)
             settings = meta["solver"]
+            plan = json.loads(meta["stages"]) if meta.get("stages") is not None else None
+            plan = None if plan is None else [Stage.from_dict(d) for d in plan]
         except BaseException:
             storage.close()
             raise
-        return cls(storage, net, target, space, objective, settings)
+        return cls(storage, net, target, space, objective, settings, plan)
 
     def close(self):
         """Close the study file."""
@@ -303,7 +351,7 @@ class Study:
 
     def __repr__(self):
         c = self.storage.counts()
-        best = self.storage.best()
+        best = self.storage.best(FINAL if self.stages is not None else None)
         best = "-" if best is None else f"{best['value']:.6g}"
         return (f"<hnnfit.Study {self.path.name}: {self.solver_settings['name']}, "
                 f"{len(self.space)} parameters, {c['complete']} complete, "
@@ -315,7 +363,7 @@ class Study:
         return solver_from_settings(self.space, self.solver_settings)
 
     def optimize(self, n_evals, n_jobs=1, backend=None, progress=True, callback=None,
-                 scheduler=None):
+                 scheduler=None, stage_evals=None):
         """Run the study until it holds ``n_evals`` evaluations.
 
         ``n_evals`` is the study's total budget (complete plus failed
@@ -340,13 +388,27 @@ class Study:
             With ``backend='dask'``: the address of a dask.distributed
             scheduler to run the evaluations on (default: the Client already
             running in this process). The study file is written only here.
+        stage_evals : dict | None
+            Staged studies only: evaluations per stage (``{stage name: n}``,
+            see :attr:`stages`), instead of splitting ``n_evals`` (40% to
+            the final stage, the rest to the drive stages in proportion to
+            their number of parameters).
 
         Returns
         -------
         RunSummary
+            For a staged study: totals over the stages, the final stage's
+            best, and a ``stages`` attribute mapping each stage's name to
+            its own summary.
         """
         n_evals = check_int(n_evals, "n_evals", low=1)
         progress = check_bool(progress, "progress")
+        if self.stages is not None:
+            return self._optimize_staged(n_evals, n_jobs, backend, progress, callback,
+                                         scheduler, stage_evals)
+        if stage_evals is not None:
+            raise ValueError("stage_evals is only for staged studies (created with "
+                             "stages='evoked'), got a value for an unstaged one")
         counts = self.storage.counts("")
         bar = _Progress(n_evals, counts["complete"] + counts["failed"], progress)
         best = self.storage.best("")
@@ -367,6 +429,188 @@ class Study:
             bar.close()
         return summary
 
+    # ----------------------------------------------------------- staged fits
+    def _stage_budgets(self, n_evals, stage_evals):
+        plan = self.stages
+        used = {}
+        for st in plan:
+            c = self.storage.counts(st.name)
+            used[st.name] = c["complete"] + c["failed"]
+        # a stage is finished once a later one has started from its best point
+        frozen = {st.name: used[st.name] for k, st in enumerate(plan)
+                  if any(used[t.name] for t in plan[k + 1:])}
+        if stage_evals is None:
+            return split_budget(n_evals, plan, frozen), frozen
+        if not isinstance(stage_evals, dict):
+            raise TypeError(f"stage_evals must be a dict of stage name to evaluations, got "
+                            f"{type(stage_evals).__name__}")
+        names = [st.name for st in plan]
+        unknown = sorted(set(stage_evals) - set(names))
+        if unknown:
+            raise ValueError(f"stage_evals keys must be stage names ({', '.join(names)}), "
+                             f"got {', '.join(map(repr, unknown))}")
+        budgets = dict(split_budget(n_evals, plan, frozen))
+        for name, n in stage_evals.items():
+            budgets[name] = check_int(n, f"stage_evals[{name!r}]", low=1)
+        return budgets, frozen
+
+    def _stage_objective(self, stage):
+        """The objective of a drive stage: its window, its weights, weighted RMSE."""
+        obj = self.objective
+        times = self.target.times
+        keep = times <= stage_sim_end(stage, times, obj.smooth_window)
+        target = Target(times[keep], self.target.values[keep],
+                        source=f"{self.target.source} [stage {stage.name}]")
+        weights = stage.weights(times[keep])
+        if obj.weights is not None:
+            weights = weights * obj.weights[keep]
+        kwargs = {k: getattr(obj, k) for k in _OBJECTIVE_KEYS}
+        kwargs.update(metric="weighted_rmse", weights=weights)
+        return DipoleObjective(self.net, target, self.space, **kwargs)
+
+    def stage_point(self, stage=None):
+        """The best point carried forward after a stage (dict of all parameters).
+
+        Starts from the study's start point ``x0`` and takes, stage by
+        stage, the stage's best complete evaluation for the parameters that
+        stage fits.
+
+        Parameters
+        ----------
+        stage : str | None
+            The last stage to include (default: all stages run so far).
+
+        Returns
+        -------
+        dict
+        """
+        if self.stages is None:
+            raise ValueError("stage_point is only for staged studies (created with "
+                             "stages='evoked')")
+        names = [st.name for st in self.stages]
+        if stage is not None and stage not in names:
+            raise ValueError(f"stage must be one of {', '.join(map(repr, names))}, "
+                             f"got {stage!r}")
+        point = self.space.clip(self.x0)
+        for st in self.stages:
+            best = self.storage.best(st.name)
+            if best is not None:
+                point.update(best["params"])
+            if st.name == stage:
+                break
+        return point
+
+    def stage_summary(self):
+        """One row per stage: drives, parameters, window, evaluations, best value.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``stage``, ``drives``, ``n_params``, ``t_start``,
+            ``t_end`` (scored window, ms), ``sim_end`` (ms simulated),
+            ``n_complete``, ``n_failed``, ``first_value`` (the stage's start
+            point), ``best_value`` (the stage's own metric: weighted RMSE
+            for drive stages, the study's metric for the final stage) and
+            ``seconds`` (summed evaluation wall time).
+        """
+        import pandas as pd
+
+        if self.stages is None:
+            raise ValueError("stage_summary is only for staged studies (created with "
+                             "stages='evoked')")
+        recs = []
+        for st in self.stages:
+            rows = self.storage.rows(stage=st.name)
+            c = self.storage.counts(st.name)
+            done = [r for r in rows if r["status"] == "complete"]
+            first = min(done, key=lambda r: r["id"])["value"] if done else None
+            best = self.storage.best(st.name)
+            recs.append({
+                "stage": st.name, "drives": ",".join(st.drives) or "all",
+                "n_params": len(st.params), "t_start": st.t_start, "t_end": st.t_end,
+                "sim_end": (float(self.target.times[-1]) if st.is_final else
+                            stage_sim_end(st, self.target.times,
+                                          self.objective.smooth_window)),
+                "n_complete": c["complete"], "n_failed": c["failed"],
+                "first_value": first,
+                "best_value": None if best is None else best["value"],
+                "seconds": float(sum(r["sim_seconds"] or 0.0 for r in rows)),
+            })
+        return pd.DataFrame.from_records(recs)
+
+    def _optimize_staged(self, n_evals, n_jobs, backend, progress, callback, scheduler,
+                         stage_evals):
+        budgets, frozen = self._stage_budgets(n_evals, stage_evals)
+        settings = self.solver_settings
+        point = self.space.clip(self.x0)
+        total = RunSummary()
+        total.stages = {}
+        for k, stage in enumerate(self.stages):
+            sub = self.space.subset(stage.params)
+            start = {n: point[n] for n in stage.params}
+            if stage.is_final:
+                evaluate = self.objective
+            else:
+                fixed = {n: v for n, v in point.items() if n not in stage.params}
+                evaluate = StageObjective(self._stage_objective(stage), fixed)
+            # each stage has its own solver stream, derived from the study's seed
+            solver = make_solver(settings["name"], sub, x0=start,
+                                 seed=int(settings.get("seed", 0)) + k,
+                                 **settings.get("options", {}))
+            budget = budgets[stage.name]
+            c = self.storage.counts(stage.name)
+            used = c["complete"] + c["failed"]
+            if stage.name in frozen or used >= budget:
+                summary = RunSummary(
+                    n_complete=c["complete"], n_failed=c["failed"])
+            else:
+                if progress:
+                    window = ("whole waveform" if stage.is_final else
+                              f"{stage.t_start:g}-{stage.t_end:g} ms")
+                    sys.stderr.write(f"stage {k + 1}/{len(self.stages)} {stage.name}: "
+                                     f"{len(stage.params)} parameters, {window}, "
+                                     f"{budget} evaluations\n")
+                bar = _Progress(budget, used, progress)
+                best = self.storage.best(stage.name)
+                if best is not None:
+                    bar.best = best["value"]
+
+                def _on_row(row, _bar=bar, _stage=stage.name):
+                    _bar.update(row)
+                    if callback is not None:
+                        callback(dict(row, stage=_stage))
+
+                try:
+                    summary = run_optimization(
+                        self.storage, solver, evaluate, budget, n_jobs=n_jobs,
+                        backend=backend, seeds=self.objective.seeds,
+                        n_trials=self.objective.n_trials, stage=stage.name,
+                        callback=_on_row, scheduler=scheduler)
+                finally:
+                    bar.close()
+            best = self.storage.best(stage.name)
+            if best is not None:
+                # the next stage starts from this stage's best point, not
+                # from the last point it simulated
+                point.update(best["params"])
+                summary.best_value, summary.best_params = best["value"], best["params"]
+            total.stages[stage.name] = summary
+            total.n_evaluated += summary.n_evaluated
+            total.n_replayed += summary.n_replayed
+            total.n_complete += summary.n_complete
+            total.n_failed += summary.n_failed
+            if summary.interrupted:
+                total.interrupted = True
+                break
+            if used < budget and summary.n_complete + summary.n_failed < budget \
+                    and not summary.solver_done:
+                break   # stopped short (e.g. a failure to run): do not go on
+        final = self.storage.best(FINAL)
+        if final is not None:
+            total.best_value, total.best_params = final["value"], self.stage_point()
+        total.solver_done = all(s.solver_done for s in total.stages.values())
+        return total
+
     # ------------------------------------------------------------------ results
     @property
     def trials(self):
@@ -375,12 +619,30 @@ class Study:
 
     @property
     def best_params(self):
-        """Parameter values of the best complete evaluation (dict)."""
+        """Parameter values of the best complete evaluation (dict).
+
+        For a staged study: the point carried through the stages (every
+        parameter at its latest stage's best, see :meth:`stage_point`).
+        """
+        if self.stages is not None:
+            if self.storage.best() is None:
+                raise StudyError(f"study {str(self.path)!r} has no complete evaluation yet")
+            return self.stage_point()
         return self.storage.best_params
 
     @property
     def best_value(self):
-        """Lowest objective value among complete evaluations."""
+        """Lowest objective value among complete evaluations.
+
+        For a staged study: the final stage's best (stages before it use
+        weighted windows, whose values are not comparable).
+        """
+        if self.stages is not None:
+            best = self.storage.best(FINAL)
+            if best is None:
+                raise StudyError(f"study {str(self.path)!r} has no complete evaluation "
+                                 f"in its final stage yet")
+            return best["value"]
         return self.storage.best_value
 
     @property
@@ -431,7 +693,10 @@ class Study:
         if not seeds:
             raise ValueError("seeds must hold at least one seed, got none")
         out = self.objective.validate(self.best_params, seeds)
-        out["fit_value"] = self.best_value
+        try:
+            out["fit_value"] = self.best_value
+        except StudyError:
+            out["fit_value"] = None      # a staged study before its final stage
         return out
 
     # ------------------------------------------------------------------ export
@@ -473,7 +738,8 @@ class Study:
         if which in self._dipoles:
             return self._dipoles[which]
         dip = None
-        for row in self.storage.rows(stage="", status="complete"):
+        stage = FINAL if self.stages is not None else ""
+        for row in self.storage.rows(stage=stage, status="complete"):
             if row["params"] == params and row["info"] and row["info"].get("dipole"):
                 dip = np.asarray(row["info"]["dipole"], dtype=float)
                 break

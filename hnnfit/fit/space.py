@@ -478,6 +478,20 @@ class ParameterSpace:
             out[p.name] = int(value) if p.integer else float(value)
         return out
 
+    def subset(self, names):
+        """A space with only the parameters ``names`` (same bounds, this order).
+
+        Parameters
+        ----------
+        names : sequence of str
+            Names of parameters of this space.
+
+        Returns
+        -------
+        ParameterSpace
+        """
+        return ParameterSpace([self[n] for n in names], set_params=self.set_params)
+
     # --- (de)serialisation -------------------------------------------------
     def to_dict(self):
         """A JSON-able description (used to identify a study's space)."""
@@ -494,3 +508,122 @@ class ParameterSpace:
     def from_dict(cls, data, set_params=None):
         """Rebuild a space from :meth:`to_dict` output (the hook is not stored)."""
         return cls([Parameter(**p) for p in data["parameters"]], set_params=set_params)
+
+
+# -- automatic spaces for evoked drives ------------------------------------------
+# Limits a proposal must respect whatever the current value (a start point far
+# from the published ones still gets a usable range).
+TIMING_HALF_WIDTH = 10.0   # ms: mean searched at least +-10 ms around its value
+SIGMA_MIN = 0.1            # ms
+WEIGHT_FACTOR = 10.0       # weights searched from w / 10 to w * 10 (log scale) ...
+WEIGHT_CAP = 1.0           # ... but not above max(1 uS, 2 w)
+
+
+def _evoked_drive_parameters(net, name, drive, tstop):
+    dyn = drive["dynamics"]
+    mu, sigma = float(dyn["mu"]), float(dyn["sigma"])
+    half = max(3.0 * sigma, TIMING_HALF_WIDTH)
+    low, high = max(0.0, mu - half), mu + half
+    if tstop is not None:
+        high = min(high, float(tstop))
+    out = []
+    if high > low:
+        out.append(Parameter(f"{name}.mu", low, high))
+    out.append(Parameter(f"{name}.sigma", min(sigma, max(SIGMA_MIN, sigma / 3.0)),
+                         max(3.0 * sigma, sigma + 5.0)))
+    for receptor in _RECEPTORS:
+        weights = drive.get(f"weights_{receptor}") or {}
+        for cell_type, w in weights.items():
+            w = float(w)
+            if w <= 0.0:
+                # an absent synapse stays absent: a zero weight has no scale
+                # to search around (add it by hand through overrides)
+                continue
+            high = min(w * WEIGHT_FACTOR, max(WEIGHT_CAP, 2.0 * w))
+            out.append(Parameter(f"{name}.{receptor}.{cell_type}", w / WEIGHT_FACTOR,
+                                 high, log=True))
+    return out
+
+
+def evoked_space(net, *, drives=None, tstop=None, overrides=None):
+    """A parameter space for a network's evoked drives, from their current values.
+
+    For each evoked drive ``d`` (mean ``mu``, spread ``sigma`` ms, weights
+    ``w`` uS):
+
+    * ``d.mu`` in ``mu +- max(3 sigma, 10 ms)``, within ``[0, tstop]``;
+    * ``d.sigma`` from ``min(sigma, max(0.1, sigma / 3))`` to
+      ``max(3 sigma, sigma + 5)`` ms;
+    * ``d.ampa.<cell_type>`` / ``d.nmda.<cell_type>`` for every non-zero
+      weight, on a log scale from ``w / 10`` to ``min(10 w, max(1, 2 w))``.
+
+    Zero weights (absent synapses), synaptic delays and ``numspikes`` are
+    not fitted unless ``overrides`` adds them.
+
+    Parameters
+    ----------
+    net : Network
+        The network whose drives give the centres of the ranges.
+    drives : sequence of str | None
+        Names of the evoked drives to include (default: all of them, in the
+        order of their mean time).
+    tstop : float | None
+        End of the fitted window (ms): no mean is searched past it.
+    overrides : dict | None
+        ``{name: (low, high)}``, ``{name: (low, high, {'log': True})}`` or a
+        :class:`Parameter` to replace or add a range, ``{name: None}`` to
+        drop a parameter.
+
+    Returns
+    -------
+    ParameterSpace
+
+    Raises
+    ------
+    ValueError
+        If the network has no evoked drive, a named drive is not an evoked
+        drive of the network, or an override does not address the network.
+    """
+    evoked = {n: d for n, d in net.external_drives.items() if d["type"] == "evoked"}
+    if drives is None:
+        names = sorted(evoked, key=lambda n: (float(evoked[n]["dynamics"]["mu"]), n))
+    else:
+        names = list(drives)
+        for n in names:
+            if n not in evoked:
+                known = ", ".join(repr(k) for k in evoked) or "none"
+                raise ValueError(f"drives must name evoked drives of the network ({known}), "
+                                 f"got {n!r}")
+    if not names:
+        raise ValueError("net must have at least one evoked drive to build a space "
+                         "from, got none")
+    if tstop is not None:
+        tstop = check_number(tstop, "tstop", low=0.0)
+    params = {}
+    for n in names:
+        for p in _evoked_drive_parameters(net, n, evoked[n], tstop):
+            params[p.name] = p
+    for name, spec in dict(overrides or {}).items():
+        check_type(name, str, "override name")
+        if spec is None:
+            if name not in params:
+                raise ValueError(f"override {name!r} must name a parameter of the automatic "
+                                 f"space to drop, got an unknown name")
+            del params[name]
+            continue
+        if isinstance(spec, Parameter):
+            p = spec if spec.name == name else Parameter(name, spec.low, spec.high,
+                                                         spec.log, spec.integer)
+        else:
+            spec = tuple(spec)
+            if len(spec) == 3 and isinstance(spec[2], dict):
+                p = Parameter(name, spec[0], spec[1], **spec[2])
+            elif len(spec) == 2:
+                p = Parameter(name, spec[0], spec[1])
+            else:
+                raise ValueError(f"override {name!r} must be (low, high), (low, high, "
+                                 f"options) or a Parameter, got {spec!r}")
+        params[name] = p
+    space = ParameterSpace(list(params.values()))
+    space.validate(net)
+    return space
