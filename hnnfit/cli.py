@@ -44,6 +44,10 @@ an unknown one is an error::
     [space]                        # name = [low, high], or a table
     "evprox2.mu" = [100.0, 150.0]
     "evprox2.ampa.L5_pyramidal" = { low = 0.01, high = 1.0, log = true }
+    # auto = true                  # the automatic space of the evoked drives
+                                   # (timings, sigmas, non-zero weights), the
+                                   # entries above overriding its ranges; a
+                                   # missing [space] means auto = true
 
     [solver]
     name = "bayesian"              # cobyla, cma
@@ -54,6 +58,8 @@ an unknown one is an error::
     [run]
     n_evals = 50                   # total budget of the study
     n_jobs = 1
+    staged = false                 # true (or --staged): one stage per evoked
+                                   # drive group, then all (hnnfit.fit.staging)
     study = "studies/erp.sqlite"   # default: studies/<config name>.sqlite
 
 Input files (``params``, ``file``) given as relative paths are relative to
@@ -87,7 +93,7 @@ _SECTIONS = {
                   "dt", "band", "timeout", "engine"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
-    "run": ("n_evals", "n_jobs", "study"),
+    "run": ("n_evals", "n_jobs", "study", "staged"),
 }
 _PARAM_KEYS = ("low", "high", "log", "integer")
 DEFAULT_N_EVALS = 20
@@ -230,7 +236,9 @@ def load_config(path):
     obj_s = dict(raw.get("objective", {}))
     sol_s = dict(raw.get("solver", {}))
     run_s = dict(raw.get("run", {}))
-    space_s = _flatten_space(raw.get("space", {}))
+    space_raw = dict(raw.get("space", {}))
+    auto = check_bool(space_raw.pop("auto", "space" not in raw), "auto in [space]")
+    space_s = _flatten_space(space_raw)
 
     if "params" not in net_s:
         raise ValueError(f"[network] of {path} must give params (a parameter file), got none")
@@ -261,8 +269,9 @@ def load_config(path):
     if "band" in obj_s:
         obj_s["band"] = tuple(obj_s["band"]) if isinstance(obj_s["band"], list) else obj_s["band"]
 
-    if not space_s:
-        raise ValueError(f"[space] of {path} must name at least one parameter, got none")
+    if not space_s and not auto:
+        raise ValueError(f"[space] of {path} must name at least one parameter or set "
+                         f"auto = true, got neither")
     space = [_parse_parameter(name, spec) for name, spec in space_s.items()]
 
     solver = {"name": sol_s.get("name", "bayesian"), "seed": sol_s.get("seed", 0),
@@ -280,11 +289,12 @@ def load_config(path):
     run = {"n_evals": check_int(run_s.get("n_evals", DEFAULT_N_EVALS), "n_evals in [run]",
                                 low=1),
            "n_jobs": check_int(run_s.get("n_jobs", 1), "n_jobs in [run]", low=1),
-           "study": run_s.get("study")}
+           "study": run_s.get("study"),
+           "staged": check_bool(run_s.get("staged", False), "staged in [run]")}
     if run["study"] is not None:
         check_type(run["study"], str, "study in [run]")
     return {"path": path, "network": net_s, "target": tgt_s, "objective": obj_s,
-            "space": space, "solver": solver, "run": run}
+            "space": space, "space_auto": auto, "solver": solver, "run": run}
 
 
 def build_fit(config):
@@ -318,7 +328,13 @@ def build_fit(config):
             raise FileNotFoundError(f"target file {source!r} does not exist")
     target = read_target(source, tmin=tgt_s.get("tmin"), tmax=tgt_s.get("tmax"),
                          columns=tgt_s.get("columns"))
-    space = ParameterSpace(config["space"])
+    if config.get("space_auto"):
+        from .fit.space import evoked_space
+
+        space = evoked_space(net, tstop=float(target.times[-1]),
+                             overrides={p.name: p for p in config["space"]})
+    else:
+        space = ParameterSpace(config["space"])
     objective = dict(config["objective"])
     # the objective checks its settings and the space against the network
     DipoleObjective(net, target, space, **objective)
@@ -364,6 +380,20 @@ def _print_best(study):
     if study.n_complete == 0:
         print("no complete evaluation yet")
         return
+    if study.stages is not None:
+        print("stages:")
+        df = study.stage_summary()
+        _print_table(["stage", "params", "window ms", "complete", "failed", "first",
+                      "best"],
+                     [[r["stage"], r["n_params"], f"{r['t_start']:g}-{r['t_end']:g}",
+                       r["n_complete"], r["n_failed"], r["first_value"], r["best_value"]]
+                      for r in df.to_dict("records")])
+        if study.storage.best("final") is None:
+            print("the final stage has not started; best point so far:")
+            _print_table(["parameter", "best", "low", "high"],
+                         [[p.name, float(study.best_params[p.name]), p.low, p.high]
+                          for p in study.space])
+            return
     print(f"best value: {study.best_value:.6g}")
     _print_table(["parameter", "best", "low", "high"],
                  [[p.name, float(study.best_params[p.name]), p.low, p.high]
@@ -444,10 +474,12 @@ def _cmd_fit(args):
     if not study_path.parent.is_dir():
         study_path.parent.mkdir(parents=True)
     sol = parts["solver"]
+    staged = args.staged or run["staged"]
     study = Study.create(study_path, parts["net"], parts["target"], parts["space"],
                          objective=parts["objective"], solver=sol["name"],
                          solver_options=sol["options"], seed=sol["seed"], x0=sol["x0"],
-                         description=f"hnnfit fit {config_path}", exist_ok=True)
+                         description=f"hnnfit fit {config_path}", exist_ok=True,
+                         stages="evoked" if staged else None)
     try:
         return _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo)
     finally:
@@ -640,6 +672,9 @@ def make_parser():
                    "studies/<config name>.sqlite)")
     p.add_argument("--n-evals", type=_positive_int, help="total evaluation budget")
     p.add_argument("--n-jobs", type=_positive_int, help="evaluations run at once")
+    p.add_argument("--staged", action="store_true",
+                   help="staged evoked fit: one stage per evoked drive group in time "
+                   "order, each on its own weighted window, then all parameters")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("resume", help="continue a study",

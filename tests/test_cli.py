@@ -416,8 +416,9 @@ def test_bad_toml_and_layout(small, tmp_path, capsys, study_copy):
         "broken.toml": ("[network\nparams = 1\n", "not valid TOML"),
         "section.toml": (toml_text(dict(base_sections(small["target"]),
                                         solvers={"name": '"cobyla"'})), "solvers"),
-        "nospace.toml": (toml_text({k: v for k, v in base_sections(small["target"]).items()
-                                    if k != "space"}), "[space]"),
+        # an empty [space] (a missing one means the automatic space)
+        "nospace.toml": (toml_text(dict(base_sections(small["target"]), space={})),
+                         "auto = true"),
         "twotargets.toml": (toml_text(dict(base_sections(small["target"]), target={
             "file": f'"{small["target"]}"', "dataset": '"S1_SupraT"'})), "exactly one"),
     }
@@ -580,3 +581,27 @@ def test_study_driven_by_another_process(study_copy, capsys, small):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_staged_fit_with_automatic_space(small, tmp_path, capsys):
+    sections = base_sections(small["target"].resolve())
+    del sections["space"]                          # no [space]: the automatic one
+    sections["solver"] = {"name": '"cobyla"'}
+    config = write_config(tmp_path / "staged.toml", sections)
+    study_path = tmp_path / "staged.sqlite"
+    status, out, err = run(["fit", str(config), "--study", str(study_path), "--staged",
+                            "--n-evals", "3"], capsys)
+    assert status == 0, err
+    assert "stages:" in out and "final" in out
+    study = Study.load(study_path)
+    try:
+        # only evprox1 acts before the 40 ms window ends; it is fitted on its
+        # own ranges (timing, sigma, its non-zero weights)
+        assert study.space.names[:2] == ["evprox1.mu", "evprox1.sigma"]
+        assert all(n.startswith("evprox1.") for n in study.space.names)
+        assert [s.name for s in study.stages] == ["final"]
+        assert study.n_complete == 3
+    finally:
+        study.close()
+    status, out, err = run(["show", str(study_path)], capsys)
+    assert status == 0 and "stages:" in out

@@ -551,7 +551,8 @@ def evoked_space(net, *, drives=None, tstop=None, overrides=None):
     For each evoked drive ``d`` (mean ``mu``, spread ``sigma`` ms, weights
     ``w`` uS):
 
-    * ``d.mu`` in ``mu +- max(3 sigma, 10 ms)``, within ``[0, tstop]``;
+    * ``d.mu`` in ``mu +- max(3 sigma, 10 ms)``, within ``[0, tstop]``
+      (drives whose events all come after ``tstop`` are left out);
     * ``d.sigma`` from ``min(sigma, max(0.1, sigma / 3))`` to
       ``max(3 sigma, sigma + 5)`` ms;
     * ``d.ampa.<cell_type>`` / ``d.nmda.<cell_type>`` for every non-zero
@@ -599,6 +600,16 @@ def evoked_space(net, *, drives=None, tstop=None, overrides=None):
                          "from, got none")
     if tstop is not None:
         tstop = check_number(tstop, "tstop", low=0.0)
+        late = [n for n in names if float(evoked[n]["dynamics"]["mu"])
+                - 3.0 * float(evoked[n]["dynamics"]["sigma"]) >= tstop]
+        if drives is not None and late:
+            raise ValueError(f"drives must act before tstop ({tstop:g} ms), got "
+                             f"{', '.join(map(repr, late))}, whose events all come later")
+        # a drive whose events all come after the window cannot shape it
+        names = [n for n in names if n not in late]
+        if not names:
+            raise ValueError(f"net must have an evoked drive acting before tstop "
+                             f"({tstop:g} ms), got none")
     params = {}
     for n in names:
         for p in _evoked_drive_parameters(net, n, evoked[n], tstop):

@@ -90,7 +90,7 @@ class Stage:
         if self.rise is not None:
             w = w * ndtr((t - self.rise[0]) / self.rise[1])
         if self.fall is not None:
-            w = w * (1.0 - ndtr((t - self.fall[0]) / self.fall[1]))
+            w = w * ndtr((self.fall[0] - t) / self.fall[1])   # 1 - Phi, without cancellation
         return w
 
     def to_dict(self):
