@@ -333,3 +333,18 @@ def test_small_staged_fit_simulates_each_window(tmp_path):
     # the stages improve on the start point, scored on the whole waveform
     start = study.objective(study.space.clip(study.x0))["value"]
     assert study.best_value < start
+
+
+def test_staged_study_plots_and_best_net(tmp_path, fake_objective):
+    import matplotlib
+    matplotlib.use("Agg")
+    study = _create(tmp_path / "s.sqlite")
+    study.optimize(8, progress=False,
+                   stage_evals={"evprox1": 2, "evdist1": 2, "evprox2": 2, FINAL: 2})
+    # rows of drive stages lack the other drives' parameters: plots cope
+    for fig in (study.plot_params(show=False), study.plot_convergence(show=False)):
+        assert len(fig.axes) >= 1
+    # the best network holds every stage's best values
+    best, net = study.best_params, study.best_net()
+    for drive in ("evprox1", "evdist1", "evprox2"):
+        assert net.external_drives[drive]["dynamics"]["mu"] == best[f"{drive}.mu"]

@@ -823,9 +823,10 @@ class Study:
         fig, axes = plt.subplots(n, 1, figsize=(6, 1.8 * n + 0.6), sharex=True,
                                  constrained_layout=True, squeeze=False)
         xs = np.arange(1, len(rows) + 1)
-        best = self.storage.best()
+        best = self.best_params if self.storage.best() is not None else None
         for ax, p in zip(axes[:, 0], self.space):
-            ys = np.array([r["params"][p.name] for r in rows], dtype=float)
+            # rows of a stage that does not fit p hold no value for it
+            ys = np.array([r["params"].get(p.name, np.nan) for r in rows], dtype=float)
             ok = np.array([r["status"] == "complete" for r in rows], dtype=bool)
             ax.plot(xs[ok], ys[ok], "o", ms=3, color="C0")
             if (~ok).any():
@@ -833,7 +834,7 @@ class Study:
             ax.axhline(p.low, color="0.6", ls=":")
             ax.axhline(p.high, color="0.6", ls=":")
             if best is not None:
-                ax.axhline(best["params"][p.name], color="C2", lw=1)
+                ax.axhline(best[p.name], color="C2", lw=1)
             if p.log:
                 ax.set_yscale("log")
             ax.set_ylabel(p.name, fontsize="small")
