@@ -159,8 +159,8 @@ def run_task(key, args, out_dir):
     # 3. after each stage: the carried point on the whole waveform
     summary = study.stage_summary()
     start_value = study.objective(study.space.clip(study.x0))["value"]
-    stage_lines = ["| after stage | parameters | window (ms) | evaluations | stage wall "
-                   "s | whole-waveform RMSE (fit seeds) |",
+    stage_lines = ["| after stage | parameters | window (ms) | evaluations | simulation s "
+                   "(summed over workers) | whole-waveform RMSE (fit seeds) |",
                    "| --- | ---: | --- | ---: | ---: | ---: |",
                    f"| (start: {task['start']}) | | | | | {start_value:.2f} |"]
     for st, row in zip(study.stages, summary.to_dict("records")):
@@ -172,8 +172,8 @@ def run_task(key, args, out_dir):
                "stage_best": row["best_value"], "whole_rmse": value,
                "eval_seconds": row["seconds"]}
         _emit(rec)
-        stage_lines.append(f"| {st.name} | {row['n_params']} | {row['t_start']:g}-"
-                           f"{row['t_end']:g} | {row['n_complete'] + row['n_failed']} | "
+        stage_lines.append(f"| {st.name} | {row['n_params']} | {row['t_start']:.0f}-"
+                           f"{row['t_end']:.0f} | {row['n_complete'] + row['n_failed']} | "
                            f"{row['seconds']:.0f} | {value:.2f} |")
 
     # 4. held-out trials
