@@ -385,7 +385,7 @@ def _print_best(study):
         df = study.stage_summary()
         _print_table(["stage", "params", "window ms", "complete", "failed", "first",
                       "best"],
-                     [[r["stage"], r["n_params"], f"{r['t_start']:g}-{r['t_end']:g}",
+                     [[r["stage"], r["n_params"], f"{r['t_start']:.1f}-{r['t_end']:.1f}",
                        r["n_complete"], r["n_failed"], r["first_value"], r["best_value"]]
                       for r in df.to_dict("records")])
         if study.storage.best("final") is None:

@@ -566,7 +566,7 @@ class Study:
             else:
                 if progress:
                     window = ("whole waveform" if stage.is_final else
-                              f"{stage.t_start:g}-{stage.t_end:g} ms")
+                              f"{stage.t_start:.1f}-{stage.t_end:.1f} ms")
                     sys.stderr.write(f"stage {k + 1}/{len(self.stages)} {stage.name}: "
                                      f"{len(stage.params)} parameters, {window}, "
                                      f"{budget} evaluations\n")
