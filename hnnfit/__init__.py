@@ -19,6 +19,7 @@ _LAZY = {
     "write_params": "params",
     "Network": "network",
     "jones_2009_model": "network",
+    "neymotin_2020_model": "network",
     "pick_connection": "network",
     "Dipole": "dipole",
     "read_dipole": "dipole",

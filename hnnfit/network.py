@@ -1309,3 +1309,22 @@ def jones_2009_model(params=None, add_drives_from_params=False, legacy_mode=Fals
     """
     return Network(params, add_drives_from_params=add_drives_from_params,
                    legacy_mode=legacy_mode, mesh_shape=mesh_shape, add_connections=True)
+
+
+def neymotin_2020_model(params=None, add_drives_from_params=False, legacy_mode=False,
+                        mesh_shape=(10, 10)):
+    """The same column under the name hnn-core >= 0.4 gives it.
+
+    hnn-core's ``neymotin_2020_model`` is the network its
+    ``jones_2009_model`` returns (the implementation described in
+    Neymotin et al. 2020); scripts written for either name run unchanged.
+    Parameters and return value: see :func:`jones_2009_model`.
+
+    References
+    ----------
+    Neymotin SA et al. (2020) Human Neocortical Neurosolver (HNN), a new
+    software tool for interpreting the cellular and network origin of human
+    MEG/EEG data. eLife 9:e51214.
+    """
+    return jones_2009_model(params, add_drives_from_params=add_drives_from_params,
+                            legacy_mode=legacy_mode, mesh_shape=mesh_shape)

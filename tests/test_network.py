@@ -639,3 +639,16 @@ def test_network_constructor_builds_the_model(params):
     assert Network(params, add_connections=False).connectivity == []
     with pytest.raises(TypeError, match="add_connections"):
         Network(params, add_connections="yes")
+
+
+def test_neymotin_2020_model_is_the_same_column():
+    from hnnfit import jones_2009_model, neymotin_2020_model
+
+    a = jones_2009_model(mesh_shape=(3, 3), add_drives_from_params=True)
+    b = neymotin_2020_model(mesh_shape=(3, 3), add_drives_from_params=True)
+    assert list(a.cell_types) == list(b.cell_types)
+    assert a.gid_ranges == b.gid_ranges
+    assert len(a.connectivity) == len(b.connectivity) == 16 + len(
+        [c for c in a.connectivity if c["src_type"] in a.external_drives])
+    assert all(x == y for x, y in zip(a.connectivity, b.connectivity))
+    assert a.external_drives == b.external_drives
