@@ -36,7 +36,8 @@ an unknown one is an error::
     seeds = [0]
     smooth_window = 30.0           # ms
     scale = 3000.0                 # or "fit"
-    metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band
+    metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band,
+                                   # hnn_rmse (hnn-core's resampled RMSE)
     # layer = "agg"; dt = 0.025; band = [15.0, 30.0]
     # timeout = 600.0              # s per evaluation; a slower one is a failed row
     # engine = "coreneuron"        # or "neuron" (default), "auto"

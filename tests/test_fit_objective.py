@@ -67,6 +67,33 @@ def test_metrics_by_hand(signals):
     assert obj.score_dipole(dpl)[0] == pytest.approx(np.max(np.abs(2 * sim_on_t - target)))
 
 
+def test_hnn_rmse_resamples_like_hnn_core(signals):
+    from scipy.signal import resample
+
+    times, sim, ttimes, target = signals
+    dpl = _dipole(times, sim)
+    common = dict(smooth_window=0.0, scale=2.0)
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="hnn_rmse",
+                          **common)
+    value, scale, out = obj.score_dipole(dpl)
+    # by hand: both series over [0, 40) ms (the last sample left out), the
+    # simulated one (1600 samples) Fourier-resampled to the target's 40
+    a = resample(sim[:1600], 40)
+    assert value == pytest.approx(np.sqrt(np.mean((2.0 * a - target[:40]) ** 2)), rel=1e-12)
+    # the dipole kept for plots is still the one on the target's times
+    np.testing.assert_allclose(out, 2.0 * np.interp(ttimes, times, sim))
+    # on a smooth waveform it is close to the interpolated RMSE, not equal
+    plain = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="rmse",
+                            **common).score_dipole(dpl)[0]
+    assert value != plain and value == pytest.approx(plain, rel=0.5)
+    fitted = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="hnn_rmse",
+                             smooth_window=0.0, scale="fit").score_dipole(dpl)
+    assert fitted[1] == pytest.approx(float(a @ target[:40] / (a @ a)))
+    with pytest.raises(ValueError, match="'hnn_rmse' takes no weights"):
+        DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="hnn_rmse",
+                        weights=np.ones(len(ttimes)))
+
+
 def test_fitted_scale_and_smoothing(signals):
     times, sim, ttimes, target = signals
     obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, smooth_window=5.0,
