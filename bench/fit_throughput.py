@@ -16,6 +16,7 @@ Usage::
 
     python bench/fit_throughput.py                      # 20 evaluations, n_jobs 1 and 2
     python bench/fit_throughput.py --n-evals 2          # smoke run
+    python bench/fit_throughput.py --keep /tmp/tp       # keep the study files
 
 Prints a JSON line per configuration, then a markdown table.
 """
@@ -134,13 +135,22 @@ def main(argv=None):
     parser.add_argument("--mesh", type=int, default=10,
                         help="pyramidal grid side (10 = the default model)")
     parser.add_argument("--tstop", type=float, default=170.0)
+    parser.add_argument("--keep", metavar="DIR", default=None,
+                        help="write the study files here and keep them (for their "
+                             "per-evaluation timestamps); default: a temporary folder")
     args = parser.parse_args(argv)
 
     print(f"# {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, model {args.mesh}x{args.mesh}, "
           f"tstop {args.tstop} ms, {args.n_evals} evaluations", flush=True)
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = tmp
+        if args.keep is not None:
+            folder = Path(args.keep)
+            folder.mkdir(parents=True, exist_ok=True)
+            for n_jobs in args.jobs:
+                (folder / f"throughput_n{n_jobs}.sqlite").unlink(missing_ok=True)
         for n_jobs in args.jobs:
             row = run_fit(n_jobs, args.n_evals, args.mesh, args.tstop, folder)
             rows.append(row)

@@ -378,7 +378,9 @@ def test_parallel_study_records_the_values_a_sequential_evaluation_gives(tmp_pat
     summary = study.optimize(4, n_jobs=2, progress=False)
     assert summary.n_complete == 4 and summary.n_failed == 0
     rows = study.storage.rows()
-    assert sorted((r["batch"], r["position"]) for r in rows) == [(0, 0), (0, 1), (1, 0),
-                                                                 (1, 1)]
+    # pipelined: batch is the point's index, position the points pending
+    # when it was proposed (two in flight at once)
+    assert sorted((r["batch"], r["position"]) for r in rows) == [(0, 0), (1, 1), (2, 1),
+                                                                 (3, 1)]
     for row in rows[1:3]:
         assert study.objective(row["params"])["value"] == row["value"]

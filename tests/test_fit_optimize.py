@@ -165,8 +165,113 @@ def test_parallel_loky_matches_sequential(tmp_path, target):
             summary = run_optimization(st, solver, quadratic, 7, n_jobs=2, backend=backend)
             assert summary.n_complete == 7
             logs.append(_log(st))
-            # batches of two (the last one holds what is left of the budget)
-            assert [b for b, *_ in logs[-1]] == [0, 0, 1, 1, 2, 2, 3]
+            assert st.metadata["schedule"] == "pipelined"
+            # one point per proposal; after the first, one point is pending
+            # when the next is proposed
+            rows = sorted(st.rows(), key=lambda r: r["batch"])
+            assert [(r["batch"], r["position"]) for r in rows] == \
+                [(0, 0)] + [(k, 1) for k in range(1, 7)]
+            points = [tuple(r["params"].values()) for r in rows]
+            assert len(set(points)) == 7
+    assert logs[0] == logs[1]
+
+
+class Sleepy:
+    """Quadratic objective that takes ``delay`` seconds."""
+
+    def __init__(self, delay):
+        self.delay = delay
+
+    def __call__(self, params, seeds):
+        time.sleep(self.delay)
+        return quadratic(params, seeds)
+
+
+def test_pipelined_keeps_n_jobs_evaluations_in_flight(tmp_path, target):
+    solver = make_solver("bayesian", SPACE, seed=3, **FAST_BAYES)
+    with _new_study(tmp_path / "p.db", target, solver) as st:
+        run_optimization(st, solver, Sleepy(0.4), 8, n_jobs=2, backend="loky")
+        rows = sorted(st.rows(), key=lambda r: r["batch"])
+        assert [r["status"] for r in rows] == ["complete"] * 8
+        # every evaluation after the first two started while the one before
+        # it was still running (no waiting for a whole batch)
+        for prev, row in zip(rows[1:], rows[2:]):
+            assert row["start_time"] < prev["end_time"]
+        # both workers were used
+        assert len({r["info"]["worker_pid"] for r in rows}) == 2
+
+
+def test_pipelined_interrupt_then_resume_with_other_n_jobs(tmp_path, target):
+    ref_solver = make_solver("bayesian", SPACE, seed=6, **FAST_BAYES)
+    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
+        run_optimization(ref, ref_solver, quadratic, 10, n_jobs=2, backend="sequential")
+        ref_log = _log(ref)
+    solver = make_solver("bayesian", SPACE, seed=6, **FAST_BAYES)
+    with _new_study(tmp_path / "int.db", target, solver) as st:
+        summary = run_optimization(st, solver, InterruptAt(6), 10, n_jobs=2,
+                                   backend="sequential")
+        assert summary.interrupted
+        # the interrupted point and the one proposed after it are abandoned
+        assert st.counts() == {"running": 0, "complete": 5, "failed": 0, "abandoned": 2}
+        resumed = run_optimization(st, make_solver("bayesian", SPACE, seed=6, **FAST_BAYES),
+                                   quadratic, 10, n_jobs=2, backend="sequential")
+        assert resumed.n_replayed == 5 and resumed.n_evaluated == 5
+        assert _log(st) == ref_log
+    # a stage begun with one job and continued with three: nothing evaluated
+    # twice or lost, and the points pending at each proposal grow one by one
+    solver = make_solver("bayesian", SPACE, seed=6, **FAST_BAYES)
+    with _new_study(tmp_path / "grow.db", target, solver) as st:
+        run_optimization(st, solver, quadratic, 4, n_jobs=1)
+        first = _log(st)
+        run_optimization(st, make_solver("bayesian", SPACE, seed=6, **FAST_BAYES),
+                         quadratic, 10, n_jobs=3, backend="loky")
+        log = _log(st)
+        assert len(log) == 10 and log[:4] == first
+        assert [p for _, p, *_ in log] == [0, 0, 0, 0, 1, 2, 2, 2, 2, 2]
+        # replaying the whole log proposes the recorded points again
+        again = run_optimization(st, make_solver("bayesian", SPACE, seed=6, **FAST_BAYES),
+                                 quadratic, 10, n_jobs=3, backend="loky")
+        assert again.n_replayed == 10 and again.n_evaluated == 0
+
+
+def test_ctrl_c_in_the_driver_with_workers_busy(tmp_path, target):
+    def stop_after_three(row):
+        stop_after_three.n += 1
+        if stop_after_three.n == 3:
+            raise KeyboardInterrupt
+
+    stop_after_three.n = 0
+    ref_solver = make_solver("bayesian", SPACE, seed=8, **FAST_BAYES)
+    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
+        run_optimization(ref, ref_solver, quadratic, 8, n_jobs=2, backend="sequential")
+        ref_log = _log(ref)
+    solver = make_solver("bayesian", SPACE, seed=8, **FAST_BAYES)
+    with _new_study(tmp_path / "c.db", target, solver) as st:
+        t0 = time.perf_counter()
+        summary = run_optimization(st, solver, Sleepy(5.0), 8, n_jobs=2, backend="loky",
+                                   callback=stop_after_three)
+        # the evaluation still running in a worker was not waited for
+        assert time.perf_counter() - t0 < 5.0 * 3
+        assert summary.interrupted
+        assert st.counts() == {"running": 0, "complete": 3, "failed": 0, "abandoned": 1}
+        resumed = run_optimization(st, make_solver("bayesian", SPACE, seed=8, **FAST_BAYES),
+                                   quadratic, 8, n_jobs=2, backend="loky")
+        assert resumed.n_replayed == 3 and resumed.n_evaluated == 5
+        assert _log(st) == ref_log
+
+
+def test_studies_run_in_batches_resume_in_batches(tmp_path, target):
+    logs = []
+    for name, budgets in (("ref", [9]), ("two", [4, 9])):
+        solver = make_solver("bayesian", SPACE, seed=1, **FAST_BAYES)
+        with _new_study(tmp_path / f"{name}.db", target, solver) as st:
+            # as a study written before pipelined scheduling existed
+            st.set_metadata("schedule", "batches")
+            for n in budgets:
+                run_optimization(st, make_solver("bayesian", SPACE, seed=1, **FAST_BAYES),
+                                 quadratic, n, n_jobs=2)
+            logs.append(_log(st))
+    assert [b for b, *_ in logs[0]] == [0, 0, 1, 1, 2, 2, 3, 3, 4]
     assert logs[0] == logs[1]
 
 
@@ -247,7 +352,7 @@ DRIVER = textwrap.dedent("""
 
     opts = ({"n_initial_points": 4, "acq_optimizer": "sampling", "n_points": 500}
             if name == "bayesian" else {})
-    solver = make_solver(name, SPACE, seed=4,
+    solver = make_solver(name, SPACE, seed=7 if name == "bayesian" else 4,
                          x0={"evprox2.mu": 140.0, "evprox2.sigma": 10.0}, **opts)
     t = np.arange(0.0, 20.0)
     study = Study.create(path, target=read_target(np.c_[t, np.sin(t)]), space=SPACE,

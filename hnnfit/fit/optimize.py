@@ -1,18 +1,37 @@
 """The driver loop: ask the solver, evaluate, record in the study, tell.
 
 hnnfit owns the loop (the solvers only answer ``ask``/``tell``), so it can
-record every evaluation as it finishes, run batches in parallel, survive
-failures and interruptions, and resume.
+record every evaluation as it finishes, run evaluations in parallel,
+survive failures and interruptions, and resume.
+
+Two schedules, fixed per stage when it starts and recorded in the study
+(metadata ``schedule`` or ``schedule[<stage>]``):
+
+``'pipelined'`` (Bayesian optimisation)
+    ``n_jobs`` evaluations stay in flight: when the oldest one finishes it
+    is told to the solver and one new point is proposed, the points still
+    being evaluated standing in at a constant-liar value (the lowest value
+    told so far). Workers do not wait for the slowest evaluation of a batch,
+    and the solver's work overlaps the other workers' simulations. Row
+    ``batch`` is the point's index ``k`` in the stage, ``position`` the
+    number of points pending when it was proposed (0 for the first point,
+    then one more per point up to ``n_jobs - 1``).
+``'batches'`` (COBYLA, CMA-ES, and stages begun before pipelining existed)
+    the solver is asked for ``n_jobs`` points, all are evaluated, all are
+    told, and the next batch is asked. Row ``batch``/``position`` say where
+    in which batch the point came from.
 
 Resuming is a replay. A solver is a deterministic function of its settings
-and of the ask/tell sequence it has seen, and the study records for each
-evaluation the solver batch and position it came from. On (re)start the
-loop rebuilds nothing by hand: it runs from the first batch, and wherever
-the study already holds the result of a batch position it uses that result
+and of the ask/tell sequence it has seen, and the rows record that sequence:
+in both schedules the solver is told results in the log's order (never in
+the order evaluations happened to finish) and each proposal sees the same
+pending points as in the original run. On (re)start the loop runs from the
+first point, and wherever the study already holds a result it uses it
 instead of evaluating again. A resumed study therefore proposes exactly the
-points an uninterrupted run would, and each point is evaluated once
-(positions left 'running' by a dead process are marked 'abandoned' and
-evaluated again).
+points an uninterrupted run with the same ``n_jobs`` would (with another
+``n_jobs``, the recorded points are replayed as they were and only the later
+proposals differ), and each point is evaluated once (points left 'running'
+by a dead process are marked 'abandoned' and evaluated again).
 """
 from __future__ import annotations
 
@@ -140,26 +159,45 @@ def _same_point(a, b):
 
 
 class _Executor:
-    """Evaluates a list of points, yielding (index, result) as each finishes."""
+    """Runs evaluations: ``submit`` one point, ``wait`` for the next finished one.
+
+    One interface for the three backends, so that the driver can keep a
+    given number of evaluations in flight. 'sequential' runs a submitted
+    point only when the driver waits for it, oldest first, so the driver
+    code is the same whatever the backend. 'loky' uses joblib's reusable
+    pool of worker processes: it outlives the run, so a later run in the
+    same process (the next stage of a staged fit) finds the workers with
+    their warm models.
+    """
 
     def __init__(self, backend, n_jobs, scheduler=None):
         self.backend = backend
         self.n_jobs = n_jobs
         self.scheduler = scheduler
-        self._parallel = None
+        self._pool = None
         self._client = None
         self._own_client = False
+        self._queue = []          # sequential: (key, evaluate, params, seeds)
+        self._futures = {}        # loky, dask: future -> key
+        self._completed = None    # dask: as_completed iterator
 
     def __enter__(self):
         if self.backend == "loky":
-            from joblib import Parallel
+            import os
 
-            self._parallel = Parallel(n_jobs=self.n_jobs, backend="loky",
-                                      return_as="generator_unordered")
-            self._parallel.__enter__()
+            from joblib import cpu_count
+            from joblib._parallel_backends import LokyBackend
+            from joblib.executor import get_memmapping_executor
+
+            # the pool joblib.Parallel(n_jobs, backend='loky') would use, with
+            # its limit on each worker's BLAS/OpenMP threads
+            n_threads = str(max(cpu_count() // self.n_jobs, 1))
+            env = {var: os.environ.get(var, n_threads)
+                   for var in LokyBackend.MAX_NUM_THREADS_VARS}
+            self._pool = get_memmapping_executor(self.n_jobs, timeout=300, env=env)
         elif self.backend == "dask":
             try:
-                from distributed import Client, get_client
+                from distributed import Client, as_completed, get_client
             except ImportError:
                 raise ImportError("backend='dask' needs dask.distributed; install it "
                                   "with pip install hnnfit[dask]") from None
@@ -175,35 +213,61 @@ class _Executor:
                     raise ValueError("backend='dask' needs a running dask.distributed "
                                      "Client in this process or a scheduler address, "
                                      "got neither") from None
+            self._completed = as_completed()
         return self
 
     def __exit__(self, *exc):
-        if self._parallel is not None:
-            self._parallel.__exit__(*exc)
-        if self._own_client:
-            self._client.close()
+        try:
+            if self._futures:
+                # stopped with evaluations in flight (interrupt or error):
+                # their rows are abandoned by the caller; do not wait for them
+                for fut in self._futures:
+                    fut.cancel()
+                if self.backend == "loky":
+                    # a cancelled future cannot stop a running task: stop the
+                    # workers, so no orphaned simulation keeps the cores busy
+                    self._pool.shutdown(wait=False, kill_workers=True)
+                self._futures = {}
+        finally:
+            if self._own_client:
+                self._client.close()
         return False
 
-    def run(self, evaluate, points, seeds):
-        if self.backend == "sequential" or len(points) == 1 and self.backend != "dask":
-            for i, p in enumerate(points):
-                yield i, _evaluate_one(evaluate, p, seeds)
+    @property
+    def n_pending(self):
+        return len(self._queue) + len(self._futures)
+
+    def submit(self, key, evaluate, params, seeds):
+        if self.backend == "sequential":
+            self._queue.append((key, evaluate, params, seeds))
         elif self.backend == "loky":
-            from joblib import delayed
-
-            yield from self._parallel(delayed(_indexed)(i, evaluate, p, seeds)
-                                      for i, p in enumerate(points))
+            self._futures[self._pool.submit(_evaluate_one, evaluate, params, seeds)] = key
         else:
-            from distributed import as_completed
+            fut = self._client.submit(_evaluate_one, evaluate, params, seeds, pure=False)
+            self._futures[fut] = key
+            self._completed.add(fut)
 
-            futures = [self._client.submit(_indexed, i, evaluate, p, seeds, pure=False)
-                       for i, p in enumerate(points)]
-            for fut in as_completed(futures):
-                yield fut.result()
+    def wait(self):
+        """``(key, result)`` of an evaluation that finished (blocks)."""
+        if self.backend == "sequential":
+            key, evaluate, params, seeds = self._queue.pop(0)
+            return key, _evaluate_one(evaluate, params, seeds)
+        if self.backend == "loky":
+            from concurrent.futures import FIRST_COMPLETED, wait
 
+            done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+            fut = min(done, key=lambda f: self._futures[f])
+        else:
+            fut = next(self._completed)
+        key = self._futures.pop(fut)
+        return key, fut.result()
 
-def _indexed(i, evaluate, params, seeds):
-    return i, _evaluate_one(evaluate, params, seeds)
+    def run(self, evaluate, points, seeds):
+        """Evaluate ``points``; yield ``(index, result)`` as each finishes."""
+        for i, p in enumerate(points):
+            self.submit(i, evaluate, p, seeds)
+        while self.n_pending:
+            yield self.wait()
 
 
 def _solver_key(stage):
@@ -231,9 +295,10 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
         Budget: the run stops once the stage has this many complete plus
         failed evaluations (or the solver stops on its own).
     n_jobs : int
-        Evaluations run at once (the solver is asked for batches this big).
+        Evaluations run at once (see the module docstring for how points
+        are proposed to keep them busy).
     backend : {'sequential', 'loky', 'dask'} | None
-        How batches are evaluated; default ``'sequential'`` for ``n_jobs=1``
+        Where evaluations run; default ``'sequential'`` for ``n_jobs=1``
         and ``'loky'`` (joblib worker processes) otherwise. ``'dask'`` uses
         the running dask.distributed Client, or connects to ``scheduler``.
     seeds : sequence of int
@@ -303,6 +368,55 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
             f"(running rows {busy[:5]}); only one driver may write a study")
     study.mark_abandoned()
 
+    schedule = _schedule(study, stage, solver)
+
+    summary = RunSummary()
+    try:
+        with _Executor(backend, n_jobs, scheduler) as executor:
+            run = _run_pipelined if schedule == "pipelined" else _run_batches
+            run(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_trials,
+                stage, failure_value, callback, summary)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    summary.solver_done = bool(solver.is_done)
+    counts = study.counts(stage)
+    summary.n_complete, summary.n_failed = counts["complete"], counts["failed"]
+    best = study.best(stage)
+    if best is not None:
+        summary.best_value, summary.best_params = best["value"], best["params"]
+    return summary
+
+
+def _schedule_key(stage):
+    return "schedule" if stage == "" else f"schedule[{stage}]"
+
+
+def _schedule(study, stage, solver):
+    """How the stage's evaluations are scheduled: 'batches' or 'pipelined'.
+
+    Recorded in the study when a stage starts, so that a resumed stage is
+    replayed the way it was run. A stage that has rows but no record was
+    written before pipelining existed: it ran in batches.
+    """
+    key = _schedule_key(stage)
+    stored = study._meta_raw().get(key)
+    if stored in ("batches", "pipelined"):
+        return stored
+    if any(row["batch"] is not None for row in study.rows(stage=stage)):
+        mode = "batches"
+    else:
+        mode = "pipelined" if solver.name in _PIPELINED_SOLVERS else "batches"
+    study.set_metadata(key, mode)
+    return mode
+
+
+# solvers that can propose a point while others are still being evaluated
+_PIPELINED_SOLVERS = ("bayesian",)
+
+
+def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_trials,
+                 stage, failure_value, callback, summary):
+    """Ask a batch, evaluate it whole, tell it whole, ask the next one."""
     # the log: results and batch sizes by (batch, position)
     results, sizes, recorded = {}, {}, {}
     for row in study.rows(stage=stage):
@@ -314,73 +428,228 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
         if row["status"] in ("complete", "failed") and (b, p) not in results:
             results[(b, p)] = row
 
-    summary = RunSummary()
     told_values = []
     batch = 0
+    while True:
+        counts = study.counts(stage)
+        used = counts["complete"] + counts["failed"]
+        if batch in sizes:
+            size = sizes[batch]
+        else:
+            if used >= n_evals:
+                break
+            size = min(n_jobs, n_evals - used)
+        if solver.is_done:
+            break
+        points = solver.ask(size)
+        if not points:
+            break
+        if batch in sizes and len(points) != sizes[batch]:
+            raise StudyError(
+                f"replaying study {str(study.path)!r} gave {len(points)} points "
+                f"for batch {batch}, but the study recorded {sizes[batch]}; the "
+                f"solver or its library version differs from the run that wrote "
+                f"the study")
+        for pos, params in enumerate(points):
+            _check_replay(study, recorded.get((batch, pos)), params, seeds,
+                          f"batch {batch}, position {pos}")
+        todo = [pos for pos in range(len(points)) if (batch, pos) not in results]
+        summary.n_replayed += len(points) - len(todo)
+        if todo and used + len(todo) > n_evals:
+            # budget smaller than the recorded batch: evaluate what fits, stop
+            todo = todo[:max(0, n_evals - used)]
+            if todo:
+                _evaluate_batch(study, executor, evaluate, points, todo, batch,
+                                seeds, n_trials, stage, results, summary, callback)
+            break
+        if todo:
+            _evaluate_batch(study, executor, evaluate, points, todo, batch,
+                            seeds, n_trials, stage, results, summary, callback)
+        batch_vals = [results[(batch, p)] for p in range(len(points))]
+        good = [r["value"] for r in batch_vals if r["status"] == "complete"]
+        penalty = failure_penalty(told_values + good, failure_value)
+        values = [r["value"] if r["status"] == "complete" else penalty
+                  for r in batch_vals]
+        solver.tell(points, values)
+        told_values.extend(good)
+        batch += 1
+
+
+def _check_replay(study, rec, params, seeds, where):
+    """Refuse to go on when a replayed proposal differs from the recorded one."""
+    if rec is None:
+        return
+    if rec["seeds"] != seeds:
+        raise StudyError(
+            f"study {str(study.path)!r} was run with seeds {rec['seeds']}, "
+            f"got {seeds}; resume it with the same seeds")
+    if not _same_point(rec["params"], params):
+        raise StudyError(
+            f"replaying study {str(study.path)!r} proposed {params} at {where}, but "
+            f"the study recorded {rec['params']}; the solver or its library version "
+            f"differs from the run that wrote the study")
+
+
+def _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_trials,
+                   stage, failure_value, callback, summary):
+    """Keep ``n_jobs`` evaluations in flight, proposing one point at a time.
+
+    Point ``k`` of the stage is proposed once points ``0 .. k - lag - 1``
+    are told to the solver, in that order, while the ``lag`` points before
+    ``k`` are still pending (the solver sees them with a constant-liar
+    value); ``lag`` grows by one per point up to ``n_jobs - 1`` and is
+    recorded as the row's ``position`` (``batch`` is ``k``). What the
+    solver sees therefore depends on the log only, never on which
+    evaluation happened to finish first, and a replay proposes the same
+    points. A finished evaluation that is not the oldest pending one waits
+    (its worker idles) until the older ones finish.
+    """
+    results, recorded = {}, {}
+    for row in study.rows(stage=stage):
+        k = row["batch"]
+        if k is None:
+            continue
+        recorded.setdefault(k, row)
+        if row["status"] in ("complete", "failed") and k not in results:
+            results[k] = row
+
+    asked = []           # params of points 0 .. k_next - 1
+    lags = []
+    told_values = []     # complete values told, for the failure penalty
+    lies = []            # every value told (penalties included), for the liar
+    n_told = 0
+    rows = {}            # k -> row id, for evaluations in flight
     try:
-        with _Executor(backend, n_jobs, scheduler) as executor:
-            while True:
+        while True:
+            k = len(asked)
+            # propose point k if the budget, the solver and the log allow it
+            can_ask = not solver.is_done
+            if can_ask and k not in results:
                 counts = study.counts(stage)
-                used = counts["complete"] + counts["failed"]
-                if batch in sizes:
-                    size = sizes[batch]
-                else:
-                    if used >= n_evals:
-                        break
-                    size = min(n_jobs, n_evals - used)
-                if solver.is_done:
-                    break
-                points = solver.ask(size)
-                if not points:
-                    break
-                if batch in sizes and len(points) != sizes[batch]:
+                can_ask = counts["complete"] + counts["failed"] + len(rows) < n_evals
+            if can_ask:
+                lag = recorded[k]["position"] if k in recorded else \
+                    min(n_jobs - 1, lags[-1] + 1 if lags else 0)
+                need = k - lag
+                if need < n_told or need > k:
                     raise StudyError(
-                        f"replaying study {str(study.path)!r} gave {len(points)} points "
-                        f"for batch {batch}, but the study recorded {sizes[batch]}; the "
-                        f"solver or its library version differs from the run that wrote "
-                        f"the study")
-                for pos, params in enumerate(points):
-                    rec = recorded.get((batch, pos))
-                    if rec is not None and rec["seeds"] != seeds:
-                        raise StudyError(
-                            f"study {str(study.path)!r} was run with seeds {rec['seeds']}, "
-                            f"got {seeds}; resume it with the same seeds")
-                    if rec is not None and not _same_point(rec["params"], params):
-                        raise StudyError(
-                            f"replaying study {str(study.path)!r} proposed {params} at "
-                            f"batch {batch}, position {pos}, but the study recorded "
-                            f"{rec['params']}; the solver or its library version differs "
-                            f"from the run that wrote the study")
-                todo = [pos for pos in range(len(points)) if (batch, pos) not in results]
-                summary.n_replayed += len(points) - len(todo)
-                if todo and used + len(todo) > n_evals:
-                    # budget smaller than the recorded batch: evaluate what fits, stop
-                    todo = todo[:max(0, n_evals - used)]
-                    if not todo:
+                        f"study {str(study.path)!r} records evaluation {k} of stage "
+                        f"{stage!r} with {lag} pending points, which cannot follow "
+                        f"the evaluations before it")
+                if all(j in results for j in range(n_told, need)):
+                    # tell what the proposal of k must know, in order
+                    while n_told < need:
+                        r = results[n_told]
+                        if r["status"] == "complete":
+                            value = r["value"]
+                        else:
+                            value = failure_penalty(told_values, failure_value)
+                        with _solver_threads():
+                            solver.tell([asked[n_told]], [value])
+                        if r["status"] == "complete":
+                            told_values.append(value)
+                        lies.append(value)
+                        n_told += 1
+                    with _solver_threads():
+                        params = _ask_with_pending(solver, asked[need:k],
+                                                   min(lies) if lies else 0.0)
+                    if params is None:
                         break
-                    _evaluate_batch(study, executor, evaluate, points, todo, batch,
-                                    seeds, n_trials, stage, results, summary, callback)
-                    break
-                if todo:
-                    _evaluate_batch(study, executor, evaluate, points, todo, batch,
-                                    seeds, n_trials, stage, results, summary, callback)
-                batch_vals = [results[(batch, p)] for p in range(len(points))]
-                good = [r["value"] for r in batch_vals if r["status"] == "complete"]
-                penalty = failure_penalty(told_values + good, failure_value)
-                values = [r["value"] if r["status"] == "complete" else penalty
-                          for r in batch_vals]
-                solver.tell(points, values)
-                told_values.extend(good)
-                batch += 1
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    summary.solver_done = bool(solver.is_done)
-    counts = study.counts(stage)
-    summary.n_complete, summary.n_failed = counts["complete"], counts["failed"]
-    best = study.best(stage)
-    if best is not None:
-        summary.best_value, summary.best_params = best["value"], best["params"]
-    return summary
+                    _check_replay(study, recorded.get(k), params, seeds,
+                                  f"evaluation {k} ({lag} pending)")
+                    asked.append(params)
+                    lags.append(lag)
+                    if k in results:
+                        summary.n_replayed += 1
+                    else:
+                        (rows[k],) = study.add_running([params], stage=stage, batch=k,
+                                                       positions=[lag], seeds=seeds,
+                                                       n_trials=n_trials)
+                        executor.submit(k, evaluate, params, seeds)
+                    continue
+            if not rows:
+                break  # nothing in flight and nothing more to propose
+            j, res = executor.wait()
+            results[j] = _record(study, rows.pop(j), res, summary, callback,
+                                 asked[j], j, lags[j])
+    finally:
+        # interrupted (or crashed): what did not finish is abandoned and will
+        # be proposed again on resume
+        if rows:
+            study.abandon(sorted(rows.values()))
+
+
+def _ask_with_pending(solver, pending, lie):
+    """One new point from ``solver`` while ``pending`` points are being evaluated.
+
+    Without pending points this is ``solver.ask(1)``. With some, a copy of
+    the Gaussian-process optimiser is told the pending points at the value
+    ``lie`` (the lowest value told so far: skopt's own 'cl_min' constant
+    liar for batches) and proposes the point; the copy then goes away, so
+    the solver itself only ever learns real values. The copy's random
+    stream is drawn from the solver's, so successive proposals differ and
+    depend only on the sequence of calls.
+    """
+    import copy
+    import warnings
+
+    if not pending or getattr(solver, "_x0_pending", False):
+        points = solver.ask(1)
+        return points[0] if points else None
+    import numpy as np
+
+    opt = solver._opt
+    seed = opt.rng.randint(0, np.iinfo(np.int32).max)
+    trial = copy.deepcopy(opt)
+    trial.rng = np.random.RandomState(seed)
+    with warnings.catch_warnings():
+        # lies at already-evaluated points (integers, replays) are expected
+        warnings.simplefilter("ignore")
+        trial.tell([solver.space.to_unit(p).tolist() for p in pending],
+                   [lie] * len(pending))
+        u = trial.ask()
+    return solver.space.from_unit(u)
+
+
+class _solver_threads:
+    """Run solver work on one BLAS thread.
+
+    With evaluations in flight the driver's solver work shares the cores
+    with the workers; one thread also makes the result independent of the
+    machine's core count, as the replay of a study on another machine needs.
+    """
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # scikit-learn depends on it; stay usable without
+            self._limits = None
+            return self
+        self._limits = threadpool_limits(limits=1, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+        return False
+
+
+def _record(study, row_id, res, summary, callback, params, batch, position):
+    """Write a finished evaluation to its row; return ``{'status', 'value'}``."""
+    if res["ok"]:
+        study.finish(row_id, status="complete", value=res["value"], scale=res["scale"],
+                     sim_seconds=res["sim_seconds"], n_trials=res["n_trials"],
+                     info=res["info"])
+        row = {"status": "complete", "value": res["value"]}
+    else:
+        study.finish(row_id, status="failed", error=res["error"],
+                     sim_seconds=res.get("sim_seconds"), info=res.get("info"))
+        row = {"status": "failed", "value": None}
+    summary.n_evaluated += 1
+    if callback is not None:
+        callback(dict(row, id=row_id, params=params, batch=batch, position=position,
+                      error=res.get("error")))
+    return row
 
 
 def _evaluate_batch(study, executor, evaluate, points, todo, batch, seeds, n_trials,
@@ -393,21 +662,9 @@ def _evaluate_batch(study, executor, evaluate, points, todo, batch, seeds, n_tri
     try:
         for i, res in executor.run(evaluate, [points[p] for p in todo], seeds):
             pos = todo[i]
-            if res["ok"]:
-                study.finish(row_of[pos], status="complete", value=res["value"],
-                             scale=res["scale"], sim_seconds=res["sim_seconds"],
-                             n_trials=res["n_trials"], info=res["info"])
-                row = {"status": "complete", "value": res["value"]}
-            else:
-                study.finish(row_of[pos], status="failed", error=res["error"],
-                             sim_seconds=res.get("sim_seconds"), info=res.get("info"))
-                row = {"status": "failed", "value": None}
+            results[(batch, pos)] = _record(study, row_of[pos], res, summary, callback,
+                                            points[pos], batch, pos)
             pending.discard(pos)
-            results[(batch, pos)] = row
-            summary.n_evaluated += 1
-            if callback is not None:
-                callback(dict(row, id=row_of[pos], params=points[pos], batch=batch,
-                              position=pos, error=res.get("error")))
     finally:
         # interrupted (or crashed) mid-batch: what did not finish is abandoned
         # and will be proposed again on resume
