@@ -18,12 +18,19 @@ reference's numbers, with a PASS/FAIL line per acceptance point:
 
 * Bayesian: median (over the seeds) best RMSE within 15 evaluations <= 14.41,
   and below 14.41 after 30;
-* COBYLA: below 15.88 after 30.
+* COBYLA: below 15.88 within 30 (it may stop earlier by itself, once its
+  trust region has shrunk below ``rhoend``).
+
+hnnfit's RMSE interpolates the simulated dipole at the data's time points
+while hnn-core Fourier-resamples it onto the data's sample count; on this
+task the start point scores about 0.9 % higher in hnnfit (see README), so
+the goals, taken as printed, are slightly stricter here than there.
 
 Usage::
 
     python bench/anchor_task.py                     # engine 'auto' (CoreNEURON if it compiles)
     python bench/anchor_task.py --engine neuron --seeds 0 --solvers bayesian
+    python bench/anchor_task.py --report --out DIR  # re-print the table of finished studies
 
 Prints a JSON line per run, then a markdown table.
 """
@@ -77,31 +84,51 @@ def make_network():
     return net
 
 
-def run_one(solver, seed, args, target, out_dir):
-    from hnnfit.fit import Study
+def summarize(study, solver, seed, wall):
+    """One run's record: start, best within ``EARLY`` evaluations, best overall."""
+    import numpy as np
 
-    path = out_dir / f"anchor_{solver}_seed{seed}.sqlite"
-    if path.exists():
-        path.unlink()
-    study = Study.create(
-        path, make_network(), target, SPACE, x0=X0, solver=solver, seed=seed,
-        objective={"n_trials": 1, "smooth_window": 30.0, "scale": 3000.0,
-                   "engine": args.engine},
-        description="bench/anchor_task.py")
-    t0 = time.perf_counter()
-    study.optimize(args.n_evals, n_jobs=args.n_jobs, progress=not args.quiet)
-    wall = time.perf_counter() - t0
     df = study.trials.sort_values("id")
     values = df["value"].to_numpy(dtype=float)
     first = df.iloc[0]
     if any(abs(first[n] - X0[n]) > 1e-9 * max(1.0, abs(X0[n])) for n in X0):
-        raise RuntimeError(f"the first evaluation of {path} is not the start point")
-    rec = {"solver": solver, "seed": seed, "n_evals": int(len(values)),
-           "n_failed": int((df["status"] != "complete").sum()),
-           "start_rmse": float(values[0]),
-           "best_early": float(min(values[:EARLY])),
-           "best": float(min(values)), "wall_s": wall,
-           "best_params": study.best_params, "study": str(path)}
+        raise RuntimeError(f"the first evaluation of {study.path} is not the start point")
+    if wall is None:
+        # re-reported study: first start to last end (excludes the set-up)
+        wall = float(df["end_time"].max() - df["start_time"].min())
+    return {"solver": solver, "seed": seed, "n_evals": int(len(values)),
+            "n_failed": int((df["status"] != "complete").sum()),
+            "start_rmse": float(values[0]),
+            # failed evaluations are NaN rows: they never count as a best
+            "best_early": float(np.nanmin(values[:EARLY])),
+            "best": float(np.nanmin(values)), "wall_s": wall,
+            "best_params": study.best_params, "study": str(study.path)}
+
+
+def run_one(solver, seed, args, target, out_dir):
+    """Run (or, with ``--report``, re-read) one study and print its JSON line."""
+    from hnnfit.fit import Study
+
+    path = out_dir / f"anchor_{solver}_seed{seed}.sqlite"
+    if args.report:
+        if not path.exists():
+            print(f"# no study {path}", flush=True)
+            return None
+        study, wall = Study.load(path), None
+    else:
+        if path.exists():
+            path.unlink()
+        study = Study.create(
+            path, make_network(), target, SPACE, x0=X0, solver=solver, seed=seed,
+            solver_options=args.solver_options.get(solver),
+            objective={"n_trials": 1, "smooth_window": 30.0, "scale": 3000.0,
+                       "metric": args.metric,
+                       "engine": args.engine},
+            description="bench/anchor_task.py")
+        t0 = time.perf_counter()
+        study.optimize(args.n_evals, n_jobs=args.n_jobs, progress=not args.quiet)
+        wall = time.perf_counter() - t0
+    rec = summarize(study, solver, seed, wall)
     study.close()
     print(json.dumps(rec), flush=True)
     return rec
@@ -109,6 +136,10 @@ def run_one(solver, seed, args, target, out_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metric", default="rmse", choices=["rmse", "hnn_rmse"],
+                        help="'rmse': at the data's time points (hnnfit's default); "
+                             "'hnn_rmse': Fourier-resampled as hnn-core computes it, the "
+                             "reference numbers' own scale")
     parser.add_argument("--solvers", nargs="+", default=["bayesian", "cobyla"],
                         choices=["bayesian", "cobyla", "cma"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -119,44 +150,62 @@ def main(argv=None):
                         help="evaluations at once (the reference ran them one by one)")
     parser.add_argument("--engine", default="auto",
                         help="'auto' (CoreNEURON where it compiles), 'coreneuron', 'neuron'")
-    parser.add_argument("--data", help="the yes-trial ERP file (default: "
-                        "$HNNFIT_DATA / ../shared beside the repository / download)")
+    parser.add_argument("--data", help="the yes-trial ERP file (default: from "
+                        "$HNNFIT_DATA if set, else ../shared/data beside the repository, "
+                        "else downloaded into hnnfit's data cache)")
     parser.add_argument("--out", help="folder for the study files (default: temporary)")
+    parser.add_argument("--solver-options", type=json.loads, default={},
+                        help="JSON object of per-solver options, e.g. "
+                             "'{\"bayesian\": {\"n_initial_points\": 5}}' (default: the "
+                             "solvers' own defaults)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="do not run: re-read the study files in --out and print the "
+                             "table (wall time then spans first start to last end)")
     args = parser.parse_args(argv)
 
     from hnnfit.datasets import fetch_dataset
     from hnnfit.fit.targets import read_target
 
-    if args.data:
-        source = args.data
+    if args.report and not args.out:
+        parser.error("--report needs --out")
+    shared_file = SHARED_DATA / "yes_trial_S1_ERP_all_avg.txt"
+    if args.report:
+        target = None  # the studies hold their target
+    elif args.data:
+        target = read_target(args.data)
+    elif not os.environ.get("HNNFIT_DATA") and shared_file.is_file():
+        # read in place: handing the shared folder to fetch_dataset as its
+        # cache would let it delete a copy whose checksum does not match
+        target = read_target(shared_file)
     else:
-        home = None
-        if not os.environ.get("HNNFIT_DATA") and SHARED_DATA.is_dir():
-            home = SHARED_DATA
-        source = fetch_dataset("yes_trial_S1_ERP_all_avg", data_home=home)
-    target = read_target(source)
+        target = read_target(fetch_dataset("yes_trial_S1_ERP_all_avg"))
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="anchor_"))
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"# {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, engine {args.engine}, "
           f"{args.n_evals} evaluations per run, n_jobs {args.n_jobs}, studies in {out_dir}",
           flush=True)
+    if args.solver_options:
+        print(f"# solver options {json.dumps(args.solver_options)}", flush=True)
 
     runs = []
     for solver in args.solvers:
         for seed in (args.seeds if solver == "bayesian" else [0]):
-            runs.append(run_one(solver, seed, args, target, out_dir))
+            rec = run_one(solver, seed, args, target, out_dir)
+            if rec is not None:
+                runs.append(rec)
 
     lines = ["", f"| run | start RMSE | best in {EARLY} evals | best in {args.n_evals} "
-             "evals | wall s | reference (hnn-core 0.6.1) |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+             "evals | evals | wall s | reference (hnn-core 0.6.1) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in runs:
         ref = (f"{REFERENCE['start']} -> {REFERENCE[r['solver']]} in 30 "
                f"({REFERENCE[r['solver'] + '_s']:.0f} s)" if r["solver"] in REFERENCE
                else "-")
         lines.append(f"| {r['solver']}, seed {r['seed']} | {r['start_rmse']:.2f} | "
-                     f"{r['best_early']:.2f} | {r['best']:.2f} | {r['wall_s']:.0f} | {ref} |")
+                     f"{r['best_early']:.2f} | {r['best']:.2f} | {r['n_evals']} | {r['wall_s']:.0f} | "
+                     f"{ref} |")
     bayes = [r for r in runs if r["solver"] == "bayesian"]
     if bayes:
         early = statistics.median(r["best_early"] for r in bayes)
@@ -164,6 +213,7 @@ def main(argv=None):
         lines.append(f"| bayesian, median of {len(bayes)} | "
                      f"{statistics.median(r['start_rmse'] for r in bayes):.2f} | "
                      f"{early:.2f} | {final:.2f} | "
+                     f"{statistics.median(r['n_evals'] for r in bayes):.0f} | "
                      f"{statistics.median(r['wall_s'] for r in bayes):.0f} | |")
         lines.append("")
         lines.append(f"{'PASS' if early <= REFERENCE['bayesian'] else 'FAIL'}: Bayesian "
@@ -171,13 +221,17 @@ def main(argv=None):
                      f"{REFERENCE['bayesian']})")
         if args.n_evals >= 30:
             lines.append(f"{'PASS' if final < REFERENCE['bayesian'] else 'FAIL'}: Bayesian "
-                         f"median best after {args.n_evals} {final:.2f} (goal < "
+                         f"median best after {min(r['n_evals'] for r in bayes)} {final:.2f} (goal < "
                          f"{REFERENCE['bayesian']})")
     for r in runs:
+        # COBYLA stops by itself once its trust region shrinks below rhoend,
+        # possibly before the budget: the goal is judged on the budget asked for
         if r["solver"] == "cobyla" and args.n_evals >= 30:
+            stopped = (f", stopped after {r['n_evals']}" if r["n_evals"] < args.n_evals
+                       else "")
             lines.append(f"{'PASS' if r['best'] < REFERENCE['cobyla'] else 'FAIL'}: COBYLA "
-                         f"best after {args.n_evals} {r['best']:.2f} (goal < "
-                         f"{REFERENCE['cobyla']})")
+                         f"best within {args.n_evals} evaluations{stopped} {r['best']:.2f} "
+                         f"(goal < {REFERENCE['cobyla']})")
     print("\n".join(lines))
 
 

@@ -106,10 +106,14 @@ def run_task(key, args, out_dir):
     from hnnfit.fit.targets import read_target
 
     task = TASKS[key]
-    data_home = args.data_dir
-    if data_home is None and not os.environ.get("HNNFIT_DATA") and SHARED_DATA.is_dir():
-        data_home = SHARED_DATA
-    target = read_target(fetch_dataset(task["dataset"], data_home=data_home))
+    name = f"{task['dataset']}.txt"
+    if args.data_dir is not None:
+        target = read_target(Path(args.data_dir) / name)
+    elif not os.environ.get("HNNFIT_DATA") and (SHARED_DATA / name).is_file():
+        # read in place (fetch_dataset would treat the folder as its cache)
+        target = read_target(SHARED_DATA / name)
+    else:
+        target = read_target(fetch_dataset(task["dataset"]))
     scale = args.scale
     smooth = task["smooth"]
     held_out = list(args.held_out)
@@ -222,7 +226,7 @@ def main(argv=None):
                         "(default: ../shared/params beside the repository)")
     parser.add_argument("--data-dir", help="folder holding the recorded datasets (default: "
                         "$HNNFIT_DATA, else ../shared/data/MEG_detection_data beside the "
-                        "repository, else hnnfit's download cache)")
+                        "repository, else a download into hnnfit's data cache)")
     parser.add_argument("--out", help="folder for the study files (default: a temporary one)")
     parser.add_argument("--resume", action="store_true",
                         help="continue existing study files in --out instead of restarting")
