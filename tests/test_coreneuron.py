@@ -139,3 +139,128 @@ def test_coreneuron_flags_select_their_own_build(monkeypatch):
     assert _compile.build_key(coreneuron=False) == plain
     monkeypatch.setenv("HNNFIT_CORENEURON_FLAGS", "-O2")
     assert _compile.build_key(coreneuron=True) not in (default_core, plain)
+
+
+# -- branch-free table look-ups (hnnfit/simulator/_tables.py) -------------------
+# A look-up function in the shape NMODL 9.0 writes for a TABLE of two
+# variables over 10 intervals (written for this test, names invented).
+_LOOKUP = """\
+    inline static int rates_toy(int id, int pnodecount, toy_Instance* inst, double* data, const Datum* indexes, ThreadDatum* thread, NrnThread* nt, double v, double _lv){
+        if (inst->global->usetable == 0) {
+            f_rates_toy(id, pnodecount, inst, data, indexes, thread, nt, v, _lv);
+            return 0;
+        }
+        double xi = inst->global->mfac_rates * (_lv - inst->global->tmin_rates);
+        if (isnan(xi)) {
+            inst->ainf[id] = xi;
+            inst->atau[id] = xi;
+            return 0;
+        }
+        if (xi <= 0. || xi >= 10.) {
+            int index = (xi <= 0.) ? 0 : 10;
+            inst->ainf[id] = inst->global->t_ainf[index];
+            inst->atau[id] = inst->global->t_atau[index];
+            return 0;
+        }
+        int i = int(xi);
+        double theta = xi - double(i);
+        inst->ainf[id] = inst->global->t_ainf[i] + theta*(inst->global->t_ainf[i+1]-inst->global->t_ainf[i]);
+        inst->atau[id] = inst->global->t_atau[i] + theta*(inst->global->t_atau[i+1]-inst->global->t_atau[i]);
+        return 0;
+    }
+"""
+
+
+_HARNESS = """\
+#include <cmath>
+#include <cstdio>
+using std::isnan;
+struct Datum; struct ThreadDatum; struct NrnThread;
+struct toy_Global { double usetable, mfac_rates, tmin_rates, t_ainf[11], t_atau[11]; };
+struct toy_Instance { double* ainf; double* atau; toy_Global* global; };
+static void f_rates_toy(int, int, toy_Instance* inst, double*, const Datum*, ThreadDatum*,
+                        NrnThread*, double, double) { inst->ainf[0] = -1; inst->atau[0] = -1; }
+namespace original {
+%(original)s
+}
+namespace rewritten {
+%(rewritten)s
+}
+int main() {
+    toy_Global g;
+    g.usetable = 1; g.mfac_rates = 0.5; g.tmin_rates = -5.0;   // v from -5 to 15 mV
+    for (int k = 0; k < 11; ++k) { g.t_ainf[k] = std::sin(1.0 + k); g.t_atau[k] = 2.0 + std::cos(0.3 * k); }
+    double a[1], b[1];
+    toy_Instance inst{a, b, &g};
+    const double vs[] = {-40.0, -5.0, -4.9, -1.3, 0.0, 3.14159, 14.99, 15.0, 15.01, 80.0};
+    for (double v : vs) {
+        original::rates_toy(0, 1, &inst, nullptr, nullptr, nullptr, nullptr, v, v);
+        double oa = a[0], ob = b[0];
+        rewritten::rates_toy(0, 1, &inst, nullptr, nullptr, nullptr, nullptr, v, v);
+        std::printf("%%.17g %%.17g %%.17g %%.17g\\n", oa, a[0], ob, b[0]);
+    }
+    return 0;
+}
+"""
+
+
+def test_table_lookup_rewrite_keeps_the_interpolation(coreneuron_build, tmp_path):
+    # Compile NMODL's look-up and its rewrite side by side (same compiler and
+    # flags as the CoreNEURON build) and compare them bit for bit inside,
+    # below and above the table.
+    import shutil
+    import subprocess
+
+    from hnnfit.simulator._tables import MARKER, rewrite_table_lookups
+
+    text = "// before\n" + _LOOKUP + "// after\n"
+    new, names = rewrite_table_lookups(text)
+    assert names == ["rates_toy"]
+    assert MARKER in new and "isnan" not in new
+    assert new.startswith("// before\n") and new.endswith("// after\n")
+    cxx = shutil.which("c++") or shutil.which("g++")
+    assert cxx is not None      # the CoreNEURON build above needed one
+    src = tmp_path / "lookup.cpp"
+    src.write_text(_HARNESS % {"original": _LOOKUP, "rewritten": new})
+    exe = tmp_path / "lookup"
+    subprocess.run([cxx, "-O3", "-ffast-math", "-std=c++17", str(src), "-o", str(exe)],
+                   check=True, capture_output=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    rows = [[float(x) for x in line.split()] for line in out.splitlines()]
+    assert len(rows) == 10
+    for oa, ra, ob, rb in rows:
+        assert oa == ra and ob == rb
+    assert len({row[0] for row in rows}) > 5        # distinct table positions were hit
+    # idempotent, and anything of another shape is left as generated
+    assert rewrite_table_lookups(new) == (new, [])
+    odd = _LOOKUP.replace("        int i = int(xi);\n",
+                          "        int i = int(xi);\n        counter++;\n")
+    assert rewrite_table_lookups(odd) == (odd, [])
+    mixed = _LOOKUP.replace("inst->atau[id] = inst->global->t_atau[index];",
+                            "inst->atau[id] = inst->global->t_ainf[index];")
+    assert rewrite_table_lookups(mixed) == (mixed, [])
+
+
+def test_coreneuron_build_has_branch_free_lookups(coreneuron_build):
+    from hnnfit.simulator._tables import MARKER
+
+    listed = (coreneuron_build / "TABLES_REWRITTEN").read_text().split()
+    assert set(listed) >= {"hh2:", "ca:", "cat:", "km:", "ar:"}
+    generated = next(coreneuron_build.glob("*/corenrn/mod2c"))
+    for stem in ("hh2", "ca", "cat", "km", "ar"):
+        assert MARKER in (generated / f"{stem}.cpp").read_text()
+    # the mechanisms without tables are untouched
+    assert MARKER not in (generated / "cad.cpp").read_text()
+
+
+def test_coreneuron_refuses_switched_off_tables():
+    from types import SimpleNamespace
+
+    from hnnfit.simulator._builder import _check_table_switches
+    from hnnfit.simulator._tables import TABLE_SWITCHES
+
+    _check_table_switches(SimpleNamespace(**{name: 1.0 for name in TABLE_SWITCHES}))
+    h = SimpleNamespace(**{name: 1.0 for name in TABLE_SWITCHES})
+    h.usetable_km = 0.0
+    with pytest.raises(SimulationError, match="usetable_km must be 1 for engine='coreneuron'"):
+        _check_table_switches(h)

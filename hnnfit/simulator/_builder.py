@@ -39,6 +39,19 @@ def _set_coreneuron(enable):
         coreneuron.verbose = 0      # no banner on every run
 
 
+def _check_table_switches(h):
+    """Refuse a CoreNEURON run with a rate table switched off: that build's
+    look-ups are rewritten without the switch (see ``_tables``)."""
+    from ._tables import TABLE_SWITCHES
+
+    off = [name for name in TABLE_SWITCHES if float(getattr(h, name, 1.0)) != 1.0]
+    if off:
+        raise SimulationError(
+            f"{', '.join(off)} must be 1 for engine='coreneuron' (its table "
+            f"look-ups are always on), got 0; use engine='neuron' to run "
+            f"without the tables")
+
+
 def structure_key(net, record_vsoma=False, engine="neuron"):
     """Hash of everything that fixes the NEURON objects of a built model.
 
@@ -293,6 +306,8 @@ class NetworkModel:
         self._spike_times.resize(0)
         self._spike_gids.resize(0)
         core = self.engine == "coreneuron"
+        if core:
+            _check_table_switches(h)
         if core or _coreneuron_loaded():
             _set_coreneuron(core)
         try:
