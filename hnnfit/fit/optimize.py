@@ -551,8 +551,8 @@ def _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_
                         lies.append(value)
                         n_told += 1
                     with _solver_threads():
-                        params = _ask_with_pending(solver, asked[need:k],
-                                                   min(lies) if lies else 0.0)
+                        params = solver.ask_with_pending(asked[need:k],
+                                                         min(lies) if lies else 0.0)
                     if params is None:
                         break
                     _check_replay(study, recorded.get(k), params, seeds,
@@ -577,38 +577,6 @@ def _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_
         # be proposed again on resume
         if rows:
             study.abandon(sorted(rows.values()))
-
-
-def _ask_with_pending(solver, pending, lie):
-    """One new point from ``solver`` while ``pending`` points are being evaluated.
-
-    Without pending points this is ``solver.ask(1)``. With some, a copy of
-    the Gaussian-process optimiser is told the pending points at the value
-    ``lie`` (the lowest value told so far: skopt's own 'cl_min' constant
-    liar for batches) and proposes the point; the copy then goes away, so
-    the solver itself only ever learns real values. The copy's random
-    stream is drawn from the solver's, so successive proposals differ and
-    depend only on the sequence of calls.
-    """
-    import copy
-    import warnings
-
-    if not pending or getattr(solver, "_x0_pending", False):
-        points = solver.ask(1)
-        return points[0] if points else None
-    import numpy as np
-
-    opt = solver._opt
-    seed = opt.rng.randint(0, np.iinfo(np.int32).max)
-    trial = copy.deepcopy(opt)
-    trial.rng = np.random.RandomState(seed)
-    with warnings.catch_warnings():
-        # lies at already-evaluated points (integers, replays) are expected
-        warnings.simplefilter("ignore")
-        trial.tell([solver.space.to_unit(p).tolist() for p in pending],
-                   [lie] * len(pending))
-        u = trial.ask()
-    return solver.space.from_unit(u)
 
 
 class _solver_threads:

@@ -156,6 +156,48 @@ class BayesianSolver(_Solver):
             out.append(params)
         return out
 
+    def ask_with_pending(self, pending, lie):
+        """One new point while the ``pending`` points are still being evaluated.
+
+        Without pending points (or before the start point has been asked)
+        this is ``ask(1)``. Otherwise a copy of the Gaussian-process
+        optimiser is told the pending points at the value ``lie``
+        (scikit-optimize's constant-liar idea: the driver passes the lowest
+        value told so far) and proposes the point; the copy is then thrown
+        away, so this solver only ever learns real values. The copy's
+        random stream is seeded from this solver's, so successive proposals
+        differ and depend only on the sequence of calls (replays stay exact).
+
+        Parameters
+        ----------
+        pending : list of dict
+            Points asked for earlier whose values are not known yet.
+        lie : float
+            Value the copy assumes for each pending point.
+
+        Returns
+        -------
+        params : dict | None
+            The new point (None if the solver has nothing more to propose).
+        """
+        if not pending or self._x0_pending:
+            points = self.ask(1)
+            return points[0] if points else None
+        import copy
+
+        lie = check_number(lie, "lie")
+        trial = copy.deepcopy(self._opt)
+        trial.rng = np.random.RandomState(self._opt.rng.randint(0, np.iinfo(np.int32).max))
+        with warnings.catch_warnings():
+            # lies at already-evaluated points (integers, replays) are expected
+            warnings.simplefilter("ignore")
+            trial.tell([self.space.to_unit(p).tolist() for p in pending],
+                       [lie] * len(pending))
+            u = trial.ask()
+        params = self.space.from_unit(u)
+        self._pending.append((params, self.space.to_unit(params).tolist()))
+        return params
+
     def tell(self, points, values):
         if len(points) != len(values):
             raise ValueError(f"values must have one entry per point ({len(points)}), "
