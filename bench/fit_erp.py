@@ -21,14 +21,24 @@ For each task the script
    evaluations average ``--fit-trials`` trials (seeds ``0..fit_trials-1``);
 3. reports, after each stage, the RMSE of the best point carried forward on
    the whole waveform (fit seeds), the stage's evaluations and wall time;
-4. scores the fitted parameters on held-out seeds (``--held-out``, default
+4. optionally polishes the staged result (``--polish cma``): a second,
+   unstaged study over all parameters that starts from the staged fit's
+   best point with a local solver; the better of the two on the fit seeds
+   is kept (the held-out seeds play no part in the choice);
+5. scores the fitted parameters on held-out seeds (``--held-out``, default
    100-102: trials the fit never saw), the acceptance measure.
+
+The parameter space is hnnfit's automatic one (``evoked_space``) unless
+``--space wide`` widens it (see :func:`wide_overrides`) or ``--override``
+sets single ranges.
 
 Usage::
 
     python bench/fit_erp.py                          # both tasks, scale 3000
     python bench/fit_erp.py --task yes --scale fit   # the fitted-scale variant
     python bench/fit_erp.py --score-only             # only the hand-tuned files
+    python bench/fit_erp.py --task supra --space wide --stage-evals evprox1=40 \
+        --polish cma --polish-evals 150            # wider ranges, local polish
 
 Prints a JSON line per result and a markdown table per task.
 """
@@ -96,6 +106,72 @@ def _score(net, target, seeds, smooth, scale, engine):
     return res["value"], res["scale"], time.perf_counter() - t0
 
 
+# --space wide: the automatic ranges, loosened where fits of the recorded
+# ERPs pressed against them (a drive's spread and its larger weights).
+WIDE_TIMING_HALF_WIDTH = 15.0   # ms (automatic: 10)
+WIDE_SIGMA_DIVISOR = 10.0       # sigma from sigma / 10 (automatic: / 3) ...
+WIDE_SIGMA_FACTOR = 4.0         # ... to max(4 sigma, sigma + 10 ms) (automatic: 3, + 5)
+WIDE_WEIGHT_FACTOR = 5.0        # weights up to max(1 uS, 5 w) (automatic: 2 w) ...
+WIDE_WEIGHT_LIMIT = 10.0        # ... unless w > 10 uS: such a drive already fires
+                                # every cell it reaches, more does not change it
+
+
+def wide_overrides(net, tstop):
+    """Overrides of ``evoked_space`` that widen its ranges around the start values.
+
+    For every parameter of the automatic space of ``net``'s evoked drives:
+    means ``mu +- max(3 sigma, 15 ms)`` (within ``[0, tstop]``), spreads
+    ``max(0.1, sigma / 10)`` to ``max(4 sigma, sigma + 10)`` ms, and
+    non-zero weights ``w / 10`` to ``min(10 w, max(1, 5 w))`` uS (log
+    scale; weights above 10 uS keep the automatic range). Absent
+    (zero-weight) synapses stay absent.
+
+    Returns
+    -------
+    dict
+        ``{parameter name: (low, high[, {'log': True}])}``.
+    """
+    from hnnfit.fit.space import SIGMA_MIN, WEIGHT_CAP, evoked_space
+
+    auto = evoked_space(net, tstop=tstop)
+    out = {}
+    for p in auto:
+        drive, key = p.name.split(".", 1)
+        dyn = net.external_drives[drive]["dynamics"]
+        mu, sigma = float(dyn["mu"]), float(dyn["sigma"])
+        if key == "mu":
+            half = max(3.0 * sigma, WIDE_TIMING_HALF_WIDTH)
+            out[p.name] = (max(0.0, mu - half), min(mu + half, tstop))
+        elif key == "sigma":
+            out[p.name] = (min(sigma, max(SIGMA_MIN, sigma / WIDE_SIGMA_DIVISOR)),
+                           max(WIDE_SIGMA_FACTOR * sigma, sigma + 10.0))
+        elif key.split(".")[0] in ("ampa", "nmda"):
+            w = p.low * 10.0       # the automatic low bound is w / 10
+            if w > WIDE_WEIGHT_LIMIT:
+                continue
+            high = min(10.0 * w, max(WEIGHT_CAP, WIDE_WEIGHT_FACTOR * w))
+            out[p.name] = (p.low, max(high, p.high), {"log": True})
+    return out
+
+
+def _parse_pairs(items, what, convert):
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"{what} must be NAME=VALUE, got {item!r}")
+        out[name] = convert(value)
+    return out
+
+
+def _range(text):
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+        raise SystemExit(f"--override range must be LOW:HIGH or LOW:HIGH:log, got {text!r}")
+    low, high = float(parts[0]), float(parts[1])
+    return (low, high, {"log": True}) if len(parts) == 3 else (low, high)
+
+
 def _emit(record):
     print(json.dumps(record), flush=True)
 
@@ -153,11 +229,44 @@ def run_task(key, args, out_dir):
         path.unlink()
     objective = {"n_trials": len(fit_seeds), "seeds": fit_seeds, "smooth_window": smooth,
                  "scale": scale, "engine": args.engine}
-    study = Study.create(path, net, target, space=None, objective=objective,
-                         solver=args.solver, seed=args.seed, stages="evoked",
+    tstop = float(target.times[-1])
+    overrides = wide_overrides(net, tstop) if args.space == "wide" else {}
+    overrides.update(_parse_pairs(args.override, "--override", _range))
+    solver_options = _parse_pairs(args.solver_option, "--solver-option", json.loads)
+    study = Study.create(path, net, target, space=overrides or None, objective=objective,
+                         solver=args.solver, solver_options=solver_options or None,
+                         seed=args.seed, stages="evoked",
                          description=f"bench/fit_erp.py {key}", exist_ok=args.resume)
+    if overrides:
+        _emit({"task": key, "kind": "space", "space": args.space,
+               "parameters": [p.to_dict() for p in study.space]})
+    n_staged = args.n_evals - (args.polish_evals if args.polish else 0)
+    if n_staged < 1:
+        raise SystemExit(f"--n-evals must exceed --polish-evals ({args.polish_evals}), "
+                         f"got {args.n_evals}")
+    stage_evals = _parse_pairs(args.stage_evals, "--stage-evals", int) or None
+    if stage_evals is not None:
+        # stages not named share what is left of the staged budget
+        from hnnfit.fit.staging import split_budget
+
+        stage_evals = split_budget(n_staged, study.stages, frozen=stage_evals)
     t0 = time.perf_counter()
-    study.optimize(args.n_evals, n_jobs=args.n_jobs, progress=not args.quiet)
+    study.optimize(n_staged, n_jobs=args.n_jobs, progress=not args.quiet,
+                   stage_evals=stage_evals)
+    staged_wall = time.perf_counter() - t0
+    polish = None
+    if args.polish:
+        ppath = out_dir / f"fit_erp_{key}_{'fit' if scale == 'fit' else 'fixed'}_polish.sqlite"
+        if ppath.exists() and not args.resume:
+            ppath.unlink()
+        popts = {"sigma0": args.polish_sigma} if args.polish == "cma" else \
+            {"rhobeg": args.polish_sigma} if args.polish == "cobyla" else {}
+        polish = Study.create(ppath, net, target, space=study.space, objective=objective,
+                              solver=args.polish, solver_options=popts or None,
+                              seed=args.seed, x0=study.best_params,
+                              description=f"bench/fit_erp.py {key} polish",
+                              exist_ok=args.resume)
+        polish.optimize(args.polish_evals, n_jobs=args.n_jobs, progress=not args.quiet)
     wall = time.perf_counter() - t0
 
     # 3. after each stage: the carried point on the whole waveform
@@ -180,22 +289,40 @@ def run_task(key, args, out_dir):
                            f"{row['t_end']:.0f} | {row['n_complete'] + row['n_failed']} | "
                            f"{row['seconds']:.0f} | {value:.2f} |")
 
-    # 4. held-out trials
-    held = study.validate(held_out)
+    n_evals = int(len(study.trials))
+    chosen, label = study, f"{args.solver}, seed {args.seed}"
+    if polish is not None:
+        n_evals += int(len(polish.trials))
+        rec = {"task": key, "kind": "polish", "solver": args.polish,
+               "n_evals": int(len(polish.trials)), "staged_wall_s": staged_wall,
+               "polish_wall_s": wall - staged_wall, "staged_best": study.best_value,
+               "polish_best": polish.best_value}
+        _emit(rec)
+        stage_lines.append(f"| polish ({args.polish}, all parameters) | {len(study.space)} | "
+                           f"whole | {rec['n_evals']} | | {polish.best_value:.2f} |")
+        # chosen on the fit seeds only
+        if polish.best_value < study.best_value:
+            chosen, label = polish, f"{args.solver} staged + {args.polish} polish"
+
+    # 5. held-out trials
+    held = chosen.validate(held_out)
     rec = {"task": key, "kind": "fit", "scale": scale, "solver": args.solver,
-           "seed": args.seed, "n_evals": int(len(study.trials)), "wall_s": wall,
-           "fit_seeds": fit_seeds, "fit_rmse": study.best_value,
+           "polish": args.polish, "seed": args.seed, "n_evals": n_evals, "wall_s": wall,
+           "fit_seeds": fit_seeds, "fit_rmse": chosen.best_value,
            "held_out": held_out, "held_out_rmse": held["value"],
            "held_out_scale": held["scale"], "goal": task["goal"],
-           "best_params": study.best_params, "study": str(path)}
+           "best_params": chosen.best_params, "start_params": study.space.current_values(net),
+           "study": str(chosen.path)}
     _emit(rec)
     study.close()
+    if polish is not None:
+        polish.close()
     hand_held = rows[0]["rmse_held_out"]
     lines += stage_lines + [""]
     lines += [f"| staged fit | evaluations | wall | fit RMSE ({len(fit_seeds)} trials) | "
               f"held-out RMSE {held_out} | hand-tuned held-out | goal |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-              f"| {args.solver}, seed {args.seed} | {rec['n_evals']} | {wall / 60:.1f} min | "
+              f"| {label} | {rec['n_evals']} | {wall / 60:.1f} min | "
               f"{rec['fit_rmse']:.2f} | {rec['held_out_rmse']:.2f} | {hand_held:.2f} | "
               f"< {task['goal']:g} |", ""]
     if scale != "fit":
@@ -218,7 +345,25 @@ def main(argv=None):
                         help="trials averaged per evaluation (seeds 0..n-1)")
     parser.add_argument("--held-out", type=int, nargs="+", default=[100, 101, 102],
                         help="seeds of the held-out trials")
-    parser.add_argument("--solver", default="bayesian")
+    parser.add_argument("--solver", default="bayesian", help="solver of the staged fit")
+    parser.add_argument("--solver-option", action="append", metavar="NAME=JSON",
+                        help="option of the staged fit's solver, e.g. n_initial_points=15")
+    parser.add_argument("--space", choices=["auto", "wide"], default="auto",
+                        help="'auto': evoked_space's ranges; 'wide': loosened ranges "
+                        "(see wide_overrides)")
+    parser.add_argument("--override", action="append", metavar="NAME=LOW:HIGH[:log]",
+                        help="range of one parameter (replaces or adds it)")
+    parser.add_argument("--stage-evals", action="append", metavar="STAGE=N",
+                        help="evaluations of one stage of the staged fit (the others "
+                        "share the rest of the staged budget)")
+    parser.add_argument("--polish", choices=["cma", "cobyla", "bayesian"],
+                        help="after the staged fit, a local fit of all parameters from "
+                        "its best point with this solver (part of --n-evals)")
+    parser.add_argument("--polish-evals", type=int, default=100,
+                        help="evaluations of the polish (taken from --n-evals)")
+    parser.add_argument("--polish-sigma", type=float, default=0.1,
+                        help="initial step of the polish on the unit cube (CMA sigma0 "
+                        "or COBYLA rhobeg)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", default="auto",
                         help="'auto' (CoreNEURON where it compiles), 'coreneuron', 'neuron'")
