@@ -141,7 +141,7 @@ def test_coreneuron_flags_select_their_own_build(monkeypatch):
     assert _compile.build_key(coreneuron=True) not in (default_core, plain)
 
 
-# -- branch-free table look-ups (hnnfit/simulator/_tables.py) -------------------
+# -- branch-free table look-ups (hnnfit/simulator/_rewrite.py) -------------------
 # A look-up function in the shape NMODL 9.0 writes for a TABLE of two
 # variables over 10 intervals (written for this test, names invented).
 _LOOKUP = """\
@@ -211,7 +211,7 @@ def test_table_lookup_rewrite_keeps_the_interpolation(coreneuron_build, tmp_path
     import shutil
     import subprocess
 
-    from hnnfit.simulator._tables import MARKER, rewrite_table_lookups
+    from hnnfit.simulator._rewrite import MARKER, rewrite_table_lookups
 
     text = "// before\n" + _LOOKUP + "// after\n"
     new, names = rewrite_table_lookups(text)
@@ -241,23 +241,78 @@ def test_table_lookup_rewrite_keeps_the_interpolation(coreneuron_build, tmp_path
     assert rewrite_table_lookups(mixed) == (mixed, [])
 
 
-def test_coreneuron_build_has_branch_free_lookups(coreneuron_build):
-    from hnnfit.simulator._tables import MARKER
+def test_coreneuron_build_is_rewritten(coreneuron_build):
+    from hnnfit.simulator._rewrite import MARKER
 
-    listed = (coreneuron_build / "TABLES_REWRITTEN").read_text().split()
-    assert set(listed) >= {"hh2:", "ca:", "cat:", "km:", "ar:"}
+    listed = {line.split(":")[0]: line.split(":", 1)[1].strip()
+              for line in (coreneuron_build / "REWRITTEN").read_text().splitlines()}
+    assert set(listed) == {"hh2", "ca", "cat", "km", "ar", "dipole", "DipoleTip"}
     generated = next(coreneuron_build.glob("*/corenrn/mod2c"))
     for stem in ("hh2", "ca", "cat", "km", "ar"):
         assert MARKER in (generated / f"{stem}.cpp").read_text()
-    # the mechanisms without tables are untouched
+        assert listed[stem] == f"rates_{stem}"
+    # the sums of both AFTER blocks lost their atomic, the uncalled
+    # procedure's copy kept it
+    for stem in ("dipole", "DipoleTip"):
+        assert listed[stem] == "qsum sums (2)"
+        assert (generated / f"{stem}.cpp").read_text().count("#pragma omp atomic") == 1
+    # mechanisms without tables or sums are untouched
     assert MARKER not in (generated / "cad.cpp").read_text()
+
+
+# A PROTECT sum as NMODL 9.0 writes it, in a plain loop, a SIMD loop and a
+# procedure (written for this test).
+_SUMS = """\
+    inline int contribute_toy(int id, toy_Instance* inst) {
+        #pragma omp atomic update
+        inst->qsum[indexes[1*pnodecount + id]] = inst->qsum[indexes[1*pnodecount + id]] + inst->Q[id];
+        return 0;
+    }
+
+
+    void nrn_before_after_0_toy(NrnThread* nt, Memb_list* ml, int type) {
+        for (int id = 0; id < nodecount; id++) {
+            {
+                #pragma omp atomic update
+                inst->qsum[indexes[1*pnodecount + id]] = inst->qsum[indexes[1*pnodecount + id]] + inst->Q[id];
+            }
+        }
+    }
+
+
+    void nrn_before_after_1_toy(NrnThread* nt, Memb_list* ml, int type) {
+        #pragma omp simd
+        #pragma ivdep
+        for (int id = 0; id < nodecount; id++) {
+            {
+                #pragma omp atomic update
+                inst->qsum[indexes[1*pnodecount + id]] = inst->qsum[indexes[1*pnodecount + id]] + inst->Q[id];
+            }
+        }
+    }
+"""
+
+
+def test_sum_atomics_dropped_only_in_plain_loops():
+    from hnnfit.simulator._rewrite import drop_sum_atomics
+
+    new, n = drop_sum_atomics(_SUMS)
+    assert n == 1
+    parts = new.split("void nrn_before_after_")
+    assert "#pragma omp atomic" in parts[0]        # the procedure keeps it
+    assert "#pragma omp atomic" not in parts[1]    # the plain loop loses it
+    assert "#pragma omp atomic" in parts[2]        # the SIMD loop keeps it
+    assert parts[1].count("inst->qsum[indexes[1*pnodecount + id]] = ") == 1
+    assert drop_sum_atomics(new) == (new, 0)
+    other = _SUMS.replace("+ inst->Q[id];", "+ 2.0 * inst->Q[id];")
+    assert drop_sum_atomics(other) == (other, 0)
 
 
 def test_coreneuron_refuses_switched_off_tables():
     from types import SimpleNamespace
 
     from hnnfit.simulator._builder import _check_table_switches
-    from hnnfit.simulator._tables import TABLE_SWITCHES
+    from hnnfit.simulator._rewrite import TABLE_SWITCHES
 
     _check_table_switches(SimpleNamespace(**{name: 1.0 for name in TABLE_SWITCHES}))
     h = SimpleNamespace(**{name: 1.0 for name in TABLE_SWITCHES})

@@ -41,8 +41,8 @@ def _set_coreneuron(enable):
 
 def _check_table_switches(h):
     """Refuse a CoreNEURON run with a rate table switched off: that build's
-    look-ups are rewritten without the switch (see ``_tables``)."""
-    from ._tables import TABLE_SWITCHES
+    look-ups are rewritten without the switch (see ``_rewrite``)."""
+    from ._rewrite import TABLE_SWITCHES
 
     off = [name for name in TABLE_SWITCHES if float(getattr(h, name, 1.0)) != 1.0]
     if off:

@@ -35,7 +35,7 @@ from ..validation import check_bool
 
 # Bump when the layout of a build folder or the build recipe changes, so old
 # cache entries are not reused.
-_RECIPE_VERSION = "3"
+_RECIPE_VERSION = "4"
 
 # Compiler flags of the CoreNEURON build (NEURON's default is -O2). At -O3
 # with -ffast-math GCC vectorises the state updates through glibc's vector
@@ -212,9 +212,10 @@ def _is_complete(build_dir):
 def _run_nrnivmodl(source, workdir, coreneuron):
     """Compile ``source``'s .mod files inside ``workdir``; return the log.
 
-    With ``coreneuron``, NMODL's table look-ups are then made branch-free
-    (:mod:`._tables`) and the changed files recompiled: nrnivmodl has no
-    translate-only step, and a second run rebuilds just the newer sources.
+    With ``coreneuron``, NMODL's output is then rewritten (branch-free
+    table look-ups, plain dipole sums: :mod:`._rewrite`) and the changed
+    files recompiled: nrnivmodl has no translate-only step, and a second
+    run rebuilds just the newer sources.
     """
     src_copy = workdir / "mod"
     src_copy.mkdir()
@@ -222,15 +223,15 @@ def _run_nrnivmodl(source, workdir, coreneuron):
         shutil.copy2(path, src_copy / path.name)
     log = _nrnivmodl_once(source, workdir, coreneuron)
     if coreneuron:
-        from ._tables import rewrite_build
+        from ._rewrite import rewrite_build
 
         report = {}
         for generated in workdir.glob("*/corenrn/mod2c"):
             report.update(rewrite_build(generated, [p.stem for p in _mod_files(source)]))
         lines = [f"{stem}: {', '.join(names)}" for stem, names in sorted(report.items())]
-        (workdir / "TABLES_REWRITTEN").write_text("\n".join(lines) + "\n")
+        (workdir / "REWRITTEN").write_text("\n".join(lines) + "\n")
         if report:
-            log += "\n[hnnfit] branch-free table look-ups: " + "; ".join(lines) + "\n"
+            log += "\n[hnnfit] rewritten for CoreNEURON: " + "; ".join(lines) + "\n"
             log += _nrnivmodl_once(source, workdir, coreneuron)
         (workdir / "nrnivmodl.log").write_text(log)
     return log
