@@ -72,6 +72,14 @@ def _log(study):
     assert len(keys) == len(set(keys)), "a batch position was evaluated twice"
     return out
 
+def _reference_log(path, target, solver, n_evals, **kwargs):
+    """Log of an uninterrupted run of ``solver`` on ``quadratic``: what an
+    interrupted and resumed run must reproduce."""
+    with _new_study(path, target, solver) as ref:
+        run_optimization(ref, solver, quadratic, n_evals, **kwargs)
+        return _log(ref)
+
+
 
 def test_failed_evaluations_are_recorded_and_the_loop_goes_on(tmp_path, target):
     # COBYLA's first steps (+12.5 in mu, +4.75 in sigma) land in both failing regions
@@ -118,10 +126,9 @@ def test_rows_carry_scale_seeds_and_extra_outputs(tmp_path, target):
 
 
 def test_budget_and_resume_with_a_larger_budget(tmp_path, target):
-    ref_solver = make_solver("bayesian", SPACE, seed=2, **FAST_BAYES)
-    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
-        run_optimization(ref, ref_solver, quadratic, 9)
-        ref_log = _log(ref)
+    ref_log = _reference_log(tmp_path / "ref.db", target,
+                             make_solver("bayesian", SPACE, seed=2, **FAST_BAYES),
+                             9)
     solver = make_solver("bayesian", SPACE, seed=2, **FAST_BAYES)
     with _new_study(tmp_path / "two.db", target, solver) as st:
         first = run_optimization(st, solver, quadratic, 5)
@@ -137,10 +144,9 @@ def test_budget_and_resume_with_a_larger_budget(tmp_path, target):
 
 
 def test_keyboard_interrupt_then_resume(tmp_path, target):
-    ref_solver = make_solver("cobyla", SPACE, seed=0)
-    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
-        run_optimization(ref, ref_solver, quadratic, 12)
-        ref_log = _log(ref)
+    ref_log = _reference_log(tmp_path / "ref.db", target,
+                             make_solver("cobyla", SPACE, seed=0),
+                             12)
     solver = make_solver("cobyla", SPACE, seed=0)
     with _new_study(tmp_path / "int.db", target, solver) as st:
         summary = run_optimization(st, solver, InterruptAt(6), 12)
@@ -202,10 +208,9 @@ def test_pipelined_keeps_n_jobs_evaluations_in_flight(tmp_path, target):
 
 
 def test_pipelined_interrupt_then_resume_with_other_n_jobs(tmp_path, target):
-    ref_solver = make_solver("bayesian", SPACE, seed=6, **FAST_BAYES)
-    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
-        run_optimization(ref, ref_solver, quadratic, 10, n_jobs=2, backend="sequential")
-        ref_log = _log(ref)
+    ref_log = _reference_log(tmp_path / "ref.db", target,
+                             make_solver("bayesian", SPACE, seed=6, **FAST_BAYES),
+                             10, n_jobs=2, backend="sequential")
     solver = make_solver("bayesian", SPACE, seed=6, **FAST_BAYES)
     with _new_study(tmp_path / "int.db", target, solver) as st:
         summary = run_optimization(st, solver, InterruptAt(6), 10, n_jobs=2,
@@ -241,10 +246,9 @@ def test_ctrl_c_in_the_driver_with_workers_busy(tmp_path, target):
             raise KeyboardInterrupt
 
     stop_after_three.n = 0
-    ref_solver = make_solver("bayesian", SPACE, seed=8, **FAST_BAYES)
-    with _new_study(tmp_path / "ref.db", target, ref_solver) as ref:
-        run_optimization(ref, ref_solver, quadratic, 8, n_jobs=2, backend="sequential")
-        ref_log = _log(ref)
+    ref_log = _reference_log(tmp_path / "ref.db", target,
+                             make_solver("bayesian", SPACE, seed=8, **FAST_BAYES),
+                             8, n_jobs=2, backend="sequential")
     solver = make_solver("bayesian", SPACE, seed=8, **FAST_BAYES)
     with _new_study(tmp_path / "c.db", target, solver) as st:
         t0 = time.perf_counter()
