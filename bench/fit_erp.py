@@ -194,8 +194,11 @@ def run_task(key, args, out_dir):
     smooth = task["smooth"]
     held_out = list(args.held_out)
     fit_seeds = list(range(args.fit_trials))
-    if set(fit_seeds) & set(held_out):
-        raise SystemExit(f"--held-out seeds {held_out} overlap the fit seeds {fit_seeds}")
+    groups = [held_out] + [[max(held_out) + 1 + g * len(held_out) + i
+                            for i in range(len(held_out))]
+                           for g in range(args.held_out_groups - 1)]
+    if set(fit_seeds) & {s for g in groups for s in g}:
+        raise SystemExit(f"--held-out seeds {groups} overlap the fit seeds {fit_seeds}")
     lines = [f"### {key}: {task['dataset']} ({smooth:g} ms smoothing, scale {scale})", ""]
 
     # 1. the hand-tuned files, scored with the same objective
@@ -268,6 +271,13 @@ def run_task(key, args, out_dir):
                               exist_ok=args.resume)
         polish.optimize(args.polish_evals, n_jobs=args.n_jobs, progress=not args.quiet)
     wall = time.perf_counter() - t0
+    if args.resume:
+        # a resumed fit's wall time spans its first to its last evaluation
+        # (any pause between the runs included), not just this invocation
+        ends = [st.trials for st in (study, polish) if st is not None and len(st.trials)]
+        if ends:
+            wall = (max(float(t["end_time"].max()) for t in ends)
+                    - min(float(t["start_time"].min()) for t in ends))
 
     # 3. after each stage: the carried point on the whole waveform
     summary = study.stage_summary()
@@ -304,13 +314,17 @@ def run_task(key, args, out_dir):
         if polish.best_value < study.best_value:
             chosen, label = polish, f"{args.solver} staged + {args.polish} polish"
 
-    # 5. held-out trials
+    # 5. held-out trials; further groups of as many seeds show how much the
+    # score of one group moves from trial noise alone (the acceptance
+    # measure stays the first group, chosen before the fit)
     held = chosen.validate(held_out)
+    group_rmse = [held["value"]] + [chosen.validate(g)["value"] for g in groups[1:]]
     rec = {"task": key, "kind": "fit", "scale": scale, "solver": args.solver,
            "polish": args.polish, "seed": args.seed, "n_evals": n_evals, "wall_s": wall,
            "fit_seeds": fit_seeds, "fit_rmse": chosen.best_value,
            "held_out": held_out, "held_out_rmse": held["value"],
            "held_out_scale": held["scale"], "goal": task["goal"],
+           "held_out_groups": groups, "held_out_group_rmse": group_rmse,
            "best_params": chosen.best_params, "start_params": study.space.current_values(net),
            "study": str(chosen.path)}
     _emit(rec)
@@ -325,6 +339,11 @@ def run_task(key, args, out_dir):
               f"| {label} | {rec['n_evals']} | {wall / 60:.1f} min | "
               f"{rec['fit_rmse']:.2f} | {rec['held_out_rmse']:.2f} | {hand_held:.2f} | "
               f"< {task['goal']:g} |", ""]
+    if len(groups) > 1:
+        lines += ["| held-out group (seeds) | RMSE |", "| --- | ---: |"]
+        lines += [f"| {g[0]}-{g[-1]} | {v:.2f} |" for g, v in zip(groups, group_rmse)]
+        lines += [f"| mean of {len(groups)} groups | {sum(group_rmse) / len(groups):.2f} |",
+                  ""]
     if scale != "fit":
         ok = rec["held_out_rmse"] < task["goal"] and wall <= TIME_LIMIT_S
         lines.append(f"{'PASS' if ok else 'FAIL'}: held-out RMSE {rec['held_out_rmse']:.2f} "
@@ -345,6 +364,10 @@ def main(argv=None):
                         help="trials averaged per evaluation (seeds 0..n-1)")
     parser.add_argument("--held-out", type=int, nargs="+", default=[100, 101, 102],
                         help="seeds of the held-out trials")
+    parser.add_argument("--held-out-groups", type=int, default=1,
+                        help="also score the fitted parameters on this many groups of "
+                        "held-out seeds in all (each as large as --held-out, seeds "
+                        "following it), to show the trial-to-trial spread")
     parser.add_argument("--solver", default="bayesian", help="solver of the staged fit")
     parser.add_argument("--solver-option", action="append", metavar="NAME=JSON",
                         help="option of the staged fit's solver, e.g. n_initial_points=15")
@@ -379,6 +402,8 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     args.scale = "fit" if args.scale == "fit" else float(args.scale)
+    if args.held_out_groups < 1:
+        raise SystemExit(f"--held-out-groups must be at least 1, got {args.held_out_groups}")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fit_erp_"))
     out_dir.mkdir(parents=True, exist_ok=True)
 
