@@ -26,7 +26,9 @@ For each task the script
    best point with a local solver; the better of the two on the fit seeds
    is kept (the held-out seeds play no part in the choice);
 5. scores the fitted parameters on held-out seeds (``--held-out``, default
-   100-102: trials the fit never saw), the acceptance measure.
+   100-102: trials the fit never saw), the acceptance measure; with
+   ``--held-out-groups K`` also on K-1 further groups of as many unseen
+   seeds, to show how far trial noise alone moves that score.
 
 The parameter space is hnnfit's automatic one (``evoked_space``) unless
 ``--space wide`` widens it (see :func:`wide_overrides`) or ``--override``
