@@ -174,6 +174,15 @@ def _range(text):
     return (low, high, {"log": True}) if len(parts) == 3 else (low, high)
 
 
+def _span(*studies):
+    """Seconds from the first evaluation to the last of ``studies`` (None if empty)."""
+    tables = [t for t in (st.trials for st in studies if st is not None) if len(t)]
+    if not tables:
+        return None
+    return (max(float(t["end_time"].max()) for t in tables)
+            - min(float(t["start_time"].min()) for t in tables))
+
+
 def _emit(record):
     print(json.dumps(record), flush=True)
 
@@ -274,12 +283,10 @@ def run_task(key, args, out_dir):
         polish.optimize(args.polish_evals, n_jobs=args.n_jobs, progress=not args.quiet)
     wall = time.perf_counter() - t0
     if args.resume:
-        # a resumed fit's wall time spans its first to its last evaluation
+        # a resumed fit's wall times span its first to its last evaluation
         # (any pause between the runs included), not just this invocation
-        ends = [st.trials for st in (study, polish) if st is not None and len(st.trials)]
-        if ends:
-            wall = (max(float(t["end_time"].max()) for t in ends)
-                    - min(float(t["start_time"].min()) for t in ends))
+        staged_wall = _span(study) or staged_wall
+        wall = _span(study, polish) or wall
 
     # 3. after each stage: the carried point on the whole waveform
     summary = study.stage_summary()
