@@ -18,7 +18,8 @@ For each task the script
 2. runs a staged evoked fit (``hnnfit.Study.create(..., space=None,
    stages='evoked')``: the automatic parameter space of the network's
    evoked drives, one stage per drive group, then all parameters) whose
-   evaluations average ``--fit-trials`` trials (seeds ``0..fit_trials-1``);
+   evaluations average ``--fit-trials`` trials (seeds ``0..fit_trials-1``),
+   or with ``--group-size k`` score the mean RMSE of their k-trial averages;
 3. reports, after each stage, the RMSE of the best point carried forward on
    the whole waveform (fit seeds), the stage's evaluations and wall time;
 4. optionally polishes the staged result (``--polish cma``): a second,
@@ -242,7 +243,7 @@ def run_task(key, args, out_dir):
     if path.exists() and not args.resume:
         path.unlink()
     objective = {"n_trials": len(fit_seeds), "seeds": fit_seeds, "smooth_window": smooth,
-                 "scale": scale, "engine": args.engine}
+                 "scale": scale, "engine": args.engine, "group_size": args.group_size}
     tstop = float(target.times[-1])
     overrides = wide_overrides(net, tstop) if args.space == "wide" else {}
     overrides.update(_parse_pairs(args.override, "--override", _range))
@@ -371,6 +372,11 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--fit-trials", type=int, default=3,
                         help="trials averaged per evaluation (seeds 0..n-1)")
+    parser.add_argument("--group-size", type=int,
+                        help="score each evaluation as the mean RMSE of the averages of "
+                        "this many fit trials (e.g. 3 with --fit-trials 6: what 3-trial "
+                        "averages score, trial-to-trial variability included); default: "
+                        "the RMSE of the average of all fit trials")
     parser.add_argument("--held-out", type=int, nargs="+", default=[100, 101, 102],
                         help="seeds of the held-out trials")
     parser.add_argument("--held-out-groups", type=int, default=1,
@@ -411,6 +417,11 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     args.scale = "fit" if args.scale == "fit" else float(args.scale)
+    if args.group_size is not None and (args.group_size < 1 or args.fit_trials % args.group_size
+                                        or len(args.held_out) % args.group_size):
+        raise SystemExit(f"--group-size must divide --fit-trials ({args.fit_trials}) and the "
+                         f"number of --held-out seeds ({len(args.held_out)}), got "
+                         f"{args.group_size}")
     if args.held_out_groups < 1:
         raise SystemExit(f"--held-out-groups must be at least 1, got {args.held_out_groups}")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fit_erp_"))

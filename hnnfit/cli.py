@@ -90,7 +90,7 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 _SECTIONS = {
     "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode"),
     "target": ("file", "dataset", "tmin", "tmax", "columns"),
-    "objective": ("n_trials", "seeds", "smooth_window", "scale", "metric", "layer",
+    "objective": ("n_trials", "seeds", "group_size", "smooth_window", "scale", "metric", "layer",
                   "dt", "band", "timeout", "engine"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),

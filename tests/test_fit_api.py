@@ -266,6 +266,28 @@ def test_validate_rescores_on_other_seeds(cobyla_study):
     assert np.isfinite(out["value"]) and out["value"] != cobyla_study.best_value
 
 
+
+def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target):
+    # two trials scored one by one: the logged value is the mean of the two
+    # single-trial scores, and the setting survives a reload
+    objective = dict(OBJECTIVE, n_trials=2, seeds=[3, 7], group_size=1)
+    study = Study.create(tmp_path / "groups.sqlite", make_net(mu=11.0, w_l5=0.035), target,
+                         make_space(), objective=objective, solver="cobyla", seed=0)
+    study.optimize(2, progress=False)
+    study.close()
+    again = Study.load(tmp_path / "groups.sqlite")
+    assert again.objective.group_size == 1
+    row = again.trials.iloc[-1]
+    params = {name: float(row[name]) for name in make_space().names}
+    singles = [again.objective.validate(params, [s])["value"] for s in (3, 7)]
+    assert row["value"] == pytest.approx(np.mean(singles), rel=1e-12)
+    both = DipoleObjective(make_net(), target, make_space(), n_trials=2, seeds=[3, 7],
+                           **OBJECTIVE)(params)["value"]
+    assert row["value"] > both
+    # held-out seeds are scored in groups of one too
+    assert len(again.validate([5, 6])["group_values"]) == 2
+
+
 # --------------------------------------------------------------------------- reproducibility
 def _objective():
     return DipoleObjective(make_net(), synthetic_target(), make_space(), n_trials=2,

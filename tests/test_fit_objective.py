@@ -193,3 +193,69 @@ def test_time_out_is_a_failed_row_and_the_study_goes_on(tmp_path):
     assert summary.n_failed == 3 and summary.n_complete == 0
     errors = study.trials["error"].tolist()
     assert all("time-out" in e for e in errors)
+
+
+def _fake_trials(obj, times, base):
+    """Replace the simulation: trial ``s`` is ``base`` scaled by ``1 + 0.2 (s - 1.5)``
+    plus a seed-specific ripple, so groups of trials differ."""
+    def fake(params, seeds):
+        seeds = obj.seeds if seeds is None else list(seeds)
+        return [_dipole(times, base * (1 + 0.2 * (s - 1.5)) + 0.05 * np.sin(times * (s + 1)))
+                for s in seeds]
+    obj._simulate_trials = fake
+    return fake
+
+
+@pytest.mark.parametrize("scale", [2.0, "fit"])
+def test_group_size_scores_the_mean_of_group_averages(signals, scale):
+    from hnnfit.dipole import average_dipoles
+
+    times, sim, ttimes, target = signals
+    tgt = _target(target, ttimes)
+    common = dict(n_trials=4, smooth_window=0.0, scale=scale)
+    grouped = DipoleObjective(_net(), tgt, SPACE, group_size=2, **common)
+    plain = DipoleObjective(_net(), tgt, SPACE, **common)
+    fake = _fake_trials(grouped, times, sim)
+    _fake_trials(plain, times, sim)
+
+    out = grouped({"evprox1.mu": 12.0})
+    ref = plain({"evprox1.mu": 12.0})
+    # the dipole and the scale are those of all four trials' average
+    np.testing.assert_allclose(out["dipole"], ref["dipole"])
+    assert out["scale"] == ref["scale"]
+    # by hand: each pair of consecutive seeds averaged, scored with that scale
+    dpls = fake(None, None)
+    by_hand = []
+    for pair in (dpls[:2], dpls[2:]):
+        avg = np.interp(ttimes, times, average_dipoles(pair).data["agg"])
+        by_hand.append(np.sqrt(np.mean((out["scale"] * avg - target) ** 2)))
+    np.testing.assert_allclose(out["group_values"], by_hand)
+    assert out["value"] == pytest.approx(np.mean(by_hand))
+    # the groups' mean is never below the score of the average of them all
+    # (triangle inequality); here the groups differ, so it is above it
+    assert out["value"] > ref["value"]
+    assert "group_values" not in ref
+    assert grouped.settings()["group_size"] == 2 and plain.settings()["group_size"] is None
+
+
+def test_group_size_on_held_out_seeds(signals):
+    times, sim, ttimes, target = signals
+    tgt = _target(target, ttimes)
+    obj = DipoleObjective(_net(), tgt, SPACE, n_trials=4, group_size=2, smooth_window=0.0)
+    _fake_trials(obj, times, sim)
+    # one group of held-out seeds: the plain score of their average
+    one = obj.validate({"evprox1.mu": 12.0}, [7, 8])
+    assert "group_values" not in one and one["n_trials"] == 2
+    with pytest.raises(ValueError, match=r"multiple of group_size \(2\), got 3"):
+        obj.validate({"evprox1.mu": 12.0}, [7, 8, 9])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_trials=6, group_size=4), r"n_trials must be a multiple of group_size \(4\), got 6"),
+    (dict(n_trials=2, group_size=0), "group_size"),
+    (dict(n_trials=2, group_size=1.5), "group_size must be an integer"),
+])
+def test_bad_group_size(signals, kwargs, match):
+    _, _, ttimes, target = signals
+    with pytest.raises((ValueError, TypeError), match=match):
+        DipoleObjective(_net(), _target(target, ttimes), SPACE, **kwargs)

@@ -30,7 +30,7 @@ from .study import Study as _Storage
 from .targets import Target, read_target
 
 # keyword arguments of DipoleObjective a study stores (JSON-able ones)
-_OBJECTIVE_KEYS = ("n_trials", "seeds", "smooth_window", "scale", "metric", "weights",
+_OBJECTIVE_KEYS = ("n_trials", "seeds", "group_size", "smooth_window", "scale", "metric", "weights",
                    "band", "layer", "dt", "timeout", "engine")
 
 

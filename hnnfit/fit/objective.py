@@ -85,6 +85,15 @@ class DipoleObjective:
     seeds : sequence of int | None
         Trial indices (random streams) used for the ``n_trials`` trials;
         default ``range(n_trials)``. Fixed across evaluations.
+    group_size : int | None
+        Score averages of this many trials instead of one average of them
+        all: the trials (in seed order) are split into consecutive groups of
+        ``group_size``, each group's average is scored, and the value is the
+        mean of the group scores. ``n_trials`` must be a multiple of it.
+        ``None`` (default) scores the average of all trials. With
+        ``n_trials=6, group_size=3`` the value estimates what 3-trial
+        averages on fresh seeds score, trial-to-trial variability included,
+        which a 6-trial average hides.
     smooth_window : float
         Hamming smoothing window (ms); 0 disables smoothing.
     scale : float | 'fit'
@@ -117,7 +126,7 @@ class DipoleObjective:
         with NEURON to about 1e-13 of the dipole's peak.
     """
 
-    def __init__(self, net, target, space, *, n_trials=1, seeds=None,
+    def __init__(self, net, target, space, *, n_trials=1, seeds=None, group_size=None,
                  smooth_window=30.0, scale=3000.0, metric="rmse", weights=None,
                  band=None, layer="agg", dt=0.025, timeout=None, engine="neuron"):
         from .space import ParameterSpace
@@ -134,6 +143,9 @@ class DipoleObjective:
             raise ValueError(
                 f"seeds must have n_trials ({self.n_trials}) entries, got {len(self.seeds)}"
             )
+        self.group_size = check_int(group_size, "group_size", low=1, allow_none=True)
+        if self.group_size is not None:
+            self._check_groups(len(self.seeds), "n_trials")
         self.smooth_window = check_nonnegative(smooth_window, "smooth_window")
         if isinstance(scale, str):
             self.scale = check_option(scale, ("fit",), "scale")
@@ -181,6 +193,7 @@ class DipoleObjective:
             "kind": "dipole",
             "n_trials": self.n_trials,
             "seeds": list(self.seeds),
+            "group_size": self.group_size,
             "smooth_window": self.smooth_window,
             "scale": self.scale,
             "metric": metric,
@@ -206,21 +219,33 @@ class DipoleObjective:
     def simulate(self, params, seeds=None):
         """Average raw dipole (Dipole, nAm) of ``params`` over ``seeds``."""
         from ..dipole import average_dipoles
+
+        dpls = self._simulate_trials(params, seeds)
+        return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
+
+    def _simulate_trials(self, params, seeds):
         from ..simulation import _simulate
 
         seeds = self.seeds if seeds is None else [check_int(s, "seed", low=0) for s in seeds]
         net = self.make_net(params)
         # warm: the worker keeps its built model between evaluations (the
         # result is bit-identical to a fresh build)
-        dpls = _simulate(net, self.tstop, self.dt, seeds, warm=True, timeout=self.timeout,
+        return _simulate(net, self.tstop, self.dt, seeds, warm=True, timeout=self.timeout,
                          engine=self.engine)
-        return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
 
-    def score_dipole(self, dpl):
+    def _check_groups(self, n, what):
+        if n % self.group_size:
+            raise ValueError(f"{what} must be a multiple of group_size ({self.group_size}), "
+                             f"got {n}")
+
+    def score_dipole(self, dpl, scale=None):
         """Score an (unsmoothed, unscaled) dipole; return ``(value, scale, sim)``.
 
         ``sim`` is the processed dipole on the target's time points.
+        ``scale`` overrides the objective's scale (used to score trial
+        groups with the factor fitted to all trials).
         """
+        fixed = scale
         dpl = dpl.copy()
         if self.smooth_window > 0:
             dpl.smooth(self.smooth_window)
@@ -229,10 +254,15 @@ class DipoleObjective:
         target = self.target.values
         if self.metric == "hnn_rmse":
             a, b = _hnn_pair(dpl.times, dpl.data[self.layer], times, target)
-            scale = fit_scale(a, b) if self.scale == "fit" else self.scale
+            if fixed is not None:
+                scale = fixed
+            else:
+                scale = fit_scale(a, b) if self.scale == "fit" else self.scale
             value = float(np.sqrt(np.mean((a * scale - b) ** 2)))
             return value, scale, sim * scale
-        if self.scale == "fit":
+        if fixed is not None:
+            scale = fixed
+        elif self.scale == "fit":
             scale = fit_scale(sim, target, self.weights)
         else:
             scale = self.scale
@@ -273,13 +303,30 @@ class DipoleObjective:
         dict
             ``value`` (the metric), ``scale`` (factor used), ``seeds``,
             ``n_trials``, ``sim_s`` (wall seconds) and ``dipole`` (the
-            processed, scaled dipole on the target's times, nAm).
+            processed, scaled dipole on the target's times, nAm: the
+            average of all trials). With ``group_size``, also
+            ``group_values``, the score of each group; ``value`` is their
+            mean and ``scale`` the factor of all trials' average, which
+            every group is scored with.
         """
+        from ..dipole import average_dipoles
+
         t0 = time.perf_counter()
         seeds = self.seeds if seeds is None else list(seeds)
-        dpl = self.simulate(params, seeds)
-        value, scale, sim = self.score_dipole(dpl)
+        if self.group_size is not None:
+            self._check_groups(len(seeds), "the number of seeds")
+        dpls = self._simulate_trials(params, seeds)
+        value, scale, sim = self.score_dipole(average_dipoles(dpls) if len(dpls) > 1 else dpls[0])
+        extra = {}
+        if self.group_size is not None and len(dpls) > self.group_size:
+            k = self.group_size
+            groups = [dpls[i:i + k] for i in range(0, len(dpls), k)]
+            extra["group_values"] = [
+                self.score_dipole(average_dipoles(g) if k > 1 else g[0], scale=scale)[0]
+                for g in groups]
+            value = float(np.mean(extra["group_values"]))
         return {
+            **extra,
             "value": value,
             "scale": scale,
             "seeds": list(seeds),
