@@ -34,6 +34,8 @@ an unknown one is an error::
     [objective]                    # DipoleObjective keyword arguments
     n_trials = 1
     seeds = [0]
+    # group_size = 3               # score k-trial averages: the mean RMSE of
+                                   # the groups of k seeds (n_trials = 6)
     smooth_window = 30.0           # ms
     scale = 3000.0                 # or "fit"
     metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band,

@@ -354,6 +354,8 @@ CONFIG_CASES = {
     "unknown solver option": ([("solver", "options"), "{ n_random = 2 }"], "n_random"),
     "unknown metric": ([("objective", "metric"), '"mae"'], "mae"),
     "bad scale": ([("objective", "scale"), '"auto"'], "auto"),
+    "group_size not dividing n_trials": ([("objective", "group_size"), "2"],
+                                         "multiple of group_size (2), got 1"),
     "target shorter than the window": ([("target", "tmax"), "200.0"], "tmax"),
     "window before the target": ([("target", "tmin"), "-5.0"], "tmin"),
     "missing target file": ([("target", "file"), '"nowhere.txt"'], "nowhere.txt"),

@@ -213,6 +213,9 @@ def test_bayesian_ask_with_pending():
     assert points[0] == SPACE.midpoint()                 # the start point first
     assert len({tuple(p.values()) for p in points}) == len(points)
     assert solver.n_told == len(points)                  # the lies were not learnt
+    assert solver.n_open == 0                            # every asked point was told
+    solver.ask()
+    assert solver.n_open == 1
     assert min(values) < 0.5 * values[0]
     # a deterministic function of the calls: the same sequence repeats exactly
     assert _pipelined(seed=3)[1] == points

@@ -335,7 +335,7 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     seeds = [check_int(s, "seed") for s in seeds] if seeds is not None else None
     if failure_value is not None:
         failure_value = check_number(failure_value, "failure_value")
-    if solver.n_told or solver._pending:
+    if solver.n_told or solver.n_open:
         raise ValueError("solver must be fresh (nothing asked or told yet), so that the "
                          "study log can be replayed into it")
 

@@ -88,6 +88,11 @@ class _Solver:
         return pairs
 
     @property
+    def n_open(self):
+        """Points asked for and not yet told (int)."""
+        return len(self._pending)
+
+    @property
     def is_done(self):
         return False
 
