@@ -60,6 +60,13 @@ def _hnn_pair(sim_times, sim, times, target):
     return a, b
 
 
+def _mean_dipole(dpls):
+    """The average of a list of dipoles (the dipole itself for one)."""
+    from ..dipole import average_dipoles
+
+    return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
+
+
 def _psd(values, dt_ms):
     from scipy.signal import periodogram
 
@@ -218,10 +225,7 @@ class DipoleObjective:
 
     def simulate(self, params, seeds=None):
         """Average raw dipole (Dipole, nAm) of ``params`` over ``seeds``."""
-        from ..dipole import average_dipoles
-
-        dpls = self._simulate_trials(params, seeds)
-        return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
+        return _mean_dipole(self._simulate_trials(params, seeds))
 
     def _simulate_trials(self, params, seeds):
         from ..simulation import _simulate
@@ -304,26 +308,24 @@ class DipoleObjective:
             ``value`` (the metric), ``scale`` (factor used), ``seeds``,
             ``n_trials``, ``sim_s`` (wall seconds) and ``dipole`` (the
             processed, scaled dipole on the target's times, nAm: the
-            average of all trials). With ``group_size``, also
+            average of all trials). With ``group_size`` and more than one
+            group of seeds, also
             ``group_values``, the score of each group; ``value`` is their
             mean and ``scale`` the factor of all trials' average, which
             every group is scored with.
         """
-        from ..dipole import average_dipoles
-
         t0 = time.perf_counter()
         seeds = self.seeds if seeds is None else list(seeds)
         if self.group_size is not None:
             self._check_groups(len(seeds), "the number of seeds")
         dpls = self._simulate_trials(params, seeds)
-        value, scale, sim = self.score_dipole(average_dipoles(dpls) if len(dpls) > 1 else dpls[0])
+        value, scale, sim = self.score_dipole(_mean_dipole(dpls))
         extra = {}
         if self.group_size is not None and len(dpls) > self.group_size:
             k = self.group_size
             groups = [dpls[i:i + k] for i in range(0, len(dpls), k)]
-            extra["group_values"] = [
-                self.score_dipole(average_dipoles(g) if k > 1 else g[0], scale=scale)[0]
-                for g in groups]
+            extra["group_values"] = [self.score_dipole(_mean_dipole(g), scale=scale)[0]
+                                     for g in groups]
             value = float(np.mean(extra["group_values"]))
         return {
             **extra,
