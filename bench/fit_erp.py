@@ -354,8 +354,9 @@ def run_task(key, args, out_dir):
         polish.close()
     hand_held = rows[0]["rmse_held_out"]
     lines += stage_lines + [""]
+    grouped = f", groups of {args.group_size}" if args.group_size else ""
     lines += [f"| staged fit | evaluations | wall | fit RMSE "
-              f"({len(chosen.objective.seeds)} trials) | "
+              f"({len(chosen.objective.seeds)} trials{grouped}) | "
               f"held-out RMSE {held_out} | hand-tuned held-out | goal |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
               f"| {label} | {rec['n_evals']} | {wall / 60:.1f} min | "

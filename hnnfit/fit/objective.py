@@ -249,7 +249,6 @@ class DipoleObjective:
         ``scale`` overrides the objective's scale (used to score trial
         groups with the factor fitted to all trials).
         """
-        fixed = scale
         dpl = dpl.copy()
         if self.smooth_window > 0:
             dpl.smooth(self.smooth_window)
@@ -258,18 +257,12 @@ class DipoleObjective:
         target = self.target.values
         if self.metric == "hnn_rmse":
             a, b = _hnn_pair(dpl.times, dpl.data[self.layer], times, target)
-            if fixed is not None:
-                scale = fixed
-            else:
+            if scale is None:
                 scale = fit_scale(a, b) if self.scale == "fit" else self.scale
             value = float(np.sqrt(np.mean((a * scale - b) ** 2)))
             return value, scale, sim * scale
-        if fixed is not None:
-            scale = fixed
-        elif self.scale == "fit":
-            scale = fit_scale(sim, target, self.weights)
-        else:
-            scale = self.scale
+        if scale is None:
+            scale = fit_scale(sim, target, self.weights) if self.scale == "fit" else self.scale
         sim = sim * scale
         return self._metric(sim, target, times), scale, sim
 
