@@ -75,6 +75,7 @@ TASKS = {
     },
 }
 TIME_LIMIT_S = 2 * 3600.0
+SELECT_SEED0 = 50     # first seed of --select-top's re-scoring
 
 
 def _param_path(name, params_dir):
@@ -175,6 +176,70 @@ def _range(text):
     return (low, high, {"log": True}) if len(parts) == 3 else (low, high)
 
 
+def _polish_space(study, net, overrides, only=None):
+    """The polish's network, space and start point.
+
+    The staged space with ``overrides`` applied: an override replaces a
+    parameter's range or adds a parameter the staged fit did not have (e.g.
+    a synapse absent from the start file), which starts from the network's
+    value (0 uS for an absent synapse) clipped into its range. With
+    ``only`` (parameter names or drive names), the polish fits just those
+    parameters and the network carries the staged fit's best values of the
+    others. The start point is clipped into the space, so a narrowed range
+    cannot put it outside.
+    """
+    from hnnfit.fit import Parameter
+    from hnnfit.fit.space import ParameterSpace, evoked_space
+
+    params = {p.name: p for p in study.space}
+    for name, rng in overrides.items():
+        params[name] = Parameter(name, rng[0], rng[1], log=len(rng) == 3)
+    start = dict(study.best_params)
+    added = [n for n in overrides if n not in study.space]
+    if added:
+        # evoked_space addresses any weight by name, present or not
+        probe = evoked_space(net, overrides={n: overrides[n] for n in added})
+        current = probe.current_values(net)
+        start.update({n: current[n] for n in added})
+    if only:
+        keep = [n for n in params if n in only or n.split(".", 1)[0] in only]
+        unknown = [o for o in only if o not in params
+                   and not any(n.split(".", 1)[0] == o for n in params)]
+        if unknown:
+            raise SystemExit(f"--polish-only must name parameters or drives of the fit, "
+                             f"got {', '.join(unknown)}")
+        net = study.space.apply(net, study.best_params)
+        params = {n: params[n] for n in keep}
+        start = {n: start[n] for n in keep}
+    space = ParameterSpace(list(params.values()))
+    return net, space, space.clip(start)
+
+
+def _select(study, polish, staged_value, top, seeds):
+    """Re-score the staged point and the ``top`` best polish points on ``seeds``.
+
+    ``staged_value`` is the staged point's value on the polish's objective.
+
+    Returns the full parameter dict of the best there, a label, and one
+    record per candidate (evaluation id, fit value, value on ``seeds``).
+    """
+    trials = polish.trials
+    done = trials[trials["status"] == "complete"].sort_values("value").head(top)
+    names = list(polish.space.names)
+    cands = [("staged", staged_value, polish.space.clip({**polish.x0, **study.best_params}))]
+    cands += [(int(r["id"]), float(r["value"]), {n: float(r[n]) for n in names})
+              for _, r in done.iterrows()]
+    sel = []
+    for ident, fit_value, point in cands:
+        value = polish.objective.validate(point, seeds)["value"]
+        sel.append({"candidate": ident, "fit_value": fit_value, "value": value})
+    i = min(range(len(sel)), key=lambda k: sel[k]["value"])
+    label = ("staged point" if cands[i][0] == "staged"
+             else f"polish evaluation {cands[i][0]}")
+    return ({**study.best_params, **cands[i][2]}, cands[i][1],
+            f"{label}, selected on seeds {seeds[0]}-{seeds[-1]}", sel)
+
+
 def _span(*studies):
     """Seconds from the first evaluation to the last of ``studies`` (None if empty)."""
     tables = [t for t in (st.trials for st in studies if st is not None) if len(t)]
@@ -209,7 +274,9 @@ def run_task(key, args, out_dir):
     groups = [held_out] + [[max(held_out) + 1 + g * len(held_out) + i
                             for i in range(len(held_out))]
                            for g in range(args.held_out_groups - 1)]
-    used = set(fit_seeds) | set(range(args.polish_trials or 0))
+    select_seeds = list(range(SELECT_SEED0, SELECT_SEED0 + args.select_trials)) \
+        if args.select_top else []
+    used = set(fit_seeds) | set(range(args.polish_trials or 0)) | set(select_seeds)
     if used & {s for g in groups for s in g}:
         raise SystemExit(f"--held-out seeds {groups} overlap the fit seeds {sorted(used)}")
     lines = [f"### {key}: {task['dataset']} ({smooth:g} ms smoothing, scale {scale})", ""]
@@ -281,9 +348,12 @@ def run_task(key, args, out_dir):
         if args.polish_trials is not None:
             pseeds = list(range(args.polish_trials))
             pobjective = {**objective, "n_trials": len(pseeds), "seeds": pseeds}
-        polish = Study.create(ppath, net, target, space=study.space, objective=pobjective,
+        pnet, pspace, px0 = _polish_space(
+            study, net, _parse_pairs(args.polish_override, "--polish-override", _range),
+            args.polish_only)
+        polish = Study.create(ppath, pnet, target, space=pspace, objective=pobjective,
                               solver=args.polish, solver_options=popts or None,
-                              seed=args.seed, x0=study.best_params,
+                              seed=args.seed, x0=px0,
                               description=f"bench/fit_erp.py {key} polish",
                               exist_ok=args.resume)
         polish.optimize(args.polish_evals, n_jobs=args.n_jobs, progress=not args.quiet)
@@ -322,31 +392,50 @@ def run_task(key, args, out_dir):
                "n_evals": int(len(polish.trials)), "staged_wall_s": staged_wall,
                "polish_wall_s": wall - staged_wall, "staged_best": study.best_value,
                "polish_best": polish.best_value}
-        stage_lines.append(f"| polish ({args.polish}, all parameters) | {len(study.space)} | "
+        stage_lines.append(f"| polish ({args.polish}) | {len(polish.space)} | "
                            f"whole | {rec['n_evals']} | | {polish.best_value:.2f} |")
         # chosen on the fit seeds only; a polish on other trials compares
         # with the staged point scored on its own objective
         staged_value = study.best_value
         if args.polish_trials is not None:
-            staged_value = polish.objective(study.best_params)["value"]
+            staged_value = polish.objective(polish.space.clip(
+                {**polish.x0, **study.best_params}))["value"]
             rec["staged_best_on_polish_trials"] = staged_value
         _emit(rec)
         if polish.best_value < staged_value:
             chosen, label = polish, f"{args.solver} staged + {args.polish} polish"
+    best_params = {**study.best_params, **chosen.best_params}
+    fit_value = chosen.best_value
+    if polish is not None and args.select_top:
+        # the best value of a noisy objective is the luckiest, not the best,
+        # point: re-score the leading candidates on fresh seeds and keep the
+        # best there (the held-out seeds still play no part)
+        t1 = time.perf_counter()
+        best_params, fit_value, label, sel = _select(study, polish, staged_value,
+                                                     args.select_top, select_seeds)
+        wall += time.perf_counter() - t1
+        stage_lines.append(f"| selection: {len(sel)} candidates re-scored on seeds "
+                           f"{select_seeds[0]}-{select_seeds[-1]} | | | {len(sel)} | | "
+                           f"{min(r['value'] for r in sel):.2f} |")
+        _emit({"task": key, "kind": "selection", "seeds": select_seeds, "candidates": sel})
 
     # 5. held-out trials; further groups of as many seeds show how much the
     # score of one group moves from trial noise alone (the acceptance
     # measure stays the first group, chosen before the fit)
-    held = chosen.validate(held_out)
-    group_rmse = [held["value"]] + [chosen.validate(g)["value"] for g in groups[1:]]
+    pobj = (polish if polish is not None else study).objective
+    point = (polish.space.clip({**polish.x0, **best_params}) if polish is not None
+             else best_params)
+    held = pobj.validate(point, held_out)
+    group_rmse = [held["value"]] + [pobj.validate(point, g)["value"] for g in groups[1:]]
     rec = {"task": key, "kind": "fit", "scale": scale, "solver": args.solver,
            "polish": args.polish, "seed": args.seed, "n_evals": n_evals, "wall_s": wall,
            "fit_seeds": list(chosen.objective.seeds), "group_size": args.group_size,
-           "fit_rmse": chosen.best_value,
+           "fit_rmse": fit_value,
            "held_out": held_out, "held_out_rmse": held["value"],
            "held_out_scale": held["scale"], "goal": task["goal"],
            "held_out_groups": groups, "held_out_group_rmse": group_rmse,
-           "best_params": chosen.best_params, "start_params": study.space.current_values(net),
+           "best_params": best_params,
+           "start_params": study.space.current_values(net),
            "study": str(chosen.path)}
     _emit(rec)
     study.close()
@@ -415,6 +504,19 @@ def main(argv=None):
     parser.add_argument("--polish-trials", type=int,
                         help="trials of each polish evaluation (seeds 0..n-1; default "
                         "--fit-trials): a cheap, noisy staged fit refined on more trials")
+    parser.add_argument("--polish-override", action="append", metavar="NAME=LOW:HIGH[:log]",
+                        help="range of one parameter in the polish only (replaces it, or "
+                        "adds a parameter the staged fit left out, started from the "
+                        "network's value)")
+    parser.add_argument("--polish-only", action="append", metavar="NAME",
+                        help="polish only this parameter, or this drive's parameters "
+                        "(repeatable); the others keep the staged fit's values")
+    parser.add_argument("--select-top", type=int, default=0,
+                        help="after the polish, re-score the staged point and this many "
+                        "best polish points on --select-trials fresh seeds and keep the "
+                        "best there (0: keep the polish's best value)")
+    parser.add_argument("--select-trials", type=int, default=12,
+                        help="trials of the re-scoring (seeds from 50)")
     parser.add_argument("--polish-sigma", type=float, default=0.1,
                         help="initial step of the polish on the unit cube (CMA sigma0 "
                         "or COBYLA rhobeg)")
