@@ -47,6 +47,7 @@ Prints a JSON line per result and a markdown table per task.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -215,28 +216,27 @@ def _polish_space(study, net, overrides, only=None):
     return net, space, space.clip(start)
 
 
-def _select(study, polish, staged_value, top, seeds):
+def _select(study, polish, staged_value, top, seeds, n_jobs):
     """Re-score the staged point and the ``top`` best polish points on ``seeds``.
 
     ``staged_value`` is the staged point's value on the polish's objective.
-
-    Returns the full parameter dict of the best there, a label, and one
-    record per candidate (evaluation id, fit value, value on ``seeds``).
+    Returns the full parameter dict of the best there, its value on the
+    polish's trials, a label, and one record per candidate.
     """
-    trials = polish.trials
-    done = trials[trials["status"] == "complete"].sort_values("value").head(top)
-    names = list(polish.space.names)
-    cands = [("staged", staged_value, polish.space.clip({**polish.x0, **study.best_params}))]
-    cands += [(int(r["id"]), float(r["value"]), {n: float(r[n]) for n in names})
-              for _, r in done.iterrows()]
-    sel = []
-    for ident, fit_value, point in cands:
-        value = polish.objective.validate(point, seeds)["value"]
-        sel.append({"candidate": ident, "fit_value": fit_value, "value": value})
-    i = min(range(len(sel)), key=lambda k: sel[k]["value"])
-    label = ("staged point" if cands[i][0] == "staged"
-             else f"polish evaluation {cands[i][0]}")
-    return ({**study.best_params, **cands[i][2]}, cands[i][1],
+    table = polish.rescore(seeds, top=top, n_jobs=n_jobs)
+    staged = polish.space.clip({**polish.x0, **study.best_params})
+    sel = [{"candidate": "staged", "fit_value": staged_value,
+            "value": polish.objective.validate(staged, seeds)["value"]}]
+    sel += [{"candidate": int(r["id"]), "fit_value": float(r["value"]),
+             "value": float(r["rescored"])} for _, r in table.iterrows()]
+    best = min(sel, key=lambda r: math.inf if math.isnan(r["value"]) else r["value"])
+    if best["candidate"] == "staged":
+        point, label = staged, "staged point"
+    else:
+        row = table[table["id"] == best["candidate"]].iloc[0]
+        point = {n: float(row[n]) for n in polish.space.names}
+        label = f"polish evaluation {best['candidate']}"
+    return ({**study.best_params, **point}, best["fit_value"],
             f"{label}, selected on seeds {seeds[0]}-{seeds[-1]}", sel)
 
 
@@ -412,7 +412,8 @@ def run_task(key, args, out_dir):
         # best there (the held-out seeds still play no part)
         t1 = time.perf_counter()
         best_params, fit_value, label, sel = _select(study, polish, staged_value,
-                                                     args.select_top, select_seeds)
+                                                     args.select_top, select_seeds,
+                                                     args.n_jobs)
         wall += time.perf_counter() - t1
         stage_lines.append(f"| selection: {len(sel)} candidates re-scored on seeds "
                            f"{select_seeds[0]}-{select_seeds[-1]} | | | {len(sel)} | | "

@@ -266,6 +266,25 @@ def test_validate_rescores_on_other_seeds(cobyla_study):
     assert np.isfinite(out["value"]) and out["value"] != cobyla_study.best_value
 
 
+def test_rescore_scores_the_leading_points_on_other_seeds(cobyla_study):
+    table = cobyla_study.rescore([5, 6], top=3, n_jobs=2)
+    trials = cobyla_study.trials.sort_values("value")
+    # the three best evaluations, each scored again by the objective itself
+    assert sorted(table["id"]) == sorted(trials["id"].head(3).astype(int))
+    assert list(table["rescored"]) == sorted(table["rescored"])
+    names = make_space().names
+    for _, row in table.iterrows():
+        params = {n: float(row[n]) for n in names}
+        assert row["value"] == trials.set_index("id").loc[row["id"], "value"]
+        assert row["rescored"] == cobyla_study.objective.validate(params, [5, 6])["value"]
+    # nothing was written to the study
+    assert len(cobyla_study.trials) == len(trials)
+    with pytest.raises(ValueError, match="seeds must hold at least one seed"):
+        cobyla_study.rescore([])
+    with pytest.raises(ValueError, match="top"):
+        cobyla_study.rescore([5], top=0)
+
+
 
 def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target):
     # two trials scored one by one: the logged value is the mean of the two

@@ -699,6 +699,73 @@ class Study:
             out["fit_value"] = None      # a staged study before its final stage
         return out
 
+    def rescore(self, seeds, top=5, n_jobs=1, backend=None):
+        """Re-score the ``top`` best evaluations on other random streams.
+
+        With a stochastic objective, the lowest value of a long fit belongs
+        to the point that was luckiest on the study's own seeds as much as
+        to the best one: its value is biased low, and a close runner-up is
+        often better on new trials. Scoring the leading points again on
+        ``seeds`` (trials the fit did not use, and not the ones kept for the
+        final test) gives unbiased values to choose from. Nothing is written
+        to the study.
+
+        Parameters
+        ----------
+        seeds : sequence of int
+            Trial indices (random streams) to score on.
+        top : int
+            How many of the best complete evaluations to re-score (of the
+            final stage, for a staged study).
+        n_jobs : int
+            Points scored at once (in worker processes when > 1).
+        backend : {'sequential', 'loky', 'dask'} | None
+            As for :meth:`optimize` (default: 'sequential' for one job,
+            else 'loky').
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per re-scored evaluation, best first: ``id``, ``value``
+            (on the study's seeds), ``rescored`` (on ``seeds``; NaN if the
+            simulation failed) and one column per parameter.
+        """
+        import pandas as pd
+
+        from ..validation import check_option
+        from .optimize import BACKENDS, _Executor
+
+        seeds = [check_int(s, "seed", low=0) for s in seeds]
+        if not seeds:
+            raise ValueError("seeds must hold at least one seed, got none")
+        top = check_int(top, "top", low=1)
+        n_jobs = check_int(n_jobs, "n_jobs", low=1)
+        if backend is None:
+            backend = "sequential" if n_jobs == 1 else "loky"
+        check_option(backend, BACKENDS, "backend")
+        rows = self.trials
+        rows = rows[rows["status"] == "complete"]
+        if self.stages is not None:
+            rows = rows[rows["stage"] == FINAL]
+        if not len(rows):
+            raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
+                             f"rescore" + (" in its final stage" if self.stages else ""))
+        rows = rows.sort_values(["value", "id"]).head(top)
+        names = self.space.names
+        points = [{n: float(r[n]) for n in names} for _, r in rows.iterrows()]
+        rescored = [math.nan] * len(points)
+        with _Executor(backend, n_jobs) as ex:
+            for i, res in ex.run(self.objective, points, seeds):
+                if res["ok"]:
+                    rescored[i] = res["value"]
+        out = pd.DataFrame({"id": rows["id"].astype(int).to_numpy(),
+                            "value": rows["value"].astype(float).to_numpy(),
+                            "rescored": rescored})
+        for n in names:
+            out[n] = [p[n] for p in points]
+        return out.sort_values(["rescored", "value"], na_position="last",
+                               ignore_index=True)
+
     # ------------------------------------------------------------------ export
     def export(self, path):
         """Write the best network as a JSON parameter file.
