@@ -5,6 +5,7 @@
     hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N]
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
     hnnfit show STUDY
+    hnnfit rescore STUDY --seeds A-B [...] [--top N] [--n-jobs N]
     hnnfit export STUDY OUT.json
     hnnfit report STUDY OUTDIR
     hnnfit simulate PARAMS --out FILE [--tstop MS] [--n-trials N] [--smooth MS]
@@ -571,6 +572,26 @@ def _cmd_show(args, study):
 
 
 @_closing
+def _cmd_rescore(args, study):
+    if study.n_complete == 0:
+        raise UsageError(f"study {str(study.path)!r} has no complete evaluation to rescore")
+    seeds = sorted({s for chunk in args.seeds for s in chunk})
+    print(f"re-scoring the {args.top} best evaluations of {study.path} on seeds "
+          f"{_fmt_seeds(seeds)} (the fit's: {_fmt_seeds(study.objective.seeds)})")
+    table = study.rescore(seeds, top=args.top, n_jobs=args.n_jobs)
+    cols = ["id", "value", "rescored"] + list(study.space.names)
+    _print_table(cols, [[r[c] for c in cols] for r in table.to_dict("records")])
+    return EXIT_OK
+
+
+def _fmt_seeds(seeds):
+    seeds = list(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+@_closing
 def _cmd_export(args, study):
     out = Path(args.out)
     if out.suffix.lower() != ".json":
@@ -644,6 +665,20 @@ def _positive_int(text):
     return value
 
 
+def _seed_range(text):
+    first, sep, last = text.partition("-")
+    try:
+        lo = int(first)
+        hi = int(last) if sep else lo
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a seed (integer >= 0) or a range A-B, "
+                                         f"got {text!r}") from None
+    if lo < 0 or hi < lo:
+        raise argparse.ArgumentTypeError(f"must be a seed (integer >= 0) or a range A-B "
+                                         f"with A <= B, got {text!r}")
+    return list(range(lo, hi + 1))
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -695,6 +730,21 @@ def make_parser():
     p.add_argument("--last", type=_positive_int, default=10,
                    help="number of recent evaluations listed (default 10)")
     p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("rescore", help="score the best evaluations again on other seeds",
+                       description="Score the best evaluations of a study again on "
+                       "trials (seeds) the fit did not use, and list them best first "
+                       "there: with a stochastic objective the lowest value is partly "
+                       "luck, so a runner-up is often better on new trials. Nothing is "
+                       "written to the study.")
+    p.add_argument("study", help="study file (.sqlite)")
+    p.add_argument("--seeds", type=_seed_range, nargs="+", required=True,
+                   help="seeds to score on: integers or ranges A-B (e.g. 50-61)")
+    p.add_argument("--top", type=_positive_int, default=5,
+                   help="number of best evaluations re-scored (default 5)")
+    p.add_argument("--n-jobs", type=_positive_int, default=1,
+                   help="evaluations run at once (default 1)")
+    p.set_defaults(func=_cmd_rescore)
 
     p = sub.add_parser("export", help="write the best network as a parameter file",
                        description="Write the best point as a JSON parameter file that "

@@ -196,6 +196,27 @@ def test_show(small, capsys):
                                                    .strip().splitlines()) == 2
 
 
+def test_rescore(small, capsys):
+    before = digest(small["study"])
+    status, out, err = run(["rescore", small["study"], "--seeds", "5-6", "--top", 2], capsys)
+    assert status == 0, err
+    assert "on seeds 5, 6 (the fit's: 0)" in out
+    listed = out.strip().splitlines()[1:]
+    assert listed[0].split() == ["id", "value", "rescored", "evprox1.mu", "evprox1.sigma"]
+    with Study.load(small["study"]) as study:
+        table = study.rescore([5, 6], top=2)
+    assert [line.split()[0] for line in listed[1:]] == [str(i) for i in table["id"]]
+    assert listed[1].split()[2] == f"{table['rescored'][0]:.6g}"
+    assert digest(small["study"]) == before
+    # the fit's own seeds and malformed ranges are refused without a traceback
+    status, out, err = run(["rescore", small["study"], "--seeds", "0-2"], capsys)
+    assert status == 2 and "seeds must be trials the fit did not use" in err
+    assert "Traceback" not in err
+    status, out, err = run(["rescore", small["study"], "--seeds", "7-3"], capsys)
+    assert status == 2 and "'7-3'" in err and "Traceback" not in err
+    assert digest(small["study"]) == before
+
+
 def test_export(small, tmp_path, capsys):
     out_file = tmp_path / "best.json"
     status, out, err = run(["export", small["study"], out_file], capsys)

@@ -713,7 +713,8 @@ class Study:
         Parameters
         ----------
         seeds : sequence of int
-            Trial indices (random streams) to score on.
+            Trial indices (random streams) to score on, none of the study's
+            own.
         top : int
             How many of the best complete evaluations to re-score (of the
             final stage, for a staged study).
@@ -738,6 +739,10 @@ class Study:
         seeds = [check_int(s, "seed", low=0) for s in seeds]
         if not seeds:
             raise ValueError("seeds must hold at least one seed, got none")
+        own = sorted(set(seeds) & set(self.objective.seeds))
+        if own:
+            raise ValueError(f"seeds must be trials the fit did not use (its seeds are "
+                             f"{list(self.objective.seeds)}), got {own}")
         top = check_int(top, "top", low=1)
         n_jobs = check_int(n_jobs, "n_jobs", low=1)
         if backend is None:
