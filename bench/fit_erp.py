@@ -24,8 +24,11 @@ For each task the script
    the whole waveform (fit seeds), the stage's evaluations and wall time;
 4. optionally polishes the staged result (``--polish cma``): a second,
    unstaged study over all parameters that starts from the staged fit's
-   best point with a local solver; the better of the two on the fit seeds
-   is kept (the held-out seeds play no part in the choice);
+   best point with a local solver (``--polish-only`` restricts it to some
+   parameters, ``--polish-override`` re-ranges or adds some); the better of
+   the two on the fit seeds is kept, or with ``--select-top K`` the best of
+   the staged point and the polish's K best points re-scored on fresh seeds
+   (50 onwards; the held-out seeds play no part in the choice);
 5. scores the fitted parameters on held-out seeds (``--held-out``, default
    100-102: trials the fit never saw), the acceptance measure; with
    ``--held-out-groups K`` also on K-1 further groups of as many unseen
@@ -276,7 +279,11 @@ def run_task(key, args, out_dir):
                            for g in range(args.held_out_groups - 1)]
     select_seeds = list(range(SELECT_SEED0, SELECT_SEED0 + args.select_trials)) \
         if args.select_top else []
-    used = set(fit_seeds) | set(range(args.polish_trials or 0)) | set(select_seeds)
+    used = set(fit_seeds) | set(range(args.polish_trials or 0))
+    if used & set(select_seeds):
+        raise SystemExit(f"--select-top's seeds {select_seeds} overlap the fit seeds "
+                         f"{sorted(used)}")
+    used |= set(select_seeds)
     if used & {s for g in groups for s in g}:
         raise SystemExit(f"--held-out seeds {groups} overlap the fit seeds {sorted(used)}")
     lines = [f"### {key}: {task['dataset']} ({smooth:g} ms smoothing, scale {scale})", ""]
@@ -543,6 +550,11 @@ def main(argv=None):
         raise SystemExit(f"--group-size must divide --fit-trials, --polish-trials and the "
                          f"number of --held-out seeds ({', '.join(map(str, counts))}), got "
                          f"{args.group_size}")
+    if args.select_top < 0 or (args.select_top and not args.polish):
+        raise SystemExit(f"--select-top must be >= 0 and needs --polish, got "
+                         f"{args.select_top}" + ("" if args.polish else " without --polish"))
+    if args.select_trials < 1:
+        raise SystemExit(f"--select-trials must be at least 1, got {args.select_trials}")
     if args.held_out_groups < 1:
         raise SystemExit(f"--held-out-groups must be at least 1, got {args.held_out_groups}")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fit_erp_"))
