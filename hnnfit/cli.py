@@ -573,8 +573,7 @@ def _cmd_show(args, study):
 
 @_closing
 def _cmd_rescore(args, study):
-    if study.n_complete == 0:
-        raise UsageError(f"study {str(study.path)!r} has no complete evaluation to rescore")
+    # Study.rescore refuses an empty study and the fit's own seeds
     seeds = sorted({s for chunk in args.seeds for s in chunk})
     print(f"re-scoring the {args.top} best evaluations of {study.path} on seeds "
           f"{_fmt_seeds(seeds)} (the fit's: {_fmt_seeds(study.objective.seeds)})")
