@@ -37,6 +37,8 @@ an unknown one is an error::
     seeds = [0]
     # group_size = 3               # score k-trial averages: the mean RMSE of
                                    # the groups of k seeds (n_trials = 6)
+    # resample = true              # new seeds for each batch (a CMA-ES
+                                   # generation): seeds + k * their span
     smooth_window = 30.0           # ms
     scale = 3000.0                 # or "fit"
     metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band,
@@ -93,8 +95,8 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 _SECTIONS = {
     "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode"),
     "target": ("file", "dataset", "tmin", "tmax", "columns"),
-    "objective": ("n_trials", "seeds", "group_size", "smooth_window", "scale", "metric", "layer",
-                  "dt", "band", "timeout", "engine"),
+    "objective": ("n_trials", "seeds", "group_size", "resample", "smooth_window", "scale",
+                  "metric", "layer", "dt", "band", "timeout", "engine"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
     "run": ("n_evals", "n_jobs", "study", "staged"),
@@ -576,7 +578,7 @@ def _cmd_rescore(args, study):
     # Study.rescore refuses an empty study and the fit's own seeds
     seeds = sorted({s for chunk in args.seeds for s in chunk})
     print(f"re-scoring the {args.top} best evaluations of {study.path} on seeds "
-          f"{_fmt_seeds(seeds)} (the fit's: {_fmt_seeds(study.objective.seeds)})")
+          f"{_fmt_seeds(seeds)} (the fit's: {_fmt_seeds(study.used_seeds())})")
     table = study.rescore(seeds, top=args.top, n_jobs=args.n_jobs)
     cols = ["id", "value", "rescored"] + list(study.space.names)
     _print_table(cols, [[r[c] for c in cols] for r in table.to_dict("records")])

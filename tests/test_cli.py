@@ -377,6 +377,8 @@ CONFIG_CASES = {
     "bad scale": ([("objective", "scale"), '"auto"'], "auto"),
     "group_size not dividing n_trials": ([("objective", "group_size"), "2"],
                                          "multiple of group_size (2), got 1"),
+    "resample not true or false": ([("objective", "resample"), '"yes"'],
+                                   "resample must be a bool, got str 'yes'"),
     "target shorter than the window": ([("target", "tmax"), "200.0"], "tmax"),
     "window before the target": ([("target", "tmin"), "-5.0"], "tmin"),
     "missing target file": ([("target", "file"), '"nowhere.txt"'], "nowhere.txt"),

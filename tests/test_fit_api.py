@@ -286,6 +286,37 @@ def test_rescore_scores_the_leading_points_on_other_seeds(cobyla_study):
 
 
 
+def test_resampled_study_runs_each_generation_on_new_trials(tmp_path, target):
+    # CMA-ES with new seeds per generation: stored with the objective, used on
+    # resume, reported by used_seeds, and refused as re-scoring seeds
+    objective = dict(OBJECTIVE, seeds=[20], resample=True)
+    path = tmp_path / "resampled.sqlite"
+    study = Study.create(path, make_net(mu=11.0, w_l5=0.035), target, make_space(),
+                         objective=objective, solver="cma",
+                         solver_options={"popsize": 2, "sigma0": 0.2}, seed=0)
+    study.optimize(4, progress=False)
+    rows = study.storage.rows()
+    assert [(r["batch"], r["seeds"]) for r in rows] == [(0, [20]), (0, [20]), (1, [21]),
+                                                       (1, [21])]
+    for r in rows:
+        assert r["value"] == study.objective.validate(r["params"], r["seeds"])["value"]
+    assert study.used_seeds() == [20, 21]
+    assert len(study.solver_.means) == 2
+    study.close()
+    again = Study.load(path)
+    assert again.objective.resample and again.objective.settings()["resample"] is True
+    summary = again.optimize(6, progress=False)
+    assert summary.n_replayed == 4 and summary.n_evaluated == 2
+    assert again.storage.rows()[-1]["seeds"] == [22]
+    with pytest.raises(ValueError, match=r"its seeds are 20-22\), got \[21\]"):
+        again.rescore([21, 30])
+    assert len(again.rescore([30], top=1)) == 1
+    again.close()
+    with pytest.raises(TypeError, match="resample"):
+        Study.create(tmp_path / "bad.sqlite", make_net(), target, make_space(),
+                     objective=dict(OBJECTIVE, resample="yes"), solver="cma")
+
+
 def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target):
     # two trials scored one by one: the logged value is the mean of the two
     # single-trial scores, and the setting survives a reload

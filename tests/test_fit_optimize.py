@@ -430,3 +430,121 @@ def test_resume_after_sigkill(tmp_path, name, n_evals, n_jobs):
         assert any(status == "failed" for _, _, status, _, _ in log)
         # every row the killed drivers left unfinished is marked abandoned
         assert len(st.rows()) == n_evals + counts["abandoned"]
+
+
+def _ripple(mu, seed):
+    # one trial set's noise: a slow ripple in mu of random phase
+    phase = random.Random(seed).uniform(0.0, 2.0 * math.pi)
+    return math.sin(mu / 6.0 + phase)
+
+
+def noisy_quadratic(params, seeds):
+    """``quadratic`` plus noise fixed by the seeds: a different landscape for
+    each seed, whose average over seeds is the smooth quadratic.
+
+    With amplitude 1 and a period of about 38 ms, one seed's ripple moves
+    the minimum by about 3 ms in mu, as one set of trials can move a fitted
+    drive time.
+    """
+    noise = sum(_ripple(params["evprox2.mu"], s) for s in seeds) / len(seeds)
+    return quadratic(params, seeds)["value"] + noise
+
+
+def test_resample_gives_each_generation_its_own_seeds(tmp_path, target):
+    cma_opts = {"sigma0": 0.2, "popsize": 6}
+    solver = make_solver("cma", SPACE, seed=3, **cma_opts)
+    with _new_study(tmp_path / "ref.db", target, solver) as st:
+        summary = run_optimization(st, solver, noisy_quadratic, 30, n_jobs=2,
+                                   seeds=[10, 11], resample=True)
+        ref_log = _log(st)
+        rows = st.rows(status="complete")
+    assert summary.n_complete == 30
+    # one batch per CMA-ES generation (popsize 6, not n_jobs), the points of a
+    # batch sharing its seeds, each batch on new ones
+    by_batch = {}
+    for r in rows:
+        by_batch.setdefault(r["batch"], []).append(r)
+    assert sorted(by_batch) == [0, 1, 2, 3, 4]
+    for b, batch in by_batch.items():
+        assert len(batch) == 6
+        assert all(r["seeds"] == [10 + 2 * b, 11 + 2 * b] for r in batch)
+        for r in batch:
+            assert r["value"] == pytest.approx(noisy_quadratic(r["params"], r["seeds"]))
+    assert len(solver.means) == 5 and solver.means[-1] == solver.mean
+
+    # interrupted in the third generation and resumed: the same points on the
+    # same seeds, and what was recorded is not evaluated again
+    solver = make_solver("cma", SPACE, seed=3, **cma_opts)
+    with _new_study(tmp_path / "int.db", target, solver) as st:
+        calls = {"n": 0}
+
+        def stop_at_15(params, seeds):
+            calls["n"] += 1
+            if calls["n"] == 15:
+                raise KeyboardInterrupt
+            return noisy_quadratic(params, seeds)
+
+        assert run_optimization(st, solver, stop_at_15, 30, seeds=[10, 11],
+                                resample=True).interrupted
+        resumed = run_optimization(st, make_solver("cma", SPACE, seed=3, **cma_opts),
+                                   noisy_quadratic, 30, seeds=[10, 11], resample=True)
+        assert resumed.n_replayed == 14 and resumed.n_evaluated == 16
+        assert _log(st) == ref_log
+        # resuming it without resampling would change the trials: refused
+        with pytest.raises(StudyError, match=r"was run with seeds \[12, 13\], got \[10, 11\]"):
+            run_optimization(st, make_solver("cma", SPACE, seed=3, **cma_opts),
+                             noisy_quadratic, 36, seeds=[10, 11])
+
+
+@pytest.mark.parametrize("solver_seed", [0, 1, 2])
+def test_resample_keeps_the_search_off_one_trial_set_s_noise(tmp_path, target,
+                                                           solver_seed):
+    # the same budget with fixed seeds and with resampling, judged on the
+    # smooth quadratic (the objective averaged over all seeds; minimum 0 at
+    # mu 131, sigma 4.5). With fixed seeds CMA-ES converges to the minimum of
+    # its one seed's landscape, 3 ms off in mu. With new seeds per generation
+    # its mean wanders with each generation's noise, and the mean averaged
+    # over the run's second half lands near the smooth minimum.
+    def true_value(p):
+        return quadratic(p, [0])["value"]
+
+    out = {}
+    for resample in (False, True):
+        solver = make_solver("cma", SPACE, seed=solver_seed, sigma0=0.2, popsize=8)
+        with _new_study(tmp_path / f"r{resample}.db", target, solver) as st:
+            run_optimization(st, solver, noisy_quadratic, 480, seeds=[1],
+                             resample=resample)
+            out[resample] = (true_value(solver.averaged_mean()),
+                             true_value(st.best()["params"]), solver)
+    fixed_mean, fixed_best, fixed = out[False]
+    resampled_mean, _, resampled = out[True]
+    assert abs(fixed.mean["evprox2.mu"] - 131.0) > 2.0
+    assert min(fixed_mean, fixed_best) > 0.05
+    assert resampled_mean < 0.05
+    # one mean per generation; the average is taken on the unit cube
+    assert len(resampled.means) == 60
+    last = resampled.averaged_mean(last=1)
+    assert last == resampled.mean
+    mid = resampled.averaged_mean()
+    assert mid == resampled.space.from_unit(np.mean(
+        [resampled.space.to_unit(m) for m in resampled.means[30:]], axis=0))
+
+
+def test_resample_refusals(tmp_path, target):
+    solver = make_solver("bayesian", SPACE, seed=0, **FAST_BAYES)
+    with _new_study(tmp_path / "b.db", target, solver) as st:
+        with pytest.raises(ValueError, match="resample=True needs seeds"):
+            run_optimization(st, solver, quadratic, 2, seeds=None, resample=True)
+        with pytest.raises(TypeError, match="resample"):
+            run_optimization(st, solver, quadratic, 2, resample="yes")
+        # Bayesian optimisation runs in batches when resampling (a batch owns its seeds)
+        run_optimization(st, solver, quadratic, 4, n_jobs=2, seeds=[5], resample=True)
+        assert st.metadata["schedule"] == "batches"
+        assert sorted({tuple(r["seeds"]) for r in st.rows()}) == [(5,), (6,)]
+    solver = make_solver("bayesian", SPACE, seed=0, **FAST_BAYES)
+    with _new_study(tmp_path / "p.db", target, solver) as st:
+        run_optimization(st, solver, quadratic, 2, n_jobs=2)
+        assert st.metadata["schedule"] == "pipelined"
+        with pytest.raises(StudyError, match="resume it with resample=False"):
+            run_optimization(st, make_solver("bayesian", SPACE, seed=0, **FAST_BAYES),
+                             quadratic, 4, n_jobs=2, resample=True)

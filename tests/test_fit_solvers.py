@@ -184,6 +184,33 @@ def test_cma_stays_in_bounds_improves_and_repeats():
     assert runs[0] == runs[1]  # seeded runs repeat exactly
 
 
+def test_cma_generation_means():
+    solver = make_solver("cma", SPACE, x0={"evprox2.mu": 105.0, "evprox2.sigma": 18.0},
+                         seed=3, popsize=6)
+    assert solver.generation_size == 6
+    assert solver.mean == pytest.approx({"evprox2.mu": 105.0, "evprox2.sigma": 18.0})
+    with pytest.raises(ValueError, match="needs at least one completed generation"):
+        solver.averaged_mean()
+    # a generation half told is not one: no mean recorded yet
+    asked = solver.ask(3)
+    solver.tell(asked, [quadratic(p) for p in asked])
+    assert solver.means == []
+    _run(solver, quadratic, 87, batch=3)
+    means = solver.means
+    assert len(means) == 15 and means[-1] == solver.mean
+    # the mean moves from the start (quadratic 52) near the optimum, and it is
+    # the point CMA-ES reports as its estimate
+    assert quadratic(solver.mean) < 0.5
+    assert solver.mean == pytest.approx(
+        SPACE.from_unit(np.clip(solver._es.result.xfavorite, 0.0, 1.0)))
+    # averages on the unit cube, over the last k generations (default: half)
+    assert solver.averaged_mean(1) == solver.mean
+    half = np.mean([SPACE.to_unit(m) for m in means[-7:]], axis=0)
+    assert solver.averaged_mean() == pytest.approx(SPACE.from_unit(half))
+    with pytest.raises(ValueError, match="last must be"):
+        solver.averaged_mean(0)
+
+
 def _pipelined(seed, n_evals=10):
     # two evaluations in flight: each new point is asked while the previous
     # one is still pending, as the pipelined driver does

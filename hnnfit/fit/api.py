@@ -30,8 +30,8 @@ from .study import Study as _Storage
 from .targets import Target, read_target
 
 # keyword arguments of DipoleObjective a study stores (JSON-able ones)
-_OBJECTIVE_KEYS = ("n_trials", "seeds", "group_size", "smooth_window", "scale", "metric", "weights",
-                   "band", "layer", "dt", "timeout", "engine")
+_OBJECTIVE_KEYS = ("n_trials", "seeds", "group_size", "resample", "smooth_window", "scale",
+                   "metric", "weights", "band", "layer", "dt", "timeout", "engine")
 
 
 def _cloudpickle():
@@ -198,8 +198,11 @@ class Study:
             overrides (``{name: (low, high)}`` or ``{name: None}`` to drop).
         objective : dict | None
             Keyword arguments of :class:`DipoleObjective` (``n_trials``,
-            ``seeds``, ``smooth_window`` (ms), ``scale``, ``metric``,
-            ``weights``, ``band`` (Hz), ``layer``, ``dt`` (ms)).
+            ``seeds``, ``group_size``, ``resample``, ``smooth_window`` (ms),
+            ``scale``, ``metric``, ``weights``, ``band`` (Hz), ``layer``,
+            ``dt`` (ms)). ``resample=True`` gives each batch of evaluations
+            new seeds (see :mod:`hnnfit.fit.optimize`); with a noisy
+            objective the search then cannot fit a few trials' noise.
         solver : {'bayesian', 'cobyla', 'cma'}
             The optimisation method.
         solver_options : dict | None
@@ -420,13 +423,18 @@ class Study:
             if callback is not None:
                 callback(row)
 
+        solver = self.make_solver()
         try:
             summary = run_optimization(
-                self.storage, self.make_solver(), self.objective, n_evals, n_jobs=n_jobs,
+                self.storage, solver, self.objective, n_evals, n_jobs=n_jobs,
                 backend=backend, seeds=self.objective.seeds,
-                n_trials=self.objective.n_trials, callback=_on_row, scheduler=scheduler)
+                n_trials=self.objective.n_trials, callback=_on_row, scheduler=scheduler,
+                resample=self.objective.resample)
         finally:
             bar.close()
+        # the solver after the run (its state, e.g. CMA-ES' mean, is an estimate
+        # in its own right when the objective is noisy)
+        self.solver_ = solver
         return summary
 
     # ----------------------------------------------------------- staged fits
@@ -585,7 +593,8 @@ class Study:
                         self.storage, solver, evaluate, budget, n_jobs=n_jobs,
                         backend=backend, seeds=self.objective.seeds,
                         n_trials=self.objective.n_trials, stage=stage.name,
-                        callback=_on_row, scheduler=scheduler)
+                        callback=_on_row, scheduler=scheduler,
+                        resample=self.objective.resample)
                 finally:
                     bar.close()
             best = self.storage.best(stage.name)
@@ -699,6 +708,14 @@ class Study:
             out["fit_value"] = None      # a staged study before its final stage
         return out
 
+    def used_seeds(self):
+        """Sorted seeds the study's evaluations were run on (its objective's
+        seeds, plus every batch's own with ``resample``)."""
+        used = set(self.objective.seeds)
+        for row in self.storage.rows():
+            used.update(row["seeds"] or ())
+        return sorted(used)
+
     def rescore(self, seeds, top=5, n_jobs=1, backend=None):
         """Re-score the ``top`` best evaluations on other random streams.
 
@@ -739,10 +756,11 @@ class Study:
         seeds = [check_int(s, "seed", low=0) for s in seeds]
         if not seeds:
             raise ValueError("seeds must hold at least one seed, got none")
-        own = sorted(set(seeds) & set(self.objective.seeds))
+        used = self.used_seeds()
+        own = sorted(set(seeds) & set(used))
         if own:
             raise ValueError(f"seeds must be trials the fit did not use (its seeds are "
-                             f"{list(self.objective.seeds)}), got {own}")
+                             f"{_seed_ranges(used)}), got {own}")
         top = check_int(top, "top", low=1)
         n_jobs = check_int(n_jobs, "n_jobs", low=1)
         if backend is None:
@@ -930,6 +948,18 @@ _FILE_DELAYS = {"proximal": {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_basket":
 _DRIVE_KEY = re.compile(
     r"^(t_ev(prox|dist)_\d+|sigma_t_ev(prox|dist)_\d+|numspikes_ev(prox|dist)_\d+"
     r"|gbar_ev(prox|dist)_\d+_\w+|prng_seedcore_ev(prox|dist)_\d+)$")
+
+
+def _seed_ranges(seeds):
+    """'0-2, 7' for [0, 1, 2, 7]: a long seed list kept readable in messages."""
+    parts, start = [], None
+    for i, s in enumerate(seeds):
+        if start is None:
+            start = s
+        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
+            parts.append(str(start) if start == s else f"{start}-{s}")
+            start = None
+    return ", ".join(parts)
 
 
 def _cannot(name, why):

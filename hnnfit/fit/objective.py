@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from ..validation import check_int, check_nonnegative, check_option, check_positive, check_type
+from ..validation import (check_bool, check_int, check_nonnegative, check_option, check_positive,
+                          check_type)
 
 METRICS = ("rmse", "nrmse", "corr", "weighted_rmse", "psd_band", "hnn_rmse")
 LAYERS = ("agg", "L2", "L5")
@@ -101,6 +102,12 @@ class DipoleObjective:
         ``n_trials=6, group_size=3`` the value estimates what 3-trial
         averages on fresh seeds score, trial-to-trial variability included,
         which a 6-trial average hides.
+    resample : bool
+        For a study's optimisation: give each batch of evaluations new
+        seeds (``seeds`` shifted by a multiple of their span), the points
+        of one batch sharing them, instead of the same ``seeds`` for every
+        evaluation (see :mod:`hnnfit.fit.optimize`). The objective itself
+        scores whatever seeds it is given.
     smooth_window : float
         Hamming smoothing window (ms); 0 disables smoothing.
     scale : float | 'fit'
@@ -134,7 +141,7 @@ class DipoleObjective:
     """
 
     def __init__(self, net, target, space, *, n_trials=1, seeds=None, group_size=None,
-                 smooth_window=30.0, scale=3000.0, metric="rmse", weights=None,
+                 resample=False, smooth_window=30.0, scale=3000.0, metric="rmse", weights=None,
                  band=None, layer="agg", dt=0.025, timeout=None, engine="neuron"):
         from .space import ParameterSpace
         from .targets import Target
@@ -153,6 +160,7 @@ class DipoleObjective:
         self.group_size = check_int(group_size, "group_size", low=1, allow_none=True)
         if self.group_size is not None:
             self._check_groups(len(self.seeds), "n_trials")
+        self.resample = check_bool(resample, "resample")
         self.smooth_window = check_nonnegative(smooth_window, "smooth_window")
         if isinstance(scale, str):
             self.scale = check_option(scale, ("fit",), "scale")
@@ -196,7 +204,7 @@ class DipoleObjective:
         metric = self.metric if isinstance(self.metric, str) else (
             f"callable:{getattr(self.metric, '__module__', '?')}."
             f"{getattr(self.metric, '__qualname__', repr(self.metric))}")
-        return {
+        out = {
             "kind": "dipole",
             "n_trials": self.n_trials,
             "seeds": list(self.seeds),
@@ -212,6 +220,10 @@ class DipoleObjective:
             "engine": self.engine,
             "weights": None if self.weights is None else [float(w) for w in self.weights],
         }
+        if self.resample:
+            # only when set, so that studies written before it still match
+            out["resample"] = True
+        return out
 
     @property
     def tstop(self):

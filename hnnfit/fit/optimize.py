@@ -16,10 +16,21 @@ Two schedules, fixed per stage when it starts and recorded in the study
     ``batch`` is the point's index ``k`` in the stage, ``position`` the
     number of points pending when it was proposed (0 for the first point,
     then one more per point up to ``n_jobs - 1``).
-``'batches'`` (COBYLA, CMA-ES, and stages begun before pipelining existed)
+``'batches'`` (COBYLA, CMA-ES, stages begun before pipelining existed, and
+any run with ``resample=True``)
     the solver is asked for ``n_jobs`` points, all are evaluated, all are
     told, and the next batch is asked. Row ``batch``/``position`` say where
     in which batch the point came from.
+
+Seeds. By default every evaluation uses the same seeds (common random
+numbers: the objective is a deterministic function, and a solver compares
+points on equal terms). Its price is that a long search fits those few
+trials' noise: the lowest values belong to points that suit those trials.
+``resample=True`` gives each batch new seeds (batch ``b`` uses the seeds
+shifted by ``b`` times their span) while the points of one batch share
+them. A solver that proposes whole generations (CMA-ES) is then asked for
+one generation per batch, so that the ranking it learns from compares points
+on the same trials, and over the run it sees many trials instead of a few.
 
 Resuming is a replay. A solver is a deterministic function of its settings
 and of the ask/tell sequence it has seen, and the rows record that sequence:
@@ -44,7 +55,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from ..exceptions import StudyError
-from ..validation import check_int, check_number, check_option, check_type
+from ..validation import check_bool, check_int, check_number, check_option, check_type
 from .solvers import _Solver
 from .study import Study, _canonical
 
@@ -276,7 +287,7 @@ def _solver_key(stage):
 
 def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None,
                      seeds=(0,), n_trials=None, stage="", failure_value=None,
-                     callback=None, scheduler=None):
+                     callback=None, scheduler=None, resample=False):
     """Minimise ``evaluate`` over the solver's space, recording every evaluation.
 
     Parameters
@@ -317,6 +328,10 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     scheduler : str | None
         Address of a dask.distributed scheduler (``'tcp://host:8786'``) for
         ``backend='dask'``; the run connects to it and disconnects after.
+    resample : bool
+        Give each batch of evaluations new seeds (see the module docstring);
+        a solver with generations is asked for a whole generation per batch.
+        Needs ``seeds``.
 
     Returns
     -------
@@ -333,6 +348,9 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     check_option(backend, BACKENDS, "backend")
     check_type(stage, str, "stage")
     seeds = [check_int(s, "seed") for s in seeds] if seeds is not None else None
+    resample = check_bool(resample, "resample")
+    if resample and not seeds:
+        raise ValueError("resample=True needs seeds to shift from, got none")
     if failure_value is not None:
         failure_value = check_number(failure_value, "failure_value")
     if solver.n_told or solver.n_open:
@@ -368,14 +386,17 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
             f"(running rows {busy[:5]}); only one driver may write a study")
     study.mark_abandoned()
 
-    schedule = _schedule(study, stage, solver)
+    schedule = _schedule(study, stage, solver, resample)
 
     summary = RunSummary()
     try:
         with _Executor(backend, n_jobs, scheduler) as executor:
-            run = _run_pipelined if schedule == "pipelined" else _run_batches
-            run(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_trials,
-                stage, failure_value, callback, summary)
+            if schedule == "pipelined":
+                _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds,
+                               n_trials, stage, failure_value, callback, summary)
+            else:
+                _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds,
+                             n_trials, stage, failure_value, callback, summary, resample)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.solver_done = bool(solver.is_done)
@@ -391,23 +412,37 @@ def _schedule_key(stage):
     return "schedule" if stage == "" else f"schedule[{stage}]"
 
 
-def _schedule(study, stage, solver):
+def _schedule(study, stage, solver, resample=False):
     """How the stage's evaluations are scheduled: 'batches' or 'pipelined'.
 
     Recorded in the study when a stage starts, so that a resumed stage is
     replayed the way it was run. A stage that has rows but no record was
-    written before pipelining existed: it ran in batches.
+    written before pipelining existed: it ran in batches. Resampled runs
+    always run in batches (the seeds belong to a batch).
     """
     key = _schedule_key(stage)
     stored = study._meta_raw().get(key)
     if stored in ("batches", "pipelined"):
+        if resample and stored == "pipelined":
+            raise StudyError(
+                f"study {str(study.path)!r} stage {stage!r} was run with the same seeds "
+                f"for every evaluation (pipelined); resume it with resample=False")
         return stored
     if any(row["batch"] is not None for row in study.rows(stage=stage)):
         mode = "batches"
     else:
-        mode = "pipelined" if solver.name in _PIPELINED_SOLVERS else "batches"
+        mode = ("pipelined" if solver.name in _PIPELINED_SOLVERS and not resample
+                else "batches")
     study.set_metadata(key, mode)
     return mode
+
+
+def batch_seeds(seeds, batch, resample):
+    """The seeds of batch ``batch``: ``seeds`` shifted by ``batch`` spans if resampling."""
+    if not resample:
+        return seeds
+    span = max(seeds) - min(seeds) + 1
+    return [s + batch * span for s in seeds]
 
 
 # solvers that can propose a point while others are still being evaluated
@@ -415,8 +450,12 @@ _PIPELINED_SOLVERS = ("bayesian",)
 
 
 def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_trials,
-                 stage, failure_value, callback, summary):
+                 stage, failure_value, callback, summary, resample=False):
     """Ask a batch, evaluate it whole, tell it whole, ask the next one."""
+    per_batch = n_jobs
+    if resample and getattr(solver, "generation_size", None):
+        # one generation per batch: its ranking compares points on equal trials
+        per_batch = solver.generation_size
     # the log: results and batch sizes by (batch, position)
     results, sizes, recorded = {}, {}, {}
     for row in study.rows(stage=stage):
@@ -438,12 +477,13 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
         else:
             if used >= n_evals:
                 break
-            size = min(n_jobs, n_evals - used)
+            size = min(per_batch, n_evals - used)
         if solver.is_done:
             break
         points = solver.ask(size)
         if not points:
             break
+        bseeds = batch_seeds(seeds, batch, resample)
         if batch in sizes and len(points) != sizes[batch]:
             raise StudyError(
                 f"replaying study {str(study.path)!r} gave {len(points)} points "
@@ -451,7 +491,7 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
                 f"solver or its library version differs from the run that wrote "
                 f"the study")
         for pos, params in enumerate(points):
-            _check_replay(study, recorded.get((batch, pos)), params, seeds,
+            _check_replay(study, recorded.get((batch, pos)), params, bseeds,
                           f"batch {batch}, position {pos}")
         todo = [pos for pos in range(len(points)) if (batch, pos) not in results]
         summary.n_replayed += len(points) - len(todo)
@@ -460,11 +500,11 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
             todo = todo[:max(0, n_evals - used)]
             if todo:
                 _evaluate_batch(study, executor, evaluate, points, todo, batch,
-                                seeds, n_trials, stage, results, summary, callback)
+                                bseeds, n_trials, stage, results, summary, callback)
             break
         if todo:
             _evaluate_batch(study, executor, evaluate, points, todo, batch,
-                            seeds, n_trials, stage, results, summary, callback)
+                            bseeds, n_trials, stage, results, summary, callback)
         batch_vals = [results[(batch, p)] for p in range(len(points))]
         good = [r["value"] for r in batch_vals if r["status"] == "complete"]
         penalty = failure_penalty(told_values + good, failure_value)

@@ -365,6 +365,57 @@ class CmaSolver(_Solver):
         self._gen = None
         self._gen_values = {}
         self._next = 0
+        self._means = []
+
+    @property
+    def generation_size(self):
+        """Points per generation (CMA-ES' population size)."""
+        return int(self._es.popsize)
+
+    @property
+    def mean(self):
+        """The current mean of the search distribution, as parameter values.
+
+        With a noisy objective this is CMA-ES' estimate of the optimum: the
+        lowest value seen belongs to the luckiest draw, while the mean is
+        moved by the ranking of whole generations.
+        """
+        # CMA-ES keeps its mean in an unbounded coordinate system that the
+        # boundary handling maps into the bounds: report the mapped point
+        return self.space.from_unit(np.clip(np.asarray(self._es.result.xfavorite, float),
+                                            0.0, 1.0))
+
+    @property
+    def means(self):
+        """The mean after each completed generation (list of parameter dicts)."""
+        return [dict(m) for m in self._means]
+
+    def averaged_mean(self, last=None):
+        """The generation means averaged over the last ``last`` generations.
+
+        With a noisy objective, and above all with new trials for each
+        generation (``resample``), the mean follows each generation's noise
+        around the optimum; averaging it over many generations cancels most
+        of that wander. The average is taken on the unit cube, where CMA-ES
+        works (so on a log scale for log-scaled parameters).
+
+        Parameters
+        ----------
+        last : int | None
+            Generations to average; default: the second half of the run.
+
+        Returns
+        -------
+        dict
+            Parameter values.
+        """
+        if not self._means:
+            raise ValueError("averaged_mean needs at least one completed generation, "
+                             "got none")
+        n = len(self._means)
+        last = max(1, n // 2) if last is None else check_int(last, "last", low=1)
+        unit = np.mean([self.space.to_unit(m) for m in self._means[-last:]], axis=0)
+        return self.space.from_unit(unit)
 
     def ask(self, n=1):
         n = check_int(n, "n", low=1)
@@ -389,6 +440,7 @@ class CmaSolver(_Solver):
         if self._gen is not None and len(self._gen_values) == len(self._gen):
             self._es.tell(self._gen, [self._gen_values[i] for i in range(len(self._gen))])
             self._gen = None
+            self._means.append(self.mean)
 
     @property
     def is_done(self):
