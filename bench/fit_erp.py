@@ -80,6 +80,7 @@ TASKS = {
 }
 TIME_LIMIT_S = 2 * 3600.0
 SELECT_SEED0 = 50     # first seed of --select-top's re-scoring
+RESAMPLE_SEED0 = 1000  # first seed of a --polish-resample polish (one span per batch)
 
 
 def _param_path(name, params_dir):
@@ -223,24 +224,53 @@ def _select(study, polish, staged_value, top, seeds, n_jobs):
     """Re-score the staged point and the ``top`` best polish points on ``seeds``.
 
     ``staged_value`` is the staged point's value on the polish's objective.
-    Returns the full parameter dict of the best there, its value on the
-    polish's trials, a label, and one record per candidate.
+    A CMA-ES polish adds its final mean and its means averaged over the
+    last 5 generations and over the second half of the run. Returns the
+    full parameter dict of the best there, its value on the polish's
+    trials, a label, and one record per candidate.
     """
+    from hnnfit.fit.optimize import _Executor
+
     table = polish.rescore(seeds, top=top, n_jobs=n_jobs)
-    staged = polish.space.clip({**polish.x0, **study.best_params})
-    sel = [{"candidate": "staged", "fit_value": staged_value,
-            "value": polish.objective.validate(staged, seeds)["value"]}]
+    extra = {"staged": polish.space.clip({**polish.x0, **study.best_params})}
+    solver = getattr(polish, "solver_", None)
+    means = getattr(solver, "means", None)
+    if means:
+        # with resampled trials the mean chases each generation's noise;
+        # averaged over generations it settles (an average of iterates)
+        extra["cma mean"] = polish.space.clip(means[-1])
+        for k in sorted({min(5, len(means)), len(means) // 2} - {0, 1}):
+            extra[f"cma mean averaged over the last {k} generations"] = polish.space.clip(
+                solver.averaged_mean(k))
+    labels = list(extra)
+    values = {}
+    with _Executor("loky" if n_jobs > 1 else "sequential", n_jobs, None) as ex:
+        for i, res in ex.run(polish.objective, [extra[k] for k in labels], seeds):
+            values[labels[i]] = res["value"] if res["ok"] else math.nan
+    # a mean was never evaluated during the fit: no value on the fit's trials
+    sel = [{"candidate": k, "fit_value": staged_value if k == "staged" else math.nan,
+            "value": values[k]} for k in labels]
     sel += [{"candidate": int(r["id"]), "fit_value": float(r["value"]),
              "value": float(r["rescored"])} for _, r in table.iterrows()]
     best = min(sel, key=lambda r: math.inf if math.isnan(r["value"]) else r["value"])
     if best["candidate"] == "staged":
-        point, label = staged, "staged point"
+        point, label = extra["staged"], "staged point"
+    elif best["candidate"] in extra:
+        point, label = extra[best["candidate"]], best["candidate"]
     else:
         row = table[table["id"] == best["candidate"]].iloc[0]
         point = {n: float(row[n]) for n in polish.space.names}
         label = f"polish evaluation {best['candidate']}"
     return ({**study.best_params, **point}, best["fit_value"],
             f"{label}, selected on seeds {seeds[0]}-{seeds[-1]}", sel)
+
+
+def _polish_seeds(args, span=1):
+    """Seeds of the polish's first batch (``span`` > 1: of its first ``span`` batches)."""
+    n = args.polish_trials if args.polish_trials is not None else args.fit_trials
+    if not args.polish_resample:
+        return list(range(n))
+    return list(range(RESAMPLE_SEED0, RESAMPLE_SEED0 + n * max(span, 1)))
 
 
 def _span(*studies):
@@ -279,7 +309,7 @@ def run_task(key, args, out_dir):
                            for g in range(args.held_out_groups - 1)]
     select_seeds = list(range(SELECT_SEED0, SELECT_SEED0 + args.select_trials)) \
         if args.select_top else []
-    used = set(fit_seeds) | set(range(args.polish_trials or 0))
+    used = set(fit_seeds) | set(_polish_seeds(args, span=args.polish_evals or 0))
     if used & set(select_seeds):
         raise SystemExit(f"--select-top's seeds {select_seeds} overlap the fit seeds "
                          f"{sorted(used)}")
@@ -351,10 +381,13 @@ def run_task(key, args, out_dir):
             ppath.unlink()
         popts = {"sigma0": args.polish_sigma} if args.polish == "cma" else \
             {"rhobeg": args.polish_sigma} if args.polish == "cobyla" else {}
+        if args.polish_popsize is not None:
+            popts["popsize"] = args.polish_popsize
         pobjective = objective
-        if args.polish_trials is not None:
-            pseeds = list(range(args.polish_trials))
-            pobjective = {**objective, "n_trials": len(pseeds), "seeds": pseeds}
+        if args.polish_trials is not None or args.polish_resample:
+            pseeds = _polish_seeds(args)
+            pobjective = {**objective, "n_trials": len(pseeds), "seeds": pseeds,
+                          "resample": bool(args.polish_resample)}
         pnet, pspace, px0 = _polish_space(
             study, net, _parse_pairs(args.polish_override, "--polish-override", _range),
             args.polish_only)
@@ -512,6 +545,12 @@ def main(argv=None):
     parser.add_argument("--polish-trials", type=int,
                         help="trials of each polish evaluation (seeds 0..n-1; default "
                         "--fit-trials): a cheap, noisy staged fit refined on more trials")
+    parser.add_argument("--polish-resample", action="store_true",
+                        help="give each polish batch (a CMA-ES generation) new seeds, "
+                        "from 1000 on, instead of the same ones for every evaluation; "
+                        "the CMA-ES mean then becomes a --select-top candidate")
+    parser.add_argument("--polish-popsize", type=int,
+                        help="CMA-ES population size of the polish (default: CMA-ES' own)")
     parser.add_argument("--polish-override", action="append", metavar="NAME=LOW:HIGH[:log]",
                         help="range of one parameter in the polish only (replaces it, or "
                         "adds a parameter the staged fit left out, started from the "
