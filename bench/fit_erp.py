@@ -265,6 +265,11 @@ def _select(study, polish, staged_value, top, seeds, n_jobs):
             f"{label}, selected on seeds {seeds[0]}-{seeds[-1]}", sel)
 
 
+def _fmt_value(value):
+    # a CMA-ES mean chosen by --select-top was not evaluated during the fit
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
 def _polish_seeds(args, span=1):
     """Seeds of the polish's first batch (``span`` > 1: of its first ``span`` batches)."""
     n = args.polish_trials if args.polish_trials is not None else args.fit_trials
@@ -470,7 +475,7 @@ def run_task(key, args, out_dir):
     group_rmse = [held["value"]] + [pobj.validate(point, g)["value"] for g in groups[1:]]
     rec = {"task": key, "kind": "fit", "scale": scale, "solver": args.solver,
            "polish": args.polish, "seed": args.seed, "n_evals": n_evals, "wall_s": wall,
-           "fit_seeds": list(chosen.objective.seeds), "group_size": args.group_size,
+           "fit_seeds": chosen.used_seeds(), "group_size": args.group_size,
            "fit_rmse": fit_value,
            "held_out": held_out, "held_out_rmse": held["value"],
            "held_out_scale": held["scale"], "goal": task["goal"],
@@ -485,12 +490,14 @@ def run_task(key, args, out_dir):
     hand_held = rows[0]["rmse_held_out"]
     lines += stage_lines + [""]
     grouped = f", groups of {args.group_size}" if args.group_size else ""
+    resampled = ", new ones per generation" if chosen.objective.resample else ""
     lines += [f"| staged fit | evaluations | wall | fit RMSE "
-              f"({len(chosen.objective.seeds)} trials{grouped}) | "
+              f"({len(chosen.objective.seeds)} trials{grouped}{resampled}) | "
               f"held-out RMSE {held_out} | hand-tuned held-out | goal |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
               f"| {label} | {rec['n_evals']} | {wall / 60:.1f} min | "
-              f"{rec['fit_rmse']:.2f} | {rec['held_out_rmse']:.2f} | {hand_held:.2f} | "
+              f"{_fmt_value(rec['fit_rmse'])} | {rec['held_out_rmse']:.2f} | "
+              f"{hand_held:.2f} | "
               f"< {task['goal']:g} |", ""]
     if len(groups) > 1:
         lines += ["| held-out group (seeds) | RMSE |", "| --- | ---: |"]
