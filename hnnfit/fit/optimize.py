@@ -437,7 +437,7 @@ def _schedule(study, stage, solver, resample=False):
     return mode
 
 
-def batch_seeds(seeds, batch, resample):
+def _batch_seeds(seeds, batch, resample):
     """The seeds of batch ``batch``: ``seeds`` shifted by ``batch`` spans if resampling."""
     if not resample:
         return seeds
@@ -483,7 +483,7 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
         points = solver.ask(size)
         if not points:
             break
-        bseeds = batch_seeds(seeds, batch, resample)
+        bseeds = _batch_seeds(seeds, batch, resample)
         if batch in sizes and len(points) != sizes[batch]:
             raise StudyError(
                 f"replaying study {str(study.path)!r} gave {len(points)} points "
