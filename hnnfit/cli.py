@@ -400,10 +400,31 @@ def _print_best(study):
                          [[p.name, float(study.best_params[p.name]), p.low, p.high]
                           for p in study.space])
             return
-    print(f"best value: {study.best_value:.6g}")
-    _print_table(["parameter", "best", "low", "high"],
-                 [[p.name, float(study.best_params[p.name]), p.low, p.high]
-                  for p in study.space])
+    drawn = (" (one evaluation's value; each batch ran on new trials)"
+             if study.objective.resample else "")
+    print(f"best value: {study.best_value:.6g}{drawn}")
+    cols, mean = ["parameter", "best", "low", "high"], _cma_mean(study)
+    if mean is not None:
+        point, k, n = mean
+        print(f"cma mean: CMA-ES' mean averaged over the last {k} of {n} generations "
+              f"(never evaluated itself; validate it on trials the fit did not use)")
+        cols.insert(2, "cma mean")
+    _print_table(cols, [[p.name, float(study.best_params[p.name])]
+                        + ([point[p.name]] if mean is not None else []) + [p.low, p.high]
+                        for p in study.space])
+
+
+def _cma_mean(study):
+    """(averaged mean, generations averaged, generations) of an unstaged CMA-ES
+    study, rebuilt from its log; None for other studies."""
+    if study.stages is not None or study.solver_settings.get("name") != "cma":
+        return None
+    solver = study.replay_solver()
+    if not solver.means:
+        return None
+    n = len(solver.means)
+    k = max(1, n // 2)
+    return solver.averaged_mean(k), k, n
 
 
 def _print_recovery(study, meta):

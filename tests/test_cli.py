@@ -196,6 +196,34 @@ def test_show(small, capsys):
                                                    .strip().splitlines()) == 2
 
 
+def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
+    # a CMA-ES fit with new seeds per generation; `show` reports CMA-ES'
+    # averaged mean, rebuilt from the log without writing to the study
+    sections = base_sections(small["target"])
+    sections["objective"]["resample"] = "true"
+    sections["solver"] = {"name": '"cma"', "seed": "0",
+                          "options": "{ popsize = 2, sigma0 = 0.2 }"}
+    sections["run"]["n_evals"] = "4"
+    config = write_config(small["root"] / "resampled.toml", sections)
+    path = tmp_path / "resampled.sqlite"
+    status, out, err = run(["fit", config, "--study", path], capsys)
+    assert status == 0, err
+    with Study.load(path) as study:
+        assert [r["seeds"] for r in study.storage.rows()] == [[0], [0], [1], [1]]
+        mean = study.replay_solver().averaged_mean()
+    before = digest(path)
+    status, out, err = run(["show", path], capsys)
+    assert status == 0, err
+    assert "each batch ran on new trials" in out
+    assert "averaged over the last 1 of 2 generations" in out
+    table = out.split("generations")[1].split("last 4 evaluations:")[0].strip().splitlines()
+    assert table[1].split()[:3] == ["parameter", "best", "cma"]
+    rows = {line.split()[0]: line.split() for line in table[2:]}
+    for name, value in mean.items():
+        assert float(rows[name][2]) == pytest.approx(value, rel=1e-5)
+    assert digest(path) == before
+
+
 def test_rescore(small, capsys):
     before = digest(small["study"])
     status, out, err = run(["rescore", small["study"], "--seeds", "5-6", "--top", 2], capsys)

@@ -301,10 +301,13 @@ def test_resampled_study_runs_each_generation_on_new_trials(tmp_path, target):
     for r in rows:
         assert r["value"] == study.objective.validate(r["params"], r["seeds"])["value"]
     assert study.used_seeds() == [20, 21]
-    assert len(study.solver_.means) == 2
+    means = study.solver_.means
+    assert len(means) == 2
     study.close()
     again = Study.load(path)
     assert again.objective.resample and again.objective.settings()["resample"] is True
+    # the solver's state comes back from the log alone
+    assert again.replay_solver().means == means
     summary = again.optimize(6, progress=False)
     assert summary.n_replayed == 4 and summary.n_evaluated == 2
     assert again.storage.rows()[-1]["seeds"] == [22]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hnnfit.exceptions import StudyError
-from hnnfit.fit.optimize import failure_penalty, run_optimization
+from hnnfit.fit.optimize import failure_penalty, replay_solver, run_optimization
 from hnnfit.fit.solvers import make_solver
 from hnnfit.fit.space import Parameter, ParameterSpace
 from hnnfit.fit.study import Study
@@ -548,3 +548,31 @@ def test_resample_refusals(tmp_path, target):
         with pytest.raises(StudyError, match="resume it with resample=False"):
             run_optimization(st, make_solver("bayesian", SPACE, seed=0, **FAST_BAYES),
                              quadratic, 4, n_jobs=2, resample=True)
+
+
+def test_replay_solver_rebuilds_the_run_s_solver_without_writing(tmp_path, target):
+    opts = {"sigma0": 0.3, "popsize": 6}
+    solver = make_solver("cma", SPACE, seed=4, **opts)
+    with _new_study(tmp_path / "cma.db", target, solver) as st:
+        # failures included: they are told at the penalty of their moment
+        run_optimization(st, solver, flaky, 30, n_jobs=2, seeds=[3], resample=True)
+        assert st.counts()["failed"] > 0
+        rows, meta = st.rows(), st._meta_raw()
+        again = replay_solver(st, make_solver("cma", SPACE, seed=4, **opts))
+        assert again.means == solver.means and len(again.means) == 5
+        assert again.averaged_mean() == solver.averaged_mean()
+        # the whole search state, not just the means
+        assert again._es.sigma == solver._es.sigma
+        assert np.array_equal(again._es.C, solver._es.C)
+        assert again.n_told == solver.n_told == 30
+        assert st.rows() == rows and st._meta_raw() == meta
+        with pytest.raises(ValueError, match="solver must be fresh"):
+            replay_solver(st, again)
+        # another solver does not reproduce the log
+        with pytest.raises(StudyError, match="proposed other points than it recorded"):
+            replay_solver(st, make_solver("cma", SPACE, seed=5, **opts))
+    solver = make_solver("bayesian", SPACE, seed=0, **FAST_BAYES)
+    with _new_study(tmp_path / "bayes.db", target, solver) as st:
+        run_optimization(st, solver, quadratic, 2, n_jobs=2)
+        with pytest.raises(StudyError, match="ran pipelined"):
+            replay_solver(st, make_solver("bayesian", SPACE, seed=0, **FAST_BAYES))

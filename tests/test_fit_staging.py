@@ -333,6 +333,8 @@ def test_small_staged_fit_simulates_each_window(tmp_path):
     # the stages improve on the start point, scored on the whole waveform
     start = study.objective(study.space.clip(study.x0))["value"]
     assert study.best_value < start
+    with pytest.raises(ValueError, match="one solver per stage"):
+        study.replay_solver()
 
 
 def test_staged_study_plots_and_best_net(tmp_path, fake_objective):

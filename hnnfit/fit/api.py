@@ -21,7 +21,7 @@ import numpy as np
 from ..exceptions import HnnfitError, StudyError
 from ..validation import check_bool, check_int, check_type
 from .objective import DipoleObjective
-from .optimize import RunSummary, run_optimization
+from .optimize import RunSummary, replay_solver, run_optimization
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
 from .staging import FINAL, Stage, StageObjective, plan_evoked_stages, split_budget, \
@@ -364,6 +364,32 @@ class Study:
     def make_solver(self):
         """A fresh solver with the study's settings."""
         return solver_from_settings(self.space, self.solver_settings)
+
+    def replay_solver(self):
+        """The study's solver as the run left it, rebuilt from the log.
+
+        Every finished batch is told again to a fresh solver; nothing is
+        simulated or written. For a CMA-ES study this gives its mean and
+        generation means (``averaged_mean()``) after the study is reopened,
+        e.g. the estimate of a resampled fit. :meth:`optimize` leaves the
+        same object in ``solver_``.
+
+        Returns
+        -------
+        solver
+
+        Raises
+        ------
+        ValueError
+            A staged study (each stage has its own solver).
+        StudyError
+            A study run pipelined (Bayesian optimisation), or one whose log
+            the solver does not reproduce.
+        """
+        if self.stages is not None:
+            raise ValueError("replay_solver is for unstaged studies; a staged study has "
+                             "one solver per stage")
+        return replay_solver(self.storage, self.make_solver())
 
     def optimize(self, n_evals, n_jobs=1, backend=None, progress=True, callback=None,
                  scheduler=None, stage_evals=None):

@@ -456,17 +456,7 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
     if resample and getattr(solver, "generation_size", None):
         # one generation per batch: its ranking compares points on equal trials
         per_batch = solver.generation_size
-    # the log: results and batch sizes by (batch, position)
-    results, sizes, recorded = {}, {}, {}
-    for row in study.rows(stage=stage):
-        b, p = row["batch"], row["position"]
-        if b is None:
-            continue
-        sizes[b] = max(sizes.get(b, 0), p + 1)
-        recorded.setdefault((b, p), row)
-        if row["status"] in ("complete", "failed") and (b, p) not in results:
-            results[(b, p)] = row
-
+    results, sizes, recorded = _batch_log(study, stage)
     told_values = []
     batch = 0
     while True:
@@ -505,14 +495,84 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
         if todo:
             _evaluate_batch(study, executor, evaluate, points, todo, batch,
                             bseeds, n_trials, stage, results, summary, callback)
-        batch_vals = [results[(batch, p)] for p in range(len(points))]
-        good = [r["value"] for r in batch_vals if r["status"] == "complete"]
-        penalty = failure_penalty(told_values + good, failure_value)
-        values = [r["value"] if r["status"] == "complete" else penalty
-                  for r in batch_vals]
-        solver.tell(points, values)
-        told_values.extend(good)
+        _tell_batch(solver, points, [results[(batch, p)] for p in range(len(points))],
+                    told_values, failure_value)
         batch += 1
+
+
+def _batch_log(study, stage):
+    """The log of a stage run in batches: finished rows, batch sizes and the
+    first row of each position, keyed by (batch, position)."""
+    results, sizes, recorded = {}, {}, {}
+    for row in study.rows(stage=stage):
+        b, p = row["batch"], row["position"]
+        if b is None:
+            continue
+        sizes[b] = max(sizes.get(b, 0), p + 1)
+        recorded.setdefault((b, p), row)
+        if row["status"] in ("complete", "failed") and (b, p) not in results:
+            results[(b, p)] = row
+    return results, sizes, recorded
+
+
+def _tell_batch(solver, points, rows, told_values, failure_value):
+    """Tell a finished batch, failed rows at the failure penalty of the moment."""
+    good = [r["value"] for r in rows if r["status"] == "complete"]
+    penalty = failure_penalty(told_values + good, failure_value)
+    solver.tell(points, [r["value"] if r["status"] == "complete" else penalty
+                         for r in rows])
+    told_values.extend(good)
+
+
+def replay_solver(study, solver, stage="", failure_value=None):
+    """Tell a fresh ``solver`` every finished batch a study recorded, in order.
+
+    The solver ends in the state the run that wrote the study left it in
+    after its last finished batch (e.g. CMA-ES' mean and its history), with
+    nothing evaluated and nothing written to the study.
+
+    Parameters
+    ----------
+    study : Study
+    solver : solver
+        A fresh solver with the study's (or the stage's) settings.
+    stage : str
+    failure_value : float | None
+        As given to :func:`run_optimization` (failed rows are told this).
+
+    Returns
+    -------
+    solver
+        The same solver, told.
+
+    Raises
+    ------
+    StudyError
+        The stage ran pipelined (Bayesian optimisation), or the solver
+        proposes other points than the study recorded.
+    """
+    check_type(solver, _Solver, "solver", "a solver from make_solver")
+    if solver.n_told or solver.n_open:
+        raise ValueError("solver must be fresh (nothing asked or told yet), so that the "
+                         "study log can be replayed into it")
+    if study._meta_raw().get(_schedule_key(stage)) == "pipelined":
+        raise StudyError(f"study {str(study.path)!r} stage {stage!r} ran pipelined; only "
+                         f"a stage run in batches can be replayed without its driver")
+    results, sizes, _ = _batch_log(study, stage)
+    told_values = []
+    batch = 0
+    while batch in sizes and all((batch, p) in results for p in range(sizes[batch])):
+        points = solver.ask(sizes[batch])
+        rows = [results[(batch, p)] for p in range(sizes[batch])]
+        if len(points) != len(rows) or not all(
+                _same_point(r["params"], q) for r, q in zip(rows, points)):
+            raise StudyError(
+                f"replaying study {str(study.path)!r} proposed other points than it "
+                f"recorded in batch {batch}; the solver's settings or library version "
+                f"differ from the run that wrote it")
+        _tell_batch(solver, points, rows, told_values, failure_value)
+        batch += 1
+    return solver
 
 
 def _check_replay(study, rec, params, seeds, where):
