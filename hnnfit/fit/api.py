@@ -159,6 +159,9 @@ class Study:
         Method, seed, start point ``x0`` and options of the solver.
     storage : hnnfit.fit.study.Study
         The underlying storage (rows and metadata).
+    solver_ : solver
+        After :meth:`optimize` of an unstaged study: its solver as the run
+        left it (see also :meth:`replay_solver`).
     """
 
     def __init__(self, storage, net, target, space, objective, solver_settings,
