@@ -6,7 +6,7 @@
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
     hnnfit show STUDY
     hnnfit rescore STUDY --seeds A-B [...] [--top N] [--n-jobs N]
-    hnnfit export STUDY OUT.json
+    hnnfit export STUDY OUT.json [--point best|cma-mean]
     hnnfit report STUDY OUTDIR
     hnnfit simulate PARAMS --out FILE [--tstop MS] [--n-trials N] [--smooth MS]
                     [--scale F] [--mesh NX NY] [--dt MS]
@@ -620,9 +620,18 @@ def _cmd_export(args, study):
         raise UsageError(f"OUT must be a .json parameter file, got {str(out)!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"folder {str(out.parent)!r} of OUT does not exist")
-    study.export(out)
-    print(f"wrote {out} (best value {study.best_value:.6g}); "
-          f"simulate it with: {PROG} simulate {out} --out dipole.txt")
+    if args.point == "cma-mean":
+        mean = _cma_mean(study)
+        if mean is None:
+            raise UsageError(f"--point cma-mean needs an unstaged CMA-ES study with a "
+                             f"completed generation; {study.path} has none")
+        point, k, n = mean
+        study.export(out, point)
+        what = f"CMA-ES' mean averaged over the last {k} of {n} generations"
+    else:
+        study.export(out)
+        what = f"best value {study.best_value:.6g}"
+    print(f"wrote {out} ({what}); simulate it with: {PROG} simulate {out} --out dipole.txt")
     return EXIT_OK
 
 
@@ -773,6 +782,11 @@ def make_parser():
                        "read_params/Network (add_drives_from_params=True) load.")
     p.add_argument("study", help="study file (.sqlite)")
     p.add_argument("out", help="output parameter file (.json)")
+    p.add_argument("--point", choices=["best", "cma-mean"], default="best",
+                   help="'best': the lowest value (default); 'cma-mean': a CMA-ES "
+                   "study's mean averaged over its second half of generations (as "
+                   "'show' prints it), the estimate to use when each batch ran on new "
+                   "trials")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="PNG plots: convergence, fit, parameters")

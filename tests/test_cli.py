@@ -221,7 +221,21 @@ def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
     rows = {line.split()[0]: line.split() for line in table[2:]}
     for name, value in mean.items():
         assert float(rows[name][2]) == pytest.approx(value, rel=1e-5)
+    # the mean exported as a parameter file
+    out_file = tmp_path / "mean.json"
+    status, out, err = run(["export", path, out_file, "--point", "cma-mean"], capsys)
+    assert status == 0, err
+    assert "averaged over the last 1 of 2 generations" in out
+    net = Network(read_params(out_file), add_drives_from_params=True, mesh_shape=(3, 3))
+    dyn = net.external_drives["evprox1"]["dynamics"]
+    assert dyn["mu"] == pytest.approx(mean["evprox1.mu"], rel=1e-12)
+    assert dyn["sigma"] == pytest.approx(mean["evprox1.sigma"], rel=1e-12)
     assert digest(path) == before
+    # a Bayesian study has no CMA-ES mean: a clear error, no file
+    status, out, err = run(["export", small["study"], tmp_path / "no.json", "--point",
+                            "cma-mean"], capsys)
+    _check_error(status, out, err, "--point cma-mean needs an unstaged CMA-ES study")
+    assert not (tmp_path / "no.json").exists()
 
 
 def test_rescore(small, capsys):

@@ -308,6 +308,15 @@ def test_resampled_study_runs_each_generation_on_new_trials(tmp_path, target):
     assert again.objective.resample and again.objective.settings()["resample"] is True
     # the solver's state comes back from the log alone
     assert again.replay_solver().means == means
+    # and its averaged mean can be written as a parameter file
+    mean = again.replay_solver().averaged_mean()
+    written = again.export(tmp_path / "mean.json", mean)
+    assert written["t_evprox_1"] == pytest.approx(mean["evprox1.mu"], rel=1e-12)
+    with pytest.raises(ValueError, match="missing 'evprox1.ampa.L5_pyramidal'"):
+        again.export(tmp_path / "bad.json", {"evprox1.mu": 12.0})
+    with pytest.raises(ValueError, match="evprox1.mu"):
+        again.export(tmp_path / "bad.json", dict(mean, **{"evprox1.mu": 99.0}))
+    assert not (tmp_path / "bad.json").exists()
     summary = again.optimize(6, progress=False)
     assert summary.n_replayed == 4 and summary.n_evaluated == 2
     assert again.storage.rows()[-1]["seeds"] == [22]

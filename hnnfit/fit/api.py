@@ -819,8 +819,8 @@ class Study:
                                ignore_index=True)
 
     # ------------------------------------------------------------------ export
-    def export(self, path):
-        """Write the best network as a JSON parameter file.
+    def export(self, path, params=None):
+        """Write the best network (or another point's) as a JSON parameter file.
 
         ``Network(read_params(path), add_drives_from_params=True,
         mesh_shape=...)`` rebuilds the best network's drives (same event
@@ -833,6 +833,10 @@ class Study:
         ----------
         path : str | pathlib.Path
             The ``.json`` file to write.
+        params : dict | None
+            Values of the study's parameters to write instead of the best
+            point, e.g. ``study.replay_solver().averaged_mean()``; each
+            within its bounds.
 
         Returns
         -------
@@ -847,7 +851,11 @@ class Study:
         """
         from ..params import write_params
 
-        params = network_to_params(self.best_net())
+        if params is None:
+            net = self.best_net()
+        else:
+            net = self.objective.make_net(self.space.check_values(params))
+        params = network_to_params(net)
         write_params(params, path)
         return params
 
