@@ -323,10 +323,29 @@ def test_resampled_study_runs_each_generation_on_new_trials(tmp_path, target):
     with pytest.raises(ValueError, match=r"its seeds are 20-22\), got \[21\]"):
         again.rescore([21, 30])
     assert len(again.rescore([30], top=1)) == 1
+    # the pooled waveform model: 2 parameters have 5 features, which 6
+    # evaluations in 3 batches cannot fit; 14 in 7 batches can
+    with pytest.raises(ValueError, match="needs more than 5 evaluations beyond one per "
+                                         "group, got 3"):
+        again.surrogate_point()
+    again.optimize(14, progress=False)
+    point, rmse = again.surrogate_point(radius=1.0)
+    assert set(point) == set(again.space.names) and np.isfinite(rmse) and rmse > 0
+    for p in again.space:
+        assert p.low <= point[p.name] <= p.high
+    # what it predicts is a waveform near those evaluated: not far off the
+    # RMSE of an evaluation at that point
+    value = again.objective.validate(point, [40])["value"]
+    assert abs(value - rmse) < 0.5 * max(value, rmse)
     again.close()
     with pytest.raises(TypeError, match="resample"):
         Study.create(tmp_path / "bad.sqlite", make_net(), target, make_space(),
                      objective=dict(OBJECTIVE, resample="yes"), solver="cma")
+    fitted = Study.create(tmp_path / "fitscale.sqlite", make_net(), target, make_space(),
+                          objective=dict(OBJECTIVE, scale="fit"), solver="cma")
+    with pytest.raises(ValueError, match="surrogate_point needs a fixed scale"):
+        fitted.surrogate_point()
+    fitted.close()
 
 
 def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target):

@@ -745,6 +745,59 @@ class Study:
             used.update(row["seeds"] or ())
         return sorted(used)
 
+    def surrogate_point(self, radius=2.0, ridge=1.0, last=None):
+        """The minimum of a quadratic model of the waveform, pooled over evaluations.
+
+        Fits :class:`~hnnfit.fit.surrogate.WaveformSurrogate` to the stored
+        waveforms of the complete evaluations (of the final stage, for a
+        staged study), each batch's own level removed when the study is
+        resampled (its trials are shared), and returns its minimum within
+        ``radius`` standard deviations of the evaluated points. The point was
+        not evaluated: score it (``objective.validate``) before trusting it.
+
+        Parameters
+        ----------
+        radius : float
+            Trust region, in standard deviations of the evaluated points.
+        ridge : float
+            Ridge penalty of the regression.
+        last : int | None
+            Use only the ``last`` most recent evaluations (e.g. those near
+            where a solver ended); default all.
+
+        Returns
+        -------
+        params : dict
+            Parameter values.
+        rmse : float
+            The model's predicted RMSE (nAm) of the expected waveform, trial
+            variability not included.
+        """
+        from .surrogate import WaveformSurrogate
+
+        if self.objective.scale == "fit" or self.objective.metric not in (
+                "rmse", "weighted_rmse"):
+            raise ValueError(f"surrogate_point needs a fixed scale and the metric 'rmse' "
+                             f"or 'weighted_rmse', got scale {self.objective.scale!r} and "
+                             f"metric {self.objective.metric!r}")
+        last = check_int(last, "last", low=1, allow_none=True)
+        rows = [r for r in self.storage.rows(status="complete",
+                                             stage=FINAL if self.stages else "")
+                if (r["info"] or {}).get("dipole") is not None]
+        if last is not None:
+            rows = rows[-last:]
+        if not rows:
+            raise StudyError(f"study {str(self.path)!r} has no complete evaluation with a "
+                             f"stored waveform")
+        X = np.array([self.space.to_unit(r["params"]) for r in rows])
+        W = np.array([r["info"]["dipole"] for r in rows], dtype=float)
+        groups = ([r["batch"] if r["batch"] is not None else -1 for r in rows]
+                  if self.objective.resample else np.zeros(len(rows), dtype=int))
+        model = WaveformSurrogate(ridge=ridge).fit(X, W, groups)
+        point, rmse = model.minimize(self.target.values, radius=radius,
+                                     weights=self.objective.weights)
+        return self.space.from_unit(point), rmse
+
     def rescore(self, seeds, top=5, n_jobs=1, backend=None):
         """Re-score the ``top`` best evaluations on other random streams.
 
