@@ -220,14 +220,17 @@ def _polish_space(study, net, overrides, only=None):
     return net, space, space.clip(start)
 
 
-def _select(study, polish, staged_value, top, seeds, n_jobs):
+def _select(study, polish, staged_value, top, seeds, n_jobs, surrogate=(), surrogate_last=None):
     """Re-score the staged point and the ``top`` best polish points on ``seeds``.
 
     ``staged_value`` is the staged point's value on the polish's objective.
     A CMA-ES polish adds its final mean and its means averaged over the
-    last 5 generations and over the second half of the run. Returns the
-    full parameter dict of the best there, its value on the polish's
-    trials, a label, and one record per candidate.
+    last 5 generations and over the second half of the run; each radius in
+    ``surrogate`` adds the minimum of the polish's pooled waveform model
+    (:meth:`Study.surrogate_point`, over its ``surrogate_last`` last
+    evaluations) within that radius. Returns the full parameter dict of the
+    best there, its value on the polish's trials, a label, and one record
+    per candidate.
     """
     from hnnfit.fit.optimize import _Executor
 
@@ -242,6 +245,9 @@ def _select(study, polish, staged_value, top, seeds, n_jobs):
         for k in sorted({min(5, len(means)), len(means) // 2} - {0, 1}):
             extra[f"cma mean averaged over the last {k} generations"] = polish.space.clip(
                 solver.averaged_mean(k))
+    for radius in surrogate:
+        point, _ = polish.surrogate_point(radius=radius, last=surrogate_last)
+        extra[f"waveform model minimum (radius {radius:g})"] = polish.space.clip(point)
     labels = list(extra)
     values = {}
     with _Executor("loky" if n_jobs > 1 else "sequential", n_jobs, None) as ex:
@@ -458,7 +464,8 @@ def run_task(key, args, out_dir):
         t1 = time.perf_counter()
         best_params, fit_value, label, sel = _select(study, polish, staged_value,
                                                      args.select_top, select_seeds,
-                                                     args.n_jobs)
+                                                     args.n_jobs, args.surrogate_radius or (),
+                                                     args.surrogate_last)
         wall += time.perf_counter() - t1
         stage_lines.append(f"| selection: {len(sel)} candidates re-scored on seeds "
                            f"{select_seeds[0]}-{select_seeds[-1]} | | | {len(sel)} | | "
@@ -569,6 +576,13 @@ def main(argv=None):
                         help="after the polish, re-score the staged point and this many "
                         "best polish points on --select-trials fresh seeds and keep the "
                         "best there (0: keep the polish's best value)")
+    parser.add_argument("--surrogate-radius", type=float, action="append",
+                        help="with --select-top: also a candidate from a quadratic model "
+                        "of the waveform pooled over the polish's evaluations, its "
+                        "minimum within this many standard deviations of them "
+                        "(repeatable)")
+    parser.add_argument("--surrogate-last", type=int,
+                        help="fit that model to the polish's last N evaluations only")
     parser.add_argument("--select-trials", type=int, default=12,
                         help="trials of the re-scoring (seeds from 50)")
     parser.add_argument("--polish-sigma", type=float, default=0.1,
@@ -599,6 +613,12 @@ def main(argv=None):
     if args.select_top < 0 or (args.select_top and not args.polish):
         raise SystemExit(f"--select-top must be >= 0 and needs --polish, got "
                          f"{args.select_top}" + ("" if args.polish else " without --polish"))
+    if (args.surrogate_radius or args.surrogate_last) and not args.select_top:
+        raise SystemExit("--surrogate-radius and --surrogate-last need --select-top")
+    if any(r <= 0 for r in args.surrogate_radius or ()) or (
+            args.surrogate_last is not None and args.surrogate_last < 1):
+        raise SystemExit(f"--surrogate-radius must be > 0 and --surrogate-last >= 1, got "
+                         f"{args.surrogate_radius} and {args.surrogate_last}")
     if args.select_trials < 1:
         raise SystemExit(f"--select-trials must be at least 1, got {args.select_trials}")
     if args.held_out_groups < 1:
