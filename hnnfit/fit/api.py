@@ -740,10 +740,7 @@ class Study:
     def used_seeds(self):
         """Sorted seeds the study's evaluations were run on (its objective's
         seeds, plus every batch's own with ``resample``)."""
-        used = set(self.objective.seeds)
-        for row in self.storage.rows():
-            used.update(row["seeds"] or ())
-        return sorted(used)
+        return sorted(set(self.objective.seeds) | set(self.storage.seeds_used()))
 
     def surrogate_point(self, radius=2.0, ridge=1.0, last=None):
         """The minimum of a quadratic model of the waveform, pooled over evaluations.

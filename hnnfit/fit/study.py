@@ -514,6 +514,14 @@ class Study:
             out.append(rec)
         return out
 
+    def seeds_used(self):
+        """Sorted seeds of all evaluations (without decoding their other columns)."""
+        used = set()
+        for (text,) in self.conn.execute(
+                "SELECT DISTINCT seeds FROM evaluations WHERE seeds IS NOT NULL"):
+            used.update(json.loads(text))
+        return sorted(used)
+
     def counts(self, stage=None):
         """Number of rows by status (dict with every status as a key)."""
         sql = "SELECT status, COUNT(*) FROM evaluations"
