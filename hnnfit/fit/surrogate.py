@@ -86,8 +86,12 @@ class WaveformSurrogate:
                              f"{groups.shape}")
         n_feat = k + k * (k + 1) // 2
         labels, inverse = np.unique(groups, return_inverse=True)
-        shared = len(labels) < n
-        dof = n - (len(labels) if shared else 1)
+        n_groups = len(labels)
+        if n_groups == n:
+            # independent draws: one common level for all of them
+            inverse = np.zeros(n, dtype=int)
+        n_levels = int(inverse.max()) + 1
+        dof = n - n_levels
         if dof <= n_feat:
             raise ValueError(f"a quadratic model of {k} parameters needs more than {n_feat} "
                              f"evaluations beyond one per group, got {dof}")
@@ -97,28 +101,21 @@ class WaveformSurrogate:
             flat = [int(i) for i in np.flatnonzero(self.spread_ <= 0)]
             raise ValueError(f"every parameter must vary among the points; those of "
                              f"columns {flat} do not")
+        counts = np.bincount(inverse)[:, None]
+
+        def group_means(A):
+            out = np.zeros((n_levels, A.shape[1]))
+            np.add.at(out, inverse, A)
+            return out / counts
+
         P = self._features(X)
-        if shared:
-            # within groups: a group's trials move all its waveforms alike
-            Pm = np.zeros((len(labels), P.shape[1]))
-            Wm = np.zeros((len(labels), W.shape[1]))
-            np.add.at(Pm, inverse, P)
-            np.add.at(Wm, inverse, W)
-            counts = np.bincount(inverse)[:, None]
-            Pd, Wd = P - (Pm / counts)[inverse], W - (Wm / counts)[inverse]
-        else:
-            Pd, Wd = P - P.mean(axis=0), W - W.mean(axis=0)
+        # within groups: a group's trials move all its waveforms alike
+        Pd, Wd = P - group_means(P)[inverse], W - group_means(W)[inverse]
         A = Pd.T @ Pd + ridge * np.eye(P.shape[1])
         self.coef_ = np.linalg.solve(A, Pd.T @ Wd)
-        level = W - P @ self.coef_
-        if shared:
-            # each trial set counts once, however many points it scored
-            lm = np.zeros((len(labels), W.shape[1]))
-            np.add.at(lm, inverse, level)
-            self.level_ = (lm / np.bincount(inverse)[:, None]).mean(axis=0)
-        else:
-            self.level_ = level.mean(axis=0)
-        self.n_groups_ = len(labels)
+        # each trial set counts once, however many points it scored
+        self.level_ = group_means(W - P @ self.coef_).mean(axis=0)
+        self.n_groups_ = n_groups
         return self
 
     def predict(self, X):
