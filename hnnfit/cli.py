@@ -86,7 +86,8 @@ import sys
 from pathlib import Path
 
 from .exceptions import HnnfitError, StudyError
-from .validation import check_bool, check_int, check_number, check_type
+from .validation import check_bool, check_int, check_number, check_type, \
+    format_seeds
 
 PROG = "hnnfit"
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
@@ -599,18 +600,11 @@ def _cmd_rescore(args, study):
     # Study.rescore refuses an empty study and the fit's own seeds
     seeds = sorted({s for chunk in args.seeds for s in chunk})
     print(f"re-scoring the {args.top} best evaluations of {study.path} on seeds "
-          f"{_fmt_seeds(seeds)} (the fit's: {_fmt_seeds(study.used_seeds())})")
+          f"{format_seeds(seeds)} (the fit's: {format_seeds(study.used_seeds())})")
     table = study.rescore(seeds, top=args.top, n_jobs=args.n_jobs)
     cols = ["id", "value", "rescored"] + list(study.space.names)
     _print_table(cols, [[r[c] for c in cols] for r in table.to_dict("records")])
     return EXIT_OK
-
-
-def _fmt_seeds(seeds):
-    seeds = list(seeds)
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ", ".join(map(str, seeds))
 
 
 @_closing

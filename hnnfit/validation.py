@@ -17,6 +17,23 @@ def _fmt(value):
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def format_seeds(seeds):
+    """Seeds as ranges, ``'0-2, 1000-1188'``: long seed lists stay readable in messages.
+
+    Duplicates are dropped and the seeds sorted; a run of consecutive seeds
+    is written ``first-last``.
+    """
+    seeds = sorted({int(s) for s in seeds})
+    parts, start = [], None
+    for i, s in enumerate(seeds):
+        if start is None:
+            start = s
+        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
+            parts.append(str(start) if start == s else f"{start}-{s}")
+            start = None
+    return ", ".join(parts) if parts else "none"
+
+
 def check_type(value, types, name, type_name=None):
     """Raise ``TypeError`` unless ``value`` is an instance of ``types``."""
     if isinstance(types, type):

@@ -242,7 +242,7 @@ def test_rescore(small, capsys):
     before = digest(small["study"])
     status, out, err = run(["rescore", small["study"], "--seeds", "5-6", "--top", 2], capsys)
     assert status == 0, err
-    assert "on seeds 5, 6 (the fit's: 0)" in out
+    assert "on seeds 5-6 (the fit's: 0)" in out
     listed = out.strip().splitlines()[1:]
     assert listed[0].split() == ["id", "value", "rescored", "evprox1.mu", "evprox1.sigma"]
     with Study.load(small["study"]) as study:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ..exceptions import HnnfitError, StudyError
-from ..validation import check_bool, check_int, check_type
+from ..validation import check_bool, check_int, check_type, format_seeds
 from .objective import DipoleObjective
 from .optimize import RunSummary, replay_solver, run_optimization
 from .solvers import make_solver, solver_from_settings
@@ -839,7 +839,7 @@ class Study:
         own = sorted(set(seeds) & set(used))
         if own:
             raise ValueError(f"seeds must be trials the fit did not use (its seeds are "
-                             f"{_seed_ranges(used)}), got {own}")
+                             f"{format_seeds(used)}), got {own}")
         top = check_int(top, "top", low=1)
         n_jobs = check_int(n_jobs, "n_jobs", low=1)
         if backend is None:
@@ -1035,18 +1035,6 @@ _FILE_DELAYS = {"proximal": {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_basket":
 _DRIVE_KEY = re.compile(
     r"^(t_ev(prox|dist)_\d+|sigma_t_ev(prox|dist)_\d+|numspikes_ev(prox|dist)_\d+"
     r"|gbar_ev(prox|dist)_\d+_\w+|prng_seedcore_ev(prox|dist)_\d+)$")
-
-
-def _seed_ranges(seeds):
-    """'0-2, 7' for [0, 1, 2, 7]: a long seed list kept readable in messages."""
-    parts, start = [], None
-    for i, s in enumerate(seeds):
-        if start is None:
-            start = s
-        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
-            parts.append(str(start) if start == s else f"{start}-{s}")
-            start = None
-    return ", ".join(parts)
 
 
 def _cannot(name, why):
