@@ -496,6 +496,61 @@ def test_resample_gives_each_generation_its_own_seeds(tmp_path, target):
                              noisy_quadratic, 36, seeds=[10, 11])
 
 
+def test_resampled_stages_do_not_reuse_earlier_stages_seeds(tmp_path, target):
+    # two resampled stages in one study, as a staged fit runs them: the second
+    # starts after every seed the first used, and keeps that start on resume
+    opts = {"sigma0": 0.2, "popsize": 2}
+
+    def cma():
+        return make_solver("cma", SPACE, seed=1, **opts)
+
+    def seeds_of(st, stage):
+        return sorted({tuple(r["seeds"]) for r in st.rows(stage=stage, status="complete")})
+
+    with _new_study(tmp_path / "staged.db", target, cma()) as st:
+        run_optimization(st, cma(), noisy_quadratic, 6, seeds=[10, 11], stage="a",
+                         resample=True)
+        assert seeds_of(st, "a") == [(10, 11), (12, 13), (14, 15)]
+        calls = {"n": 0}
+
+        def stop_at_3(params, seeds):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return noisy_quadratic(params, seeds)
+
+        assert run_optimization(st, cma(), stop_at_3, 6, seeds=[10, 11], stage="b",
+                                resample=True).interrupted
+        assert seeds_of(st, "b") == [(16, 17)]
+        # resumed: stage b's own seeds now count as used, yet its start holds
+        resumed = run_optimization(st, cma(), noisy_quadratic, 6, seeds=[10, 11],
+                                   stage="b", resample=True)
+        assert resumed.n_replayed == 2 and resumed.n_evaluated == 4
+        assert seeds_of(st, "b") == [(16, 17), (18, 19), (20, 21)]
+        for r in st.rows(stage="b", status="complete"):
+            assert r["value"] == pytest.approx(noisy_quadratic(r["params"], r["seeds"]))
+        # seeds above the study's (a first stage run on seeds 30-31) start at 0
+        run_optimization(st, cma(), noisy_quadratic, 2, seeds=[30, 31], stage="c",
+                         resample=True)
+        assert seeds_of(st, "c") == [(30, 31)]
+
+    # a stage recorded before stages were shifted (rows, no recorded start)
+    # resumes on the seeds it began with
+    with _new_study(tmp_path / "old.db", target, cma()) as st:
+        run_optimization(st, cma(), noisy_quadratic, 2, seeds=[10, 11], stage="a",
+                         resample=True)
+        st.set_metadata("seed_offset[b]", "0")
+        calls["n"] = 0
+        assert run_optimization(st, cma(), stop_at_3, 6, seeds=[10, 11], stage="b",
+                                resample=True).interrupted
+        with sqlite3.connect(st.path) as conn:
+            conn.execute("DELETE FROM metadata WHERE key = 'seed_offset[b]'")
+        resumed = run_optimization(st, cma(), noisy_quadratic, 6, seeds=[10, 11],
+                                   stage="b", resample=True)
+        assert resumed.n_replayed == 2 and resumed.n_evaluated == 4
+        assert seeds_of(st, "b") == [(10, 11), (12, 13), (14, 15)]
+
+
 @pytest.mark.parametrize("solver_seed", [0, 1, 2])
 def test_resample_keeps_the_search_off_one_trial_set_s_noise(tmp_path, target,
                                                            solver_seed):

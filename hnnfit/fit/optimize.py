@@ -31,6 +31,10 @@ shifted by ``b`` times their span) while the points of one batch share
 them. A solver that proposes whole generations (CMA-ES) is then asked for
 one generation per batch, so that the ranking it learns from compares points
 on the same trials, and over the run it sees many trials instead of a few.
+A resampled stage that starts in a study which already used seeds (a later
+stage of a staged fit) first skips as many spans as it takes to pass them
+all, so that no stage re-runs the trials an earlier stage chose its point
+on; the shift is recorded when the stage starts and kept on resume.
 
 Resuming is a replay. A solver is a deterministic function of its settings
 and of the ask/tell sequence it has seen, and the rows record that sequence:
@@ -437,6 +441,30 @@ def _schedule(study, stage, solver, resample=False):
     return mode
 
 
+def _seed_offset(study, stage, seeds, resample):
+    """Spans of seeds a resampled stage skips before its first batch.
+
+    Decided when the stage starts (the first span whose seeds all lie above
+    every seed the study has used) and recorded, so that a resumed stage
+    walks the same seeds. A stage that has rows but no record was run before
+    stages were shifted: it starts at 0.
+    """
+    if not resample:
+        return 0
+    key = "seed_offset" if stage == "" else f"seed_offset[{stage}]"
+    stored = study._meta_raw().get(key)
+    if stored is not None:
+        return int(stored)
+    offset = 0
+    if not sum(study.counts(stage).values()):
+        used = study.seeds_used()
+        span = max(seeds) - min(seeds) + 1
+        if used and max(used) >= min(seeds):
+            offset = (max(used) - min(seeds)) // span + 1
+    study.set_metadata(key, str(offset))
+    return offset
+
+
 def _batch_seeds(seeds, batch, resample):
     """The seeds of batch ``batch``: ``seeds`` shifted by ``batch`` spans if resampling."""
     if not resample:
@@ -457,6 +485,7 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
         # one generation per batch: its ranking compares points on equal trials
         per_batch = solver.generation_size
     results, sizes, recorded = _batch_log(study, stage)
+    offset = _seed_offset(study, stage, seeds, resample)
     told_values = []
     batch = 0
     while True:
@@ -473,7 +502,7 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
         points = solver.ask(size)
         if not points:
             break
-        bseeds = _batch_seeds(seeds, batch, resample)
+        bseeds = _batch_seeds(seeds, offset + batch, resample)
         if batch in sizes and len(points) != sizes[batch]:
             raise StudyError(
                 f"replaying study {str(study.path)!r} gave {len(points)} points "
