@@ -282,6 +282,24 @@ def test_staged_study_resumes_mid_stage(tmp_path, fake_objective):
     assert again.best_value == ref.best_value
 
 
+def test_resampled_stages_each_run_on_new_trials(tmp_path, fake_objective):
+    # CMA-ES generations of 2, two seeds each: every stage walks seeds of its
+    # own, after the ones the stages before it used
+    study = Study.create(tmp_path / "r.sqlite", _net(), Target(TIMES, np.zeros_like(TIMES)),
+                         _space(), objective={"smooth_window": 20.0, "n_trials": 2,
+                                              "seeds": [0, 1], "resample": True},
+                         solver="cma", solver_options={"popsize": 2, "sigma0": 0.1},
+                         stages="evoked")
+    budgets = {"evprox1": 4, "evdist1": 2, "evprox2": 2, FINAL: 4}
+    study.optimize(12, progress=False, stage_evals=budgets)
+    df = study.trials
+    seeds = {st.name: sorted({tuple(x) for x in df[df["stage"] == st.name]["seeds"]})
+             for st in study.stages}
+    assert seeds == {"evprox1": [(0, 1), (2, 3)], "evdist1": [(4, 5)],
+                     "evprox2": [(6, 7)], FINAL: [(8, 9), (10, 11)]}
+    assert study.used_seeds() == list(range(12))
+
+
 def test_staged_study_refuses_mismatches(tmp_path, fake_objective):
     path = tmp_path / "s.sqlite"
     _create(path).close()
