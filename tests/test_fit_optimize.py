@@ -39,17 +39,18 @@ def flaky(params, seeds):
 
 
 class InterruptAt:
-    """Objective that raises KeyboardInterrupt on its n-th call (sequential runs)."""
+    """Objective ``fn`` that raises KeyboardInterrupt on its n-th call (sequential runs)."""
 
-    def __init__(self, n):
+    def __init__(self, n, fn=None):
         self.n = n
+        self.fn = quadratic if fn is None else fn
         self.calls = 0
 
     def __call__(self, params, seeds):
         self.calls += 1
         if self.calls == self.n:
             raise KeyboardInterrupt
-        return quadratic(params, seeds)
+        return self.fn(params, seeds)
 
 
 @pytest.fixture(scope="module")
@@ -476,15 +477,7 @@ def test_resample_gives_each_generation_its_own_seeds(tmp_path, target):
     # same seeds, and what was recorded is not evaluated again
     solver = make_solver("cma", SPACE, seed=3, **cma_opts)
     with _new_study(tmp_path / "int.db", target, solver) as st:
-        calls = {"n": 0}
-
-        def stop_at_15(params, seeds):
-            calls["n"] += 1
-            if calls["n"] == 15:
-                raise KeyboardInterrupt
-            return noisy_quadratic(params, seeds)
-
-        assert run_optimization(st, solver, stop_at_15, 30, seeds=[10, 11],
+        assert run_optimization(st, solver, InterruptAt(15, noisy_quadratic), 30, seeds=[10, 11],
                                 resample=True).interrupted
         resumed = run_optimization(st, make_solver("cma", SPACE, seed=3, **cma_opts),
                                    noisy_quadratic, 30, seeds=[10, 11], resample=True)
@@ -511,15 +504,7 @@ def test_resampled_stages_do_not_reuse_earlier_stages_seeds(tmp_path, target):
         run_optimization(st, cma(), noisy_quadratic, 6, seeds=[10, 11], stage="a",
                          resample=True)
         assert seeds_of(st, "a") == [(10, 11), (12, 13), (14, 15)]
-        calls = {"n": 0}
-
-        def stop_at_3(params, seeds):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt
-            return noisy_quadratic(params, seeds)
-
-        assert run_optimization(st, cma(), stop_at_3, 6, seeds=[10, 11], stage="b",
+        assert run_optimization(st, cma(), InterruptAt(3, noisy_quadratic), 6, seeds=[10, 11], stage="b",
                                 resample=True).interrupted
         assert seeds_of(st, "b") == [(16, 17)]
         # resumed: stage b's own seeds now count as used, yet its start holds
@@ -540,8 +525,7 @@ def test_resampled_stages_do_not_reuse_earlier_stages_seeds(tmp_path, target):
         run_optimization(st, cma(), noisy_quadratic, 2, seeds=[10, 11], stage="a",
                          resample=True)
         st.set_metadata("seed_offset[b]", "0")
-        calls["n"] = 0
-        assert run_optimization(st, cma(), stop_at_3, 6, seeds=[10, 11], stage="b",
+        assert run_optimization(st, cma(), InterruptAt(3, noisy_quadratic), 6, seeds=[10, 11], stage="b",
                                 resample=True).interrupted
         with sqlite3.connect(st.path) as conn:
             conn.execute("DELETE FROM metadata WHERE key = 'seed_offset[b]'")
