@@ -480,6 +480,12 @@ def run_task(key, args, out_dir):
              else best_params)
     held = pobj.validate(point, held_out)
     group_rmse = [held["value"]] + [pobj.validate(point, g)["value"] for g in groups[1:]]
+    # all groups' trials pooled: the expected score of a k-trial average,
+    # split into the mean waveform's error and the trials' spread
+    budget = None
+    if len(groups) > 1 and pobj.metric == "rmse":
+        full = pobj.error_budget(point, [s for g in groups for s in g], k=len(held_out))
+        budget = {k: full[k] for k in ("expected", "bias2", "var", "k", "n_trials")}
     rec = {"task": key, "kind": "fit", "scale": scale, "solver": args.solver,
            "polish": args.polish, "seed": args.seed, "n_evals": n_evals, "wall_s": wall,
            "fit_seeds": chosen.used_seeds(), "group_size": args.group_size,
@@ -487,6 +493,7 @@ def run_task(key, args, out_dir):
            "held_out": held_out, "held_out_rmse": held["value"],
            "held_out_scale": held["scale"], "goal": task["goal"],
            "held_out_groups": groups, "held_out_group_rmse": group_rmse,
+           "held_out_budget": budget,
            "best_params": best_params,
            "start_params": study.space.current_values(net),
            "study": str(chosen.path)}
@@ -509,8 +516,12 @@ def run_task(key, args, out_dir):
     if len(groups) > 1:
         lines += ["| held-out group (seeds) | RMSE |", "| --- | ---: |"]
         lines += [f"| {g[0]}-{g[-1]} | {v:.2f} |" for g, v in zip(groups, group_rmse)]
-        lines += [f"| mean of {len(groups)} groups | {sum(group_rmse) / len(groups):.2f} |",
-                  ""]
+        lines += [f"| mean of {len(groups)} groups | {sum(group_rmse) / len(groups):.2f} |"]
+        if budget is not None:
+            lines += [f"| expected {budget['k']}-trial RMSE from all {budget['n_trials']} "
+                      f"trials, sqrt(bias² + var / {budget['k']}) | {budget['expected']:.2f} "
+                      f"(bias² {budget['bias2']:.1f}, var {budget['var']:.1f}) |"]
+        lines += [""]
     if scale != "fit":
         ok = rec["held_out_rmse"] < task["goal"] and wall <= TIME_LIMIT_S
         lines.append(f"{'PASS' if ok else 'FAIL'}: held-out RMSE {rec['held_out_rmse']:.2f} "

@@ -266,6 +266,26 @@ def test_validate_rescores_on_other_seeds(cobyla_study):
     assert np.isfinite(out["value"]) and out["value"] != cobyla_study.best_value
 
 
+def test_error_budget_on_held_out_trials(cobyla_study):
+    # k defaults to the objective's n_trials (1): single held-out trials
+    out = cobyla_study.error_budget([5, 6, 7])
+    assert out["k"] == 1 and out["n_trials"] == 3 and out["seeds"] == [5, 6, 7]
+    assert out["var"] > 0.0
+    # three trials in averages of three: what validate scores on them
+    three = cobyla_study.error_budget([5, 6, 7], k=3)
+    assert three["expected"] == pytest.approx(cobyla_study.validate([5, 6, 7])["value"],
+                                              rel=1e-9)
+    assert three["expected"] < out["expected"]
+    # another point, and the fit's own trials refused
+    other = dict(cobyla_study.best_params, **{"evprox1.mu": 18.0})
+    assert cobyla_study.error_budget([5, 6], params=other)["bias2"] != pytest.approx(
+        cobyla_study.error_budget([5, 6])["bias2"])
+    with pytest.raises(ValueError, match=r"did not use \(its seeds are 0\), got \[0\]"):
+        cobyla_study.error_budget([0, 5])
+    with pytest.raises(ValueError, match="seeds must hold at least 2 seeds, got 1"):
+        cobyla_study.error_budget([5])
+
+
 def test_rescore_scores_the_leading_points_on_other_seeds(cobyla_study):
     table = cobyla_study.rescore([5, 6], top=3, n_jobs=2)
     trials = cobyla_study.trials.sort_values("value")
@@ -279,7 +299,7 @@ def test_rescore_scores_the_leading_points_on_other_seeds(cobyla_study):
         assert row["rescored"] == cobyla_study.objective.validate(params, [5, 6])["value"]
     # nothing was written to the study
     assert len(cobyla_study.trials) == len(trials)
-    with pytest.raises(ValueError, match="seeds must hold at least one seed"):
+    with pytest.raises(ValueError, match="seeds must hold at least 1 seed, got 0"):
         cobyla_study.rescore([])
     with pytest.raises(ValueError, match="top"):
         cobyla_study.rescore([5], top=0)

@@ -259,3 +259,61 @@ def test_bad_group_size(signals, kwargs, match):
     _, _, ttimes, target = signals
     with pytest.raises((ValueError, TypeError), match=match):
         DipoleObjective(_net(), _target(target, ttimes), SPACE, **kwargs)
+
+
+def test_error_budget_recovers_known_bias_and_noise():
+    from hnnfit.fit import error_budget
+
+    rng = np.random.default_rng(0)
+    t = np.linspace(0.0, 100.0, 60)
+    target = 50.0 * np.sin(t / 15.0)
+    offset = 3.0 * np.cos(t / 7.0)          # the model's mean misses by this
+    sd = 4.0 + 2.0 * (t > 50.0)             # and single trials scatter by this
+    trials = target + offset + sd * rng.standard_normal((4000, len(t)))
+    out = error_budget(trials, target, k=3)
+    assert out["n_trials"] == 4000 and out["k"] == 3
+    assert out["bias2"] == pytest.approx(np.mean(offset ** 2), rel=0.03)
+    assert out["var"] == pytest.approx(np.mean(sd ** 2), rel=0.03)
+    np.testing.assert_allclose(out["mean"], target + offset, atol=0.5)
+    # what 3-trial averages actually score, on average over many of them
+    groups = trials.reshape(-1, 4, len(t))[:, :3].mean(axis=1)
+    msq = np.mean((groups - target) ** 2, axis=1).mean()
+    assert out["expected"] == pytest.approx(np.sqrt(msq), rel=0.02)
+
+    # with exactly k trials it is the RMSE of their average
+    few = trials[:3]
+    exact = np.sqrt(np.mean((few.mean(axis=0) - target) ** 2))
+    assert error_budget(few, target, k=3)["expected"] == pytest.approx(exact, rel=1e-12)
+    with pytest.raises(ValueError, match=r"at least 2 trials .* got shape \(1, 60\)"):
+        error_budget(trials[:1], target)
+    with pytest.raises(ValueError, match=r"one value per time point \(60\), got shape \(59,\)"):
+        error_budget(trials[:5], target[:-1])
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        error_budget(trials[:5], target, k=0)
+
+
+@pytest.mark.parametrize("scale", [2.0, "fit"])
+def test_objective_error_budget_processes_each_trial(signals, scale):
+    times, sim, ttimes, target = signals
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, n_trials=4, group_size=2,
+                          smooth_window=3.0, scale=scale)
+    _fake_trials(obj, times, sim)
+    point = {"evprox1.mu": 12.0}
+    out = obj.error_budget(point, [0, 1, 2, 3])
+    assert out["k"] == 2 and out["seeds"] == [0, 1, 2, 3]
+    # the mean of the processed trials is the processed mean (smoothing is
+    # linear), scored with the same scale
+    ref = obj.validate(point, [0, 1, 2, 3])
+    assert out["scale"] == ref["scale"]
+    np.testing.assert_allclose(out["mean"], ref["dipole"], rtol=1e-12, atol=1e-12)
+    # four trials in averages of four: exactly their average's RMSE
+    plain = DipoleObjective(_net(), _target(target, ttimes), SPACE, n_trials=4,
+                            smooth_window=3.0, scale=scale)
+    _fake_trials(plain, times, sim)
+    assert obj.error_budget(point, [0, 1, 2, 3], k=4)["expected"] == pytest.approx(
+        plain(point)["value"], rel=1e-10)
+    with pytest.raises(ValueError, match=r"at least 2 seeds, got \[5\]"):
+        obj.error_budget(point, [5])
+    corr = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="corr")
+    with pytest.raises(ValueError, match="metric must be 'rmse' for an error budget, got 'corr'"):
+        corr.error_budget(point, [0, 1])

@@ -3,12 +3,12 @@
 The user-facing entry point is :class:`Study` (also ``hnnfit.Study``).
 """
 from .api import Study, network_to_params
-from .objective import DipoleObjective, fit_scale
+from .objective import DipoleObjective, error_budget, fit_scale
 from .optimize import RunSummary, run_optimization
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace
 from .targets import Target, read_target
 
-__all__ = ["Study", "network_to_params", "DipoleObjective", "fit_scale", "RunSummary",
+__all__ = ["Study", "network_to_params", "DipoleObjective", "error_budget", "fit_scale", "RunSummary",
            "run_optimization", "make_solver", "solver_from_settings", "Parameter",
            "ParameterSpace", "Target", "read_target"]

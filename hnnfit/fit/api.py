@@ -729,13 +729,54 @@ class Study:
         """
         seeds = [check_int(s, "seed", low=0) for s in seeds]
         if not seeds:
-            raise ValueError("seeds must hold at least one seed, got none")
+            raise ValueError("seeds must hold at least 1 seed, got 0")
         out = self.objective.validate(self.best_params, seeds)
         try:
             out["fit_value"] = self.best_value
         except StudyError:
             out["fit_value"] = None      # a staged study before its final stage
         return out
+
+    def error_budget(self, seeds, params=None, k=None):
+        """Split the RMSE of ``k``-trial averages on ``seeds`` into bias and noise.
+
+        Parameters
+        ----------
+        seeds : sequence of int
+            At least 2 trial seeds the fit did not use (a few dozen give a
+            usable estimate: each trial adds one sample of the variance).
+        params : dict | None
+            The point; default the best parameters.
+        k : int | None
+            Trials per average; default the objective's ``group_size``, else
+            its ``n_trials``.
+
+        Returns
+        -------
+        dict
+            ``expected`` (nAm: the root expected mean square error of a
+            ``k``-trial average, ``sqrt(bias2 + var / k)``), ``bias2`` (the
+            mean waveform's squared error, nAm^2), ``var`` (the trials'
+            variance, nAm^2), per time point ``mean``, ``bias2_t`` and
+            ``var_t``, and ``k``, ``n_trials``, ``scale``, ``seeds``; see
+            :func:`hnnfit.fit.objective.error_budget`.
+        """
+        seeds = self._held_out(seeds, at_least=2)
+        point = self.best_params if params is None else self.space.check_values(params)
+        return self.objective.error_budget(point, seeds, k=k)
+
+    def _held_out(self, seeds, at_least=1):
+        """``seeds`` checked to be at least ``at_least`` seeds the fit never ran on."""
+        seeds = [check_int(s, "seed", low=0) for s in seeds]
+        if len(seeds) < at_least:
+            raise ValueError(f"seeds must hold at least {at_least} seed"
+                             f"{'s' if at_least > 1 else ''}, got {len(seeds)}")
+        used = self.used_seeds()
+        own = sorted(set(seeds) & set(used))
+        if own:
+            raise ValueError(f"seeds must be trials the fit did not use (its seeds are "
+                             f"{format_seeds(used)}), got {own}")
+        return seeds
 
     def used_seeds(self):
         """Sorted seeds the study's evaluations were run on (its objective's
@@ -832,14 +873,7 @@ class Study:
         from ..validation import check_option
         from .optimize import BACKENDS, _Executor
 
-        seeds = [check_int(s, "seed", low=0) for s in seeds]
-        if not seeds:
-            raise ValueError("seeds must hold at least one seed, got none")
-        used = self.used_seeds()
-        own = sorted(set(seeds) & set(used))
-        if own:
-            raise ValueError(f"seeds must be trials the fit did not use (its seeds are "
-                             f"{format_seeds(used)}), got {own}")
+        seeds = self._held_out(seeds)
         top = check_int(top, "top", low=1)
         n_jobs = check_int(n_jobs, "n_jobs", low=1)
         if backend is None:

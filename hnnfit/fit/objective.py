@@ -61,6 +61,56 @@ def _hnn_pair(sim_times, sim, times, target):
     return a, b
 
 
+def error_budget(trials, target, k=1):
+    """Split the squared error of ``k``-trial averages into bias and trial spread.
+
+    A fit is judged on averages of a few trials it never saw. Their mean
+    squared error over the time points is, in expectation,
+    ``bias2 + var / k``: the squared error of the model's mean waveform
+    plus the trial-to-trial variance divided by the trials averaged.
+    Both are estimated here from ``n >= 2`` independent trials.
+
+    Parameters
+    ----------
+    trials : ndarray, shape (n, n_times)
+        Processed (smoothed, scaled) waveforms of single trials on the
+        target's time points (nAm).
+    target : ndarray, shape (n_times,)
+        The target's values (nAm).
+    k : int
+        Trials per average.
+
+    Returns
+    -------
+    dict
+        ``expected`` (root expected mean square error of a ``k``-trial
+        average, nAm), ``bias2`` and ``var`` (nAm^2, averaged over time
+        points; ``bias2`` is unbiased, so it can be slightly negative when
+        the mean waveform fits to within the noise), ``k``, ``n_trials``,
+        and per time point ``mean`` (nAm), ``bias2_t`` and ``var_t``
+        (nAm^2).
+    """
+    trials = np.asarray(trials, dtype=float)
+    target = np.asarray(target, dtype=float)
+    if trials.ndim != 2 or trials.shape[0] < 2:
+        raise ValueError(f"trials must be an array of at least 2 trials by time points, got "
+                         f"shape {trials.shape}")
+    if trials.shape[1] != target.shape[-1] or target.ndim != 1:
+        raise ValueError(f"target must have one value per time point ({trials.shape[1]}), "
+                         f"got shape {target.shape}")
+    k = check_int(k, "k", low=1)
+    n = trials.shape[0]
+    mean = trials.mean(axis=0)
+    var_t = trials.var(axis=0, ddof=1)
+    # (mean - target)^2 over-estimates the squared bias by the mean's own
+    # sampling variance, var / n
+    bias2_t = (mean - target) ** 2 - var_t / n
+    bias2, var = float(bias2_t.mean()), float(var_t.mean())
+    return {"expected": float(np.sqrt(max(bias2 + var / k, 0.0))), "bias2": bias2,
+            "var": var, "k": k, "n_trials": n, "mean": mean, "bias2_t": bias2_t,
+            "var_t": var_t}
+
+
 def _mean_dipole(dpls):
     """The average of a list of dipoles (the dipole itself for one)."""
     from ..dipole import average_dipoles
@@ -345,3 +395,41 @@ class DipoleObjective:
     def validate(self, params, seeds):
         """Re-score ``params`` on other random streams (held-out ``seeds``)."""
         return self(params, seeds=seeds)
+
+    def error_budget(self, params, seeds, k=None):
+        """What ``k``-trial averages of ``params`` score, split into bias and noise.
+
+        Every trial of ``seeds`` is smoothed and scaled on its own (with the
+        factor of their average when the scale is fitted) and compared with
+        the target by :func:`error_budget`. Only for the ``'rmse'``
+        metric, whose square it splits.
+
+        Parameters
+        ----------
+        params : dict
+            The point (parameter name to value).
+        seeds : sequence of int
+            At least 2 trial seeds, ideally ones no fit used.
+        k : int | None
+            Trials per average; default the objective's ``group_size``, else
+            its ``n_trials``.
+
+        Returns
+        -------
+        dict
+            :func:`error_budget`'s result plus ``scale`` and ``seeds``;
+            ``expected`` is in nAm.
+        """
+        if self.metric != "rmse":
+            raise ValueError(f"metric must be 'rmse' for an error budget, got {self.metric!r}")
+        seeds = [check_int(s, "seed", low=0) for s in seeds]
+        if len(seeds) < 2:
+            raise ValueError(f"seeds must hold at least 2 seeds, got {seeds}")
+        if k is None:
+            k = self.group_size or self.n_trials
+        dpls = self._simulate_trials(params, seeds)
+        _, scale, _ = self.score_dipole(_mean_dipole(dpls))
+        sims = np.array([self.score_dipole(d, scale=scale)[2] for d in dpls])
+        out = error_budget(sims, self.target.values, k)
+        out.update(scale=scale, seeds=seeds)
+        return out
