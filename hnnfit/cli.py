@@ -6,6 +6,8 @@
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
     hnnfit show STUDY
     hnnfit rescore STUDY --seeds A-B [...] [--top N] [--n-jobs N]
+    hnnfit budget STUDY --seeds A-B [...] [--k K] [--point best|cma-mean]
+                  [--segments N] [--n-jobs N]
     hnnfit export STUDY OUT.json [--point best|cma-mean]
     hnnfit report STUDY OUTDIR
     hnnfit simulate PARAMS --out FILE [--tstop MS] [--n-trials N] [--smooth MS]
@@ -608,6 +610,39 @@ def _cmd_rescore(args, study):
 
 
 @_closing
+def _cmd_budget(args, study):
+    import numpy as np
+
+    seeds = sorted({s for chunk in args.seeds for s in chunk})
+    if args.point == "cma-mean":
+        mean = _cma_mean(study)
+        if mean is None:
+            raise UsageError(f"--point cma-mean needs an unstaged CMA-ES study with a "
+                             f"completed generation; {study.path} has none")
+        point, what = mean[0], f"CMA-ES' mean over the last {mean[1]} of {mean[2]} generations"
+    else:
+        point, what = None, "the best point"
+    # Study.error_budget refuses the fit's own seeds and fewer than 2
+    out = study.error_budget(seeds, params=point, k=args.k, n_jobs=args.n_jobs)
+    k = out["k"]
+    print(f"error budget of {what} of {study.path} on {out['n_trials']} trials (seeds "
+          f"{format_seeds(seeds)}), averages of {k}:")
+    print(f"expected RMSE of a {k}-trial average: {out['expected']:.2f} nAm = "
+          f"sqrt(bias^2 {out['bias2']:.1f} + var {out['var']:.1f} / {k})")
+    times = study.target.times
+    edges = np.linspace(times[0], times[-1], args.segments + 1)
+    rows = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        inside = (times >= lo) & ((times < hi) if i < args.segments - 1 else (times <= hi))
+        # each window's share of the averages over all time points
+        rows.append([f"{lo:.0f}-{hi:.0f}", f"{out['bias2_t'][inside].sum() / len(times):.2f}",
+                     f"{out['var_t'][inside].sum() / len(times) / k:.2f}"])
+    print()
+    _print_table(["window (ms)", "bias^2", f"var/{k}"], rows)
+    return EXIT_OK
+
+
+@_closing
 def _cmd_export(args, study):
     out = Path(args.out)
     if out.suffix.lower() != ".json":
@@ -770,6 +805,27 @@ def make_parser():
     p.add_argument("--n-jobs", type=_positive_int, default=1,
                    help="evaluations run at once (default 1)")
     p.set_defaults(func=_cmd_rescore)
+
+    p = sub.add_parser("budget", help="split the held-out error into bias and trial noise",
+                       description="Simulate the best point (or CMA-ES' mean) on trials "
+                       "the fit did not use and split the mean square error that K-trial "
+                       "averages score into the mean waveform's squared error (bias^2) "
+                       "and the trials' variance over K, overall and by time window. "
+                       "Nothing is written to the study.")
+    p.add_argument("study", help="study file (.sqlite)")
+    p.add_argument("--seeds", type=_seed_range, nargs="+", required=True,
+                   help="at least 2 seeds: integers or ranges A-B (e.g. 200-223)")
+    p.add_argument("--k", type=_positive_int, default=None,
+                   help="trials per average (default: the objective's group_size, else "
+                   "its n_trials)")
+    p.add_argument("--point", choices=["best", "cma-mean"], default="best",
+                   help="'best': the lowest value (default); 'cma-mean': a CMA-ES "
+                   "study's mean averaged over its second half of generations")
+    p.add_argument("--segments", type=_positive_int, default=4,
+                   help="time windows the budget is split into (default 4)")
+    p.add_argument("--n-jobs", type=_positive_int, default=1,
+                   help="trials simulated at once (default 1)")
+    p.set_defaults(func=_cmd_budget)
 
     p = sub.add_parser("export", help="write the best network as a parameter file",
                        description="Write the best point as a JSON parameter file that "

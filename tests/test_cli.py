@@ -238,6 +238,37 @@ def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
     assert not (tmp_path / "no.json").exists()
 
 
+def test_budget(small, capsys):
+    before = digest(small["study"])
+    status, out, err = run(["budget", small["study"], "--seeds", "5-7", "--k", "3",
+                            "--segments", "2"], capsys)
+    assert status == 0, err
+    with Study.load(small["study"]) as study:
+        held = study.validate([5, 6, 7])["value"]
+        budget = study.error_budget([5, 6, 7], k=3)
+        t_end = study.target.times[-1]
+    lines = out.strip().splitlines()
+    assert "on 3 trials (seeds 5-7), averages of 3" in lines[0]
+    # three trials in averages of three: the RMSE of their average
+    assert f"expected RMSE of a 3-trial average: {held:.2f} nAm" in lines[1]
+    assert f"bias^2 {budget['bias2']:.1f} + var {budget['var']:.1f} / 3" in lines[1]
+    rows = [line.split() for line in lines[3:]]
+    assert rows[0] == ["window", "(ms)", "bias^2", "var/3"]
+    assert [r[0] for r in rows[1:]] == ["0-" + f"{t_end / 2:.0f}",
+                                        f"{t_end / 2:.0f}-{t_end:.0f}"]
+    # the windows' shares (rounded to 0.01) add up to the totals
+    assert sum(float(r[1]) for r in rows[1:]) == pytest.approx(budget["bias2"], abs=0.011)
+    assert sum(float(r[2]) for r in rows[1:]) == pytest.approx(budget["var"] / 3, abs=0.011)
+    # the fit's own seeds, a single seed, and a non-CMA study's mean are refused
+    for argv, message in [(["--seeds", "0-2"], "seeds must be trials the fit did not use"),
+                          (["--seeds", "9"], "seeds must hold at least 2 seeds, got 1"),
+                          (["--seeds", "8-9", "--point", "cma-mean"],
+                           "--point cma-mean needs an unstaged CMA-ES study")]:
+        status, out, err = run(["budget", small["study"]] + argv, capsys)
+        _check_error(status, out, err, message)
+    assert digest(small["study"]) == before
+
+
 def test_rescore(small, capsys):
     before = digest(small["study"])
     status, out, err = run(["rescore", small["study"], "--seeds", "5-6", "--top", 2], capsys)

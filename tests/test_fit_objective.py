@@ -198,7 +198,7 @@ def test_time_out_is_a_failed_row_and_the_study_goes_on(tmp_path):
 def _fake_trials(obj, times, base):
     """Replace the simulation: trial ``s`` is ``base`` scaled by ``1 + 0.2 (s - 1.5)``
     plus a seed-specific ripple, so groups of trials differ."""
-    def fake(params, seeds):
+    def fake(params, seeds, n_jobs=1):
         seeds = obj.seeds if seeds is None else list(seeds)
         return [_dipole(times, base * (1 + 0.2 * (s - 1.5)) + 0.05 * np.sin(times * (s + 1)))
                 for s in seeds]

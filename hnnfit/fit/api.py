@@ -737,7 +737,7 @@ class Study:
             out["fit_value"] = None      # a staged study before its final stage
         return out
 
-    def error_budget(self, seeds, params=None, k=None):
+    def error_budget(self, seeds, params=None, k=None, n_jobs=1):
         """Split the RMSE of ``k``-trial averages on ``seeds`` into bias and noise.
 
         Parameters
@@ -750,6 +750,8 @@ class Study:
         k : int | None
             Trials per average; default the objective's ``group_size``, else
             its ``n_trials``.
+        n_jobs : int
+            Trials simulated at once, in worker processes.
 
         Returns
         -------
@@ -763,7 +765,7 @@ class Study:
         """
         seeds = self._held_out(seeds, at_least=2)
         point = self.best_params if params is None else self.space.check_values(params)
-        return self.objective.error_budget(point, seeds, k=k)
+        return self.objective.error_budget(point, seeds, k=k, n_jobs=n_jobs)
 
     def _held_out(self, seeds, at_least=1):
         """``seeds`` checked to be at least ``at_least`` seeds the fit never ran on."""

@@ -289,7 +289,8 @@ class DipoleObjective:
         """Average raw dipole (Dipole, nAm) of ``params`` over ``seeds``."""
         return _mean_dipole(self._simulate_trials(params, seeds))
 
-    def _simulate_trials(self, params, seeds):
+    def _simulate_trials(self, params, seeds, n_jobs=1):
+        from ..parallel import JoblibBackend
         from ..simulation import _simulate
 
         seeds = self.seeds if seeds is None else [check_int(s, "seed", low=0) for s in seeds]
@@ -297,7 +298,7 @@ class DipoleObjective:
         # warm: the worker keeps its built model between evaluations (the
         # result is bit-identical to a fresh build)
         return _simulate(net, self.tstop, self.dt, seeds, warm=True, timeout=self.timeout,
-                         engine=self.engine)
+                         engine=self.engine, backend=JoblibBackend(n_jobs=n_jobs))
 
     def _check_groups(self, n, what):
         if n % self.group_size:
@@ -396,7 +397,7 @@ class DipoleObjective:
         """Re-score ``params`` on other random streams (held-out ``seeds``)."""
         return self(params, seeds=seeds)
 
-    def error_budget(self, params, seeds, k=None):
+    def error_budget(self, params, seeds, k=None, n_jobs=1):
         """What ``k``-trial averages of ``params`` score, split into bias and noise.
 
         Every trial of ``seeds`` is smoothed and scaled on its own (with the
@@ -413,6 +414,8 @@ class DipoleObjective:
         k : int | None
             Trials per average; default the objective's ``group_size``, else
             its ``n_trials``.
+        n_jobs : int
+            Trials simulated at once, in worker processes.
 
         Returns
         -------
@@ -427,7 +430,8 @@ class DipoleObjective:
             raise ValueError(f"seeds must hold at least 2 seeds, got {seeds}")
         if k is None:
             k = self.group_size or self.n_trials
-        dpls = self._simulate_trials(params, seeds)
+        n_jobs = check_int(n_jobs, "n_jobs", low=1)
+        dpls = self._simulate_trials(params, seeds, n_jobs=n_jobs)
         _, scale, _ = self.score_dipole(_mean_dipole(dpls))
         sims = np.array([self.score_dipole(d, scale=scale)[2] for d in dpls])
         out = error_budget(sims, self.target.values, k)
