@@ -276,6 +276,10 @@ def test_error_budget_on_held_out_trials(cobyla_study):
     assert three["expected"] == pytest.approx(cobyla_study.validate([5, 6, 7])["value"],
                                               rel=1e-9)
     assert three["expected"] < out["expected"]
+    # trials simulated in two workers: the same numbers
+    two = cobyla_study.error_budget([5, 6, 7], k=3, n_jobs=2)
+    np.testing.assert_array_equal(two["var_t"], three["var_t"])
+    assert two["expected"] == three["expected"]
     # another point, and the fit's own trials refused
     other = dict(cobyla_study.best_params, **{"evprox1.mu": 18.0})
     assert cobyla_study.error_budget([5, 6], params=other)["bias2"] != pytest.approx(
