@@ -9,6 +9,6 @@ from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace
 from .targets import Target, read_target
 
-__all__ = ["Study", "network_to_params", "DipoleObjective", "error_budget", "fit_scale", "RunSummary",
-           "run_optimization", "make_solver", "solver_from_settings", "Parameter",
-           "ParameterSpace", "Target", "read_target"]
+__all__ = ["Study", "network_to_params", "DipoleObjective", "error_budget", "fit_scale",
+           "RunSummary", "run_optimization", "make_solver", "solver_from_settings",
+           "Parameter", "ParameterSpace", "Target", "read_target"]

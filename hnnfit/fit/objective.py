@@ -427,7 +427,7 @@ class DipoleObjective:
             raise ValueError(f"metric must be 'rmse' for an error budget, got {self.metric!r}")
         seeds = [check_int(s, "seed", low=0) for s in seeds]
         if len(seeds) < 2:
-            raise ValueError(f"seeds must hold at least 2 seeds, got {seeds}")
+            raise ValueError(f"seeds must hold at least 2 seeds, got {len(seeds)}")
         if k is None:
             k = self.group_size or self.n_trials
         n_jobs = check_int(n_jobs, "n_jobs", low=1)
