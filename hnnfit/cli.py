@@ -587,6 +587,8 @@ def _cmd_show(args, study):
     counts = df["status"].value_counts().to_dict() if len(df) else {}
     print("evaluations: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                              if counts else "none"))
+    # what rescore and budget must stay clear of
+    print(f"trial seeds used: {format_seeds(study.used_seeds())}")
     _print_best(study)
     recent = df.tail(args.last)
     if len(recent):

@@ -185,6 +185,7 @@ def test_show(small, capsys):
         best, value, trials = study.best_params, study.best_value, study.trials
     assert f"best value: {value:.6g}" in out
     assert "evaluations: 3 complete" in out
+    assert "trial seeds used: 0\n" in out
     assert "evprox1.mu in [20, 35], evprox1.sigma in [1, 6] (log)" in out
     assert f"{best['evprox1.mu']:.6g}" in out
     listed = out.split("last 3 evaluations:")[1].strip().splitlines()
@@ -215,6 +216,7 @@ def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
     status, out, err = run(["show", path], capsys)
     assert status == 0, err
     assert "each batch ran on new trials" in out
+    assert "trial seeds used: 0-1\n" in out
     assert "averaged over the last 1 of 2 generations" in out
     table = out.split("generations")[1].split("last 4 evaluations:")[0].strip().splitlines()
     assert table[1].split()[:3] == ["parameter", "best", "cma"]
