@@ -611,19 +611,24 @@ def _cmd_rescore(args, study):
     return EXIT_OK
 
 
+def _point(args, study):
+    """The point ``--point`` names (None: the best) and how to call it."""
+    if args.point != "cma-mean":
+        return None, "the best point"
+    mean = _cma_mean(study)
+    if mean is None:
+        raise UsageError(f"--point cma-mean needs an unstaged CMA-ES study with a "
+                         f"completed generation; {study.path} has none")
+    point, k, n = mean
+    return point, f"CMA-ES' mean averaged over the last {k} of {n} generations"
+
+
 @_closing
 def _cmd_budget(args, study):
     import numpy as np
 
     seeds = sorted({s for chunk in args.seeds for s in chunk})
-    if args.point == "cma-mean":
-        mean = _cma_mean(study)
-        if mean is None:
-            raise UsageError(f"--point cma-mean needs an unstaged CMA-ES study with a "
-                             f"completed generation; {study.path} has none")
-        point, what = mean[0], f"CMA-ES' mean over the last {mean[1]} of {mean[2]} generations"
-    else:
-        point, what = None, "the best point"
+    point, what = _point(args, study)
     # Study.error_budget refuses the fit's own seeds and fewer than 2
     out = study.error_budget(seeds, params=point, k=args.k, n_jobs=args.n_jobs)
     k = out["k"]
@@ -651,16 +656,9 @@ def _cmd_export(args, study):
         raise UsageError(f"OUT must be a .json parameter file, got {str(out)!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"folder {str(out.parent)!r} of OUT does not exist")
-    if args.point == "cma-mean":
-        mean = _cma_mean(study)
-        if mean is None:
-            raise UsageError(f"--point cma-mean needs an unstaged CMA-ES study with a "
-                             f"completed generation; {study.path} has none")
-        point, k, n = mean
-        study.export(out, point)
-        what = f"CMA-ES' mean averaged over the last {k} of {n} generations"
-    else:
-        study.export(out)
+    point, what = _point(args, study)
+    study.export(out, point)
+    if point is None:
         what = f"best value {study.best_value:.6g}"
     print(f"wrote {out} ({what}); simulate it with: {PROG} simulate {out} --out dipole.txt")
     return EXIT_OK
@@ -751,6 +749,14 @@ def _positive_float(text):
     return value
 
 
+def _add_point_option(p):
+    p.add_argument("--point", choices=["best", "cma-mean"], default="best",
+                   help="'best': the lowest value (default); 'cma-mean': a CMA-ES "
+                   "study's mean averaged over its second half of generations (as "
+                   "'show' prints it), the estimate to use when each batch ran on new "
+                   "trials")
+
+
 def make_parser():
     """The ``hnnfit`` argument parser."""
     parser = _Parser(prog=PROG, description="Fit the HNN neocortical column model "
@@ -820,9 +826,7 @@ def make_parser():
     p.add_argument("--k", type=_positive_int, default=None,
                    help="trials per average (default: the objective's group_size, else "
                    "its n_trials)")
-    p.add_argument("--point", choices=["best", "cma-mean"], default="best",
-                   help="'best': the lowest value (default); 'cma-mean': a CMA-ES "
-                   "study's mean averaged over its second half of generations")
+    _add_point_option(p)
     p.add_argument("--segments", type=_positive_int, default=4,
                    help="time windows the budget is split into (default 4)")
     p.add_argument("--n-jobs", type=_positive_int, default=1,
@@ -834,11 +838,7 @@ def make_parser():
                        "read_params/Network (add_drives_from_params=True) load.")
     p.add_argument("study", help="study file (.sqlite)")
     p.add_argument("out", help="output parameter file (.json)")
-    p.add_argument("--point", choices=["best", "cma-mean"], default="best",
-                   help="'best': the lowest value (default); 'cma-mean': a CMA-ES "
-                   "study's mean averaged over its second half of generations (as "
-                   "'show' prints it), the estimate to use when each batch ran on new "
-                   "trials")
+    _add_point_option(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="PNG plots: convergence, fit, parameters")

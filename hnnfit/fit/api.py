@@ -747,11 +747,9 @@ class Study:
             usable estimate: each trial adds one sample of the variance).
         params : dict | None
             The point; default the best parameters.
-        k : int | None
-            Trials per average; default the objective's ``group_size``, else
-            its ``n_trials``.
-        n_jobs : int
-            Trials simulated at once, in worker processes.
+        k, n_jobs : int | None, int
+            Trials per average and trials simulated at once, as in
+            :meth:`DipoleObjective.error_budget`.
 
         Returns
         -------
