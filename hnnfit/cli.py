@@ -602,7 +602,7 @@ def _cmd_show(args, study):
 @_closing
 def _cmd_rescore(args, study):
     # Study.rescore refuses an empty study and the fit's own seeds
-    seeds = sorted({s for chunk in args.seeds for s in chunk})
+    seeds = _held_out_seeds(args)
     print(f"re-scoring the {args.top} best evaluations of {study.path} on seeds "
           f"{format_seeds(seeds)} (the fit's: {format_seeds(study.used_seeds())})")
     table = study.rescore(seeds, top=args.top, n_jobs=args.n_jobs)
@@ -627,7 +627,7 @@ def _point(args, study):
 def _cmd_budget(args, study):
     import numpy as np
 
-    seeds = sorted({s for chunk in args.seeds for s in chunk})
+    seeds = _held_out_seeds(args)
     point, what = _point(args, study)
     # Study.error_budget refuses the fit's own seeds and fewer than 2
     out = study.error_budget(seeds, params=point, k=args.k, n_jobs=args.n_jobs)
@@ -749,6 +749,17 @@ def _positive_float(text):
     return value
 
 
+def _add_held_out_args(p, what, example):
+    """A study and the trials (seeds) to score it on, which the fit must not have used."""
+    p.add_argument("study", help="study file (.sqlite)")
+    p.add_argument("--seeds", type=_seed_range, nargs="+", required=True,
+                   help=f"{what}: integers or ranges A-B (e.g. {example})")
+
+
+def _held_out_seeds(args):
+    return sorted({s for chunk in args.seeds for s in chunk})
+
+
 def _add_point_option(p):
     p.add_argument("--point", choices=["best", "cma-mean"], default="best",
                    help="'best': the lowest value (default); 'cma-mean': a CMA-ES "
@@ -805,9 +816,7 @@ def make_parser():
                        "there: with a stochastic objective the lowest value is partly "
                        "luck, so a runner-up is often better on new trials. Nothing is "
                        "written to the study.")
-    p.add_argument("study", help="study file (.sqlite)")
-    p.add_argument("--seeds", type=_seed_range, nargs="+", required=True,
-                   help="seeds to score on: integers or ranges A-B (e.g. 50-61)")
+    _add_held_out_args(p, "seeds to score on", "50-61")
     p.add_argument("--top", type=_positive_int, default=5,
                    help="number of best evaluations re-scored (default 5)")
     p.add_argument("--n-jobs", type=_positive_int, default=1,
@@ -820,9 +829,7 @@ def make_parser():
                        "averages score into the mean waveform's squared error (bias^2) "
                        "and the trials' variance over K, overall and by time window. "
                        "Nothing is written to the study.")
-    p.add_argument("study", help="study file (.sqlite)")
-    p.add_argument("--seeds", type=_seed_range, nargs="+", required=True,
-                   help="at least 2 seeds: integers or ranges A-B (e.g. 200-223)")
+    _add_held_out_args(p, "at least 2 seeds", "200-223")
     p.add_argument("--k", type=_positive_int, default=None,
                    help="trials per average (default: the objective's group_size, else "
                    "its n_trials)")
