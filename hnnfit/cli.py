@@ -636,13 +636,27 @@ def _cmd_budget(args, study):
           f"{format_seeds(seeds)}), averages of {k}:")
     print(f"expected RMSE of a {k}-trial average: {out['expected']:.2f} nAm = "
           f"sqrt(bias^2 {out['bias2']:.1f} + var {out['var']:.1f} / {k})")
+    single = out["trial_rmse"]
+    worst = int(np.argmax(single))
+    print(f"single trials: RMSE median {np.median(single):.2f} nAm, best {single.min():.2f}, "
+          f"worst {single[worst]:.2f} (seed {seeds[worst]})")
+    groups = out["group_rmse"]
+    if len(groups):
+        q = np.percentile(groups, [5, 25, 50, 75, 95])
+        print(f"averages of {k} distinct trials ({len(groups)} groups): RMSE 5% {q[0]:.2f}, "
+              f"25% {q[1]:.2f}, median {q[2]:.2f}, 75% {q[3]:.2f}, 95% {q[4]:.2f} nAm")
+        if args.goal is not None:
+            print(f"share of those groups below {args.goal:g} nAm: "
+                  f"{np.mean(groups < args.goal):.1%}")
     times = study.target.times
     edges = np.linspace(times[0], times[-1], args.segments + 1)
     rows = []
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         inside = (times >= lo) & ((times < hi) if i < args.segments - 1 else (times <= hi))
         # each window's share of the averages over all time points
-        rows.append([f"{lo:.0f}-{hi:.0f}", f"{out['bias2_t'][inside].sum() / len(times):.2f}",
+        # rounded, then + 0.0: a share that rounds to zero prints "0.00", not "-0.00"
+        b2 = round(out["bias2_t"][inside].sum() / len(times), 2) + 0.0
+        rows.append([f"{lo:.0f}-{hi:.0f}", f"{b2:.2f}",
                      f"{out['var_t'][inside].sum() / len(times) / k:.2f}"])
     print()
     _print_table(["window (ms)", "bias^2", f"var/{k}"], rows)
@@ -836,6 +850,9 @@ def make_parser():
     _add_point_option(p)
     p.add_argument("--segments", type=_positive_int, default=4,
                    help="time windows the budget is split into (default 4)")
+    p.add_argument("--goal", type=_positive_float, default=None,
+                   help="also print the share of K-trial groups whose RMSE is below "
+                   "this (nAm): the chance that a held-out check on one group passes")
     p.add_argument("--n-jobs", type=_positive_int, default=1,
                    help="trials simulated at once (default 1)")
     p.set_defaults(func=_cmd_budget)

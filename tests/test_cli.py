@@ -242,19 +242,30 @@ def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
 
 def test_budget(small, capsys):
     before = digest(small["study"])
-    status, out, err = run(["budget", small["study"], "--seeds", "5-7", "--k", "3",
-                            "--segments", "2"], capsys)
+    status, out, err = run(["budget", small["study"], "--seeds", "5-8", "--k", "3",
+                            "--segments", "2", "--goal", "20"], capsys)
     assert status == 0, err
     with Study.load(small["study"]) as study:
-        held = study.validate([5, 6, 7])["value"]
-        budget = study.error_budget([5, 6, 7], k=3)
+        groups = [study.validate(g)["value"] for g in ([5, 6, 7], [5, 6, 8], [5, 7, 8],
+                                                        [6, 7, 8])]
+        singles = [study.validate([s])["value"] for s in (5, 6, 7, 8)]
+        budget = study.error_budget([5, 6, 7, 8], k=3)
         t_end = study.target.times[-1]
     lines = out.strip().splitlines()
-    assert "on 3 trials (seeds 5-7), averages of 3" in lines[0]
-    # three trials in averages of three: the RMSE of their average
-    assert f"expected RMSE of a 3-trial average: {held:.2f} nAm" in lines[1]
+    assert "on 4 trials (seeds 5-8), averages of 3" in lines[0]
+    # the expected score of a 3-trial average is the mean square of the four groups'
+    expected = np.sqrt(np.mean(np.square(groups)))
+    assert f"expected RMSE of a 3-trial average: {expected:.2f} nAm" in lines[1]
     assert f"bias^2 {budget['bias2']:.1f} + var {budget['var']:.1f} / 3" in lines[1]
-    rows = [line.split() for line in lines[3:]]
+    worst = int(np.argmax(singles))
+    assert lines[2] == (f"single trials: RMSE median {np.median(singles):.2f} nAm, best "
+                        f"{min(singles):.2f}, worst {singles[worst]:.2f} (seed {5 + worst})")
+    q = np.percentile(groups, [5, 25, 50, 75, 95])
+    assert lines[3] == (f"averages of 3 distinct trials (4 groups): RMSE 5% {q[0]:.2f}, "
+                        f"25% {q[1]:.2f}, median {q[2]:.2f}, 75% {q[3]:.2f}, 95% {q[4]:.2f} nAm")
+    share = np.mean(np.array(groups) < 20)
+    assert lines[4] == f"share of those groups below 20 nAm: {share:.1%}"
+    rows = [line.split() for line in lines[6:]]
     assert rows[0] == ["window", "(ms)", "bias^2", "var/3"]
     assert [r[0] for r in rows[1:]] == ["0-" + f"{t_end / 2:.0f}",
                                         f"{t_end / 2:.0f}-{t_end:.0f}"]

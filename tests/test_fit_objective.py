@@ -284,12 +284,47 @@ def test_error_budget_recovers_known_bias_and_noise():
     few = trials[:3]
     exact = np.sqrt(np.mean((few.mean(axis=0) - target) ** 2))
     assert error_budget(few, target, k=3)["expected"] == pytest.approx(exact, rel=1e-12)
+    one = error_budget(few, target, k=3)
+    np.testing.assert_allclose(one["group_rmse"], [exact], rtol=1e-12)
+    np.testing.assert_allclose(one["trial_rmse"],
+                               np.sqrt(np.mean((few - target) ** 2, axis=1)), rtol=1e-12)
+    assert len(error_budget(few, target, k=4)["group_rmse"]) == 0
     with pytest.raises(ValueError, match=r"at least 2 trials .* got shape \(1, 60\)"):
         error_budget(trials[:1], target)
     with pytest.raises(ValueError, match=r"one value per time point \(60\), got shape \(59,\)"):
         error_budget(trials[:5], target[:-1])
     with pytest.raises(ValueError, match="k must be >= 1, got 0"):
         error_budget(trials[:5], target, k=0)
+    with pytest.raises(ValueError, match="max_groups must be >= 1, got 0"):
+        error_budget(trials[:5], target, max_groups=0)
+
+
+def test_error_budget_group_distribution():
+    """The k-trial groups' RMSEs: every group when few, a fixed sample when many."""
+    from hnnfit.fit import error_budget
+
+    rng = np.random.default_rng(1)
+    t = np.linspace(0.0, 100.0, 40)
+    target = 30.0 * np.sin(t / 20.0)
+    trials = target + 2.0 + 5.0 * rng.standard_normal((12, len(t)))
+    out = error_budget(trials, target, k=3)
+    # all C(12, 3) = 220 groups, each the RMSE of its own average
+    assert len(out["group_rmse"]) == 220
+    by_hand = sorted(np.sqrt(np.mean((trials[[a, b, c]].mean(axis=0) - target) ** 2))
+                     for a in range(12) for b in range(a + 1, 12) for c in range(b + 1, 12))
+    np.testing.assert_allclose(np.sort(out["group_rmse"]), by_hand, rtol=1e-12)
+    # the groups' mean square error is the U-statistic that `expected` estimates
+    assert np.mean(out["group_rmse"] ** 2) == pytest.approx(out["expected"] ** 2, rel=1e-9)
+
+    # too many groups: a fixed sample of distinct-trial groups from the same distribution
+    many = target + 2.0 + 5.0 * rng.standard_normal((40, len(t)))
+    a = error_budget(many, target, k=3, max_groups=500)
+    b = error_budget(many, target, k=3, max_groups=500)
+    assert len(a["group_rmse"]) == 500
+    np.testing.assert_array_equal(a["group_rmse"], b["group_rmse"])
+    full = error_budget(many, target, k=3)["group_rmse"]
+    assert len(full) == 9880
+    assert np.median(a["group_rmse"]) == pytest.approx(np.median(full), rel=0.05)
 
 
 @pytest.mark.parametrize("scale", [2.0, "fit"])

@@ -758,8 +758,10 @@ class Study:
             ``k``-trial average, ``sqrt(bias2 + var / k)``), ``bias2`` (the
             mean waveform's squared error, nAm^2), ``var`` (the trials'
             variance, nAm^2), per time point ``mean``, ``bias2_t`` and
-            ``var_t``, and ``k``, ``n_trials``, ``scale``, ``seeds``; see
-            :func:`hnnfit.fit.objective.error_budget`.
+            ``var_t``, the spread of scores ``trial_rmse`` (each trial's)
+            and ``group_rmse`` (each average of ``k`` distinct trials',
+            nAm), the processed ``trials``, and ``k``, ``n_trials``,
+            ``scale``, ``seeds``; see :func:`hnnfit.fit.objective.error_budget`.
         """
         seeds = self._held_out(seeds, at_least=2)
         point = self.best_params if params is None else self.space.check_values(params)

@@ -61,7 +61,22 @@ def _hnn_pair(sim_times, sim, times, target):
     return a, b
 
 
-def error_budget(trials, target, k=1):
+MAX_GROUPS = 20000  # k-trial groups scored exactly; more are sampled
+
+
+def _groups(n, k, max_groups):
+    """Index arrays of ``k``-subsets of ``range(n)``: all of them, or a fixed sample."""
+    from itertools import combinations
+    from math import comb
+
+    if comb(n, k) <= max_groups:
+        return np.array(list(combinations(range(n), k)), dtype=int).reshape(-1, k)
+    # a fixed generator: the same trials always give the same distribution
+    rng = np.random.default_rng(0)
+    return np.sort(rng.random((max_groups, n)).argsort(axis=1)[:, :k], axis=1)
+
+
+def error_budget(trials, target, k=1, max_groups=MAX_GROUPS):
     """Split the squared error of ``k``-trial averages into bias and trial spread.
 
     A fit is judged on averages of a few trials it never saw. Their mean
@@ -79,6 +94,10 @@ def error_budget(trials, target, k=1):
         The target's values (nAm).
     k : int
         Trials per average.
+    max_groups : int
+        Averages of ``k`` distinct trials are scored one by one for
+        ``group_rmse``: every such group when there are at most this many,
+        else this many drawn at random (with a fixed seed).
 
     Returns
     -------
@@ -87,8 +106,12 @@ def error_budget(trials, target, k=1):
         average, nAm), ``bias2`` and ``var`` (nAm^2, averaged over time
         points; ``bias2`` is unbiased, so it can be slightly negative when
         the mean waveform fits to within the noise), ``k``, ``n_trials``,
-        and per time point ``mean`` (nAm), ``bias2_t`` and ``var_t``
-        (nAm^2).
+        per time point ``mean`` (nAm), ``bias2_t`` and ``var_t``
+        (nAm^2), ``trial_rmse`` (each trial's own RMSE, nAm) and
+        ``group_rmse`` (the RMSE of averages of ``k`` distinct trials, nAm;
+        empty when ``k`` exceeds the trials): their spread is how much a
+        held-out check on one group of ``k`` can land away from
+        ``expected``, heavy tails included.
     """
     trials = np.asarray(trials, dtype=float)
     target = np.asarray(target, dtype=float)
@@ -99,6 +122,7 @@ def error_budget(trials, target, k=1):
         raise ValueError(f"target must have one value per time point ({trials.shape[1]}), "
                          f"got shape {target.shape}")
     k = check_int(k, "k", low=1)
+    max_groups = check_int(max_groups, "max_groups", low=1)
     n = trials.shape[0]
     mean = trials.mean(axis=0)
     var_t = trials.var(axis=0, ddof=1)
@@ -106,9 +130,15 @@ def error_budget(trials, target, k=1):
     # sampling variance, var / n
     bias2_t = (mean - target) ** 2 - var_t / n
     bias2, var = float(bias2_t.mean()), float(var_t.mean())
+    trial_rmse = np.sqrt(np.mean((trials - target) ** 2, axis=1))
+    group_rmse = np.empty(0)
+    if k <= n:
+        group_rmse = np.concatenate([
+            np.sqrt(np.mean((trials[chunk].mean(axis=1) - target) ** 2, axis=1))
+            for chunk in np.array_split(_groups(n, k, max_groups), max(1, max_groups // 2000))])
     return {"expected": float(np.sqrt(max(bias2 + var / k, 0.0))), "bias2": bias2,
             "var": var, "k": k, "n_trials": n, "mean": mean, "bias2_t": bias2_t,
-            "var_t": var_t}
+            "var_t": var_t, "trial_rmse": trial_rmse, "group_rmse": group_rmse}
 
 
 def _mean_dipole(dpls):
@@ -420,8 +450,9 @@ class DipoleObjective:
         Returns
         -------
         dict
-            :func:`error_budget`'s result plus ``scale`` and ``seeds``;
-            ``expected`` is in nAm.
+            :func:`error_budget`'s result plus ``scale``, ``seeds`` and
+            ``trials`` (the processed single trials on the target's time
+            points, nAm, one row per seed); ``expected`` is in nAm.
         """
         if self.metric != "rmse":
             raise ValueError(f"metric must be 'rmse' for an error budget, got {self.metric!r}")
@@ -435,5 +466,5 @@ class DipoleObjective:
         _, scale, _ = self.score_dipole(_mean_dipole(dpls))
         sims = np.array([self.score_dipole(d, scale=scale)[2] for d in dpls])
         out = error_budget(sims, self.target.values, k)
-        out.update(scale=scale, seeds=seeds)
+        out.update(scale=scale, seeds=seeds, trials=sims)
         return out
