@@ -64,16 +64,25 @@ def _hnn_pair(sim_times, sim, times, target):
 MAX_GROUPS = 20000  # k-trial groups scored exactly; more are sampled
 
 
-def _groups(n, k, max_groups):
-    """Index arrays of ``k``-subsets of ``range(n)``: all of them, or a fixed sample."""
-    from itertools import combinations
+def _groups(n, k, max_groups, chunk=2000):
+    """Index arrays of ``k``-subsets of ``range(n)``, ``chunk`` rows at a time.
+
+    Every subset when there are at most ``max_groups``, else ``max_groups``
+    random ones (distinct trials within each) from a fixed generator, so
+    the same trials always give the same distribution.
+    """
+    from itertools import combinations, islice
     from math import comb
 
     if comb(n, k) <= max_groups:
-        return np.array(list(combinations(range(n), k)), dtype=int).reshape(-1, k)
-    # a fixed generator: the same trials always give the same distribution
+        subsets = combinations(range(n), k)
+        while rows := list(islice(subsets, chunk)):
+            yield np.array(rows, dtype=int)
+        return
     rng = np.random.default_rng(0)
-    return np.sort(rng.random((max_groups, n)).argsort(axis=1)[:, :k], axis=1)
+    for start in range(0, max_groups, chunk):
+        m = min(chunk, max_groups - start)
+        yield np.sort(rng.random((m, n)).argsort(axis=1)[:, :k], axis=1)
 
 
 def error_budget(trials, target, k=1, max_groups=MAX_GROUPS):
@@ -131,11 +140,9 @@ def error_budget(trials, target, k=1, max_groups=MAX_GROUPS):
     bias2_t = (mean - target) ** 2 - var_t / n
     bias2, var = float(bias2_t.mean()), float(var_t.mean())
     trial_rmse = np.sqrt(np.mean((trials - target) ** 2, axis=1))
-    group_rmse = np.empty(0)
-    if k <= n:
-        group_rmse = np.concatenate([
-            np.sqrt(np.mean((trials[chunk].mean(axis=1) - target) ** 2, axis=1))
-            for chunk in np.array_split(_groups(n, k, max_groups), max(1, max_groups // 2000))])
+    group_rmse = np.concatenate([np.empty(0)] + [
+        np.sqrt(np.mean((trials[rows].mean(axis=1) - target) ** 2, axis=1))
+        for rows in (_groups(n, k, max_groups) if k <= n else ())])
     return {"expected": float(np.sqrt(max(bias2 + var / k, 0.0))), "bias2": bias2,
             "var": var, "k": k, "n_trials": n, "mean": mean, "bias2_t": bias2_t,
             "var_t": var_t, "trial_rmse": trial_rmse, "group_rmse": group_rmse}
