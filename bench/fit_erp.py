@@ -28,7 +28,9 @@ For each task the script
    parameters, ``--polish-override`` re-ranges or adds some); the better of
    the two on the fit seeds is kept, or with ``--select-top K`` the best of
    the staged point and the polish's K best points re-scored on fresh seeds
-   (50 onwards; the held-out seeds play no part in the choice);
+   (50 onwards; the held-out seeds play no part in the choice); with
+   ``--select-means`` the candidates are the staged point and CMA-ES' means
+   only, not single evaluations (whose low values are partly luck);
 5. scores the fitted parameters on held-out seeds (``--held-out``, default
    100-102: trials the fit never saw), the acceptance measure; with
    ``--held-out-groups K`` also on K-1 further groups of as many unseen
@@ -234,7 +236,7 @@ def _select(study, polish, staged_value, top, seeds, n_jobs, surrogate=(), surro
     """
     from hnnfit.fit.optimize import _Executor
 
-    table = polish.rescore(seeds, top=top, n_jobs=n_jobs)
+    table = polish.rescore(seeds, top=top, n_jobs=n_jobs) if top else None
     extra = {"staged": polish.space.clip({**polish.x0, **study.best_params})}
     solver = getattr(polish, "solver_", None)
     means = getattr(solver, "means", None)
@@ -257,7 +259,8 @@ def _select(study, polish, staged_value, top, seeds, n_jobs, surrogate=(), surro
     sel = [{"candidate": k, "fit_value": staged_value if k == "staged" else math.nan,
             "value": values[k]} for k in labels]
     sel += [{"candidate": int(r["id"]), "fit_value": float(r["value"]),
-             "value": float(r["rescored"])} for _, r in table.iterrows()]
+             "value": float(r["rescored"])} for _, r in
+            (table.iterrows() if table is not None else ())]
     best = min(sel, key=lambda r: math.inf if math.isnan(r["value"]) else r["value"])
     if best["candidate"] == "staged":
         point, label = extra["staged"], "staged point"
@@ -321,10 +324,11 @@ def run_task(key, args, out_dir):
                             for i in range(len(held_out))]
                            for g in range(args.held_out_groups - 1)]
     select_seeds = list(range(SELECT_SEED0, SELECT_SEED0 + args.select_trials)) \
-        if args.select_top else []
+        if args.select_top or args.select_means else []
     used = set(fit_seeds) | set(_polish_seeds(args, span=args.polish_evals or 0))
     if used & set(select_seeds):
-        raise SystemExit(f"--select-top's seeds {select_seeds} overlap the fit seeds "
+        raise SystemExit(f"the selection's seeds {select_seeds} (--select-top, "
+                         f"--select-means) overlap the fit seeds "
                          f"{sorted(used)}")
     used |= set(select_seeds)
     if used & {s for g in groups for s in g}:
@@ -459,7 +463,7 @@ def run_task(key, args, out_dir):
             chosen, label = polish, f"{args.solver} staged + {args.polish} polish"
     best_params = {**study.best_params, **chosen.best_params}
     fit_value = chosen.best_value
-    if polish is not None and args.select_top:
+    if polish is not None and (args.select_top or args.select_means):
         # the best value of a noisy objective is the luckiest, not the best,
         # point: re-score the leading candidates on fresh seeds and keep the
         # best there (the held-out seeds still play no part)
@@ -604,6 +608,10 @@ def main(argv=None):
                         help="after the polish, re-score the staged point and this many "
                         "best polish points on --select-trials fresh seeds and keep the "
                         "best there (0: keep the polish's best value)")
+    parser.add_argument("--select-means", action="store_true",
+                        help="re-score (as --select-top does) the staged point and the "
+                        "CMA-ES polish's means only; with --select-top K also its K "
+                        "best single evaluations")
     parser.add_argument("--surrogate-radius", type=float, action="append",
                         help="with --select-top: also a candidate from a quadratic model "
                         "of the waveform pooled over the polish's evaluations, its "
@@ -641,8 +649,13 @@ def main(argv=None):
     if args.select_top < 0 or (args.select_top and not args.polish):
         raise SystemExit(f"--select-top must be >= 0 and needs --polish, got "
                          f"{args.select_top}" + ("" if args.polish else " without --polish"))
-    if (args.surrogate_radius or args.surrogate_last) and not args.select_top:
-        raise SystemExit("--surrogate-radius and --surrogate-last need --select-top")
+    if args.select_means and args.polish != "cma":
+        raise SystemExit(f"--select-means needs --polish cma (the means are CMA-ES'), got "
+                         f"--polish {args.polish}")
+    if (args.surrogate_radius or args.surrogate_last) and not (args.select_top
+                                                               or args.select_means):
+        raise SystemExit("--surrogate-radius and --surrogate-last need --select-top or "
+                         "--select-means")
     if any(r <= 0 for r in args.surrogate_radius or ()) or (
             args.surrogate_last is not None and args.surrogate_last < 1):
         raise SystemExit(f"--surrogate-radius must be > 0 and --surrogate-last >= 1, got "
