@@ -33,17 +33,17 @@ def test_bad_options_exit_with_a_message(fit_erp, tmp_path, argv, message):
     assert not list(tmp_path.iterdir())
 
 
-def test_selection_seeds_must_not_overlap_the_polish(fit_erp, shared_dir, tmp_path):
-    # --select-means re-scores on seeds 50.. ; a resampled polish whose
-    # generations reach seed 50 would select on trials it was fitted on
+def test_selection_seeds_must_not_overlap_fit_or_held_out_seeds(fit_erp, shared_dir,
+                                                                 tmp_path):
+    # --select-means re-scores on seeds 50.. : a choice made on held-out
+    # trials, or on trials the fit used, would not be a fair choice
     data = shared_dir / "data" / "MEG_detection_data"
     argv = ["--task", "supra", "--polish", "cma", "--polish-evals", "24",
             "--polish-popsize", "12", "--polish-trials", "3", "--select-means",
             "--held-out", "48", "49", "50", "--data-dir", str(data), "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="--held-out seeds"):
         fit_erp.main(argv)
-    # the same with held-out seeds clear of the selection's 50-61 passes that check
-    # and the next one: seeds of a selection overlapping the fit seeds
+    # fit trials 0-50 reach the selection's first seed
     argv = ["--task", "supra", "--fit-trials", "51", "--polish", "cma", "--select-means",
             "--data-dir", str(data), "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="selection's seeds"):
