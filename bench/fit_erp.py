@@ -31,6 +31,8 @@ For each task the script
    (50 onwards; the held-out seeds play no part in the choice); with
    ``--select-means`` the candidates are the staged point and CMA-ES' means
    only, not single evaluations (whose low values are partly luck);
+   ``--take-cma-mean`` keeps CMA-ES' mean averaged over the second half of
+   its generations, with no re-scoring (no choice left to noise);
 5. scores the fitted parameters on held-out seeds (``--held-out``, default
    100-102: trials the fit never saw), the acceptance measure; with
    ``--held-out-groups K`` also on K-1 further groups of as many unseen
@@ -477,6 +479,20 @@ def run_task(key, args, out_dir):
                            f"{select_seeds[0]}-{select_seeds[-1]} | | | {len(sel)} | | "
                            f"{min(r['value'] for r in sel):.2f} |")
         _emit({"task": key, "kind": "selection", "seeds": select_seeds, "candidates": sel})
+    if args.take_cma_mean:
+        # no choice among candidates whose scores differ by less than their
+        # noise: CMA-ES' mean averaged over the second half of the run (the
+        # point 'hnnfit budget --point cma-mean' scores)
+        solver = getattr(polish, "solver_", None)
+        means = getattr(solver, "means", None) or []
+        if len(means) >= 2:
+            k = len(means) // 2
+            best_params = {**study.best_params, **polish.space.clip(solver.averaged_mean(k))}
+            fit_value = math.nan
+            label = f"cma mean averaged over the last {k} generations"
+        else:
+            print(f"--take-cma-mean: the polish completed {len(means)} generation(s), "
+                  f"fewer than 2; keeping its best point", flush=True)
 
     # 5. held-out trials; further groups of as many seeds show how much the
     # score of one group moves from trial noise alone (the acceptance
@@ -612,6 +628,9 @@ def main(argv=None):
                         help="re-score (as --select-top does) the staged point and the "
                         "CMA-ES polish's means only; with --select-top K also its K "
                         "best single evaluations")
+    parser.add_argument("--take-cma-mean", action="store_true",
+                        help="keep the CMA-ES polish's mean averaged over the second "
+                        "half of its generations, without re-scoring any candidate")
     parser.add_argument("--surrogate-radius", type=float, action="append",
                         help="with --select-top: also a candidate from a quadratic model "
                         "of the waveform pooled over the polish's evaluations, its "
@@ -652,6 +671,11 @@ def main(argv=None):
     if args.select_means and args.polish != "cma":
         raise SystemExit(f"--select-means needs --polish cma (the means are CMA-ES'), got "
                          f"--polish {args.polish}")
+    if args.take_cma_mean and (args.polish != "cma" or args.select_top or args.select_means):
+        raise SystemExit("--take-cma-mean needs --polish cma and excludes --select-top and "
+                         f"--select-means, got --polish {args.polish}, --select-top "
+                         f"{args.select_top}" + (", --select-means" if args.select_means
+                                                 else ""))
     if (args.surrogate_radius or args.surrogate_last) and not (args.select_top
                                                                or args.select_means):
         raise SystemExit("--surrogate-radius and --surrogate-last need --select-top or "

@@ -22,6 +22,11 @@ def fit_erp():
     (["--polish", "cma", "--select-means", "--select-trials", "0"],
      "--select-trials must be at least 1, got 0"),
     (["--select-top", "2"], "needs --polish"),
+    (["--take-cma-mean", "--polish", "cobyla"], "--take-cma-mean needs --polish cma"),
+    (["--take-cma-mean", "--polish", "cma", "--select-means"],
+     "excludes --select-top and --select-means, got --polish cma, --select-top 0, "
+     "--select-means"),
+    (["--take-cma-mean", "--polish", "cma", "--select-top", "4"], "--select-top 4"),
     (["--fit-trials", "4", "--group-size", "3"], "--group-size must divide"),
     (["--held-out-groups", "0"], "--held-out-groups must be at least 1, got 0"),
 ])
@@ -49,3 +54,37 @@ def test_selection_seeds_must_not_overlap_fit_or_held_out_seeds(fit_erp, shared_
     with pytest.raises(SystemExit, match="selection's seeds"):
         fit_erp.main(argv)
     assert not list(tmp_path.glob("*.sqlite"))
+
+
+@pytest.mark.slow
+def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir, tmp_path,
+                                                           capsys):
+    # a tiny run (1 trial, 2 CMA-ES generations of 4): what --take-cma-mean
+    # keeps must be the averaged mean 'hnnfit budget --point cma-mean' reads
+    # back from the study, not the polish's lowest single value
+    import json
+    import math
+
+    from hnnfit.cli import _cma_mean
+    from hnnfit.fit.api import Study
+
+    data = shared_dir / "data" / "MEG_detection_data"
+    fit_erp.main(["--task", "supra", "--fit-trials", "1", "--held-out", "100",
+                  "--n-evals", "13", "--stage-evals", "evprox1=2",
+                  "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
+                  "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
+                  "--polish-resample", "--take-cma-mean", "--quiet",
+                  "--data-dir", str(data), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| cma mean averaged over the last 1 generations | 13 |" in out
+    fit = [json.loads(line) for line in out.splitlines()
+           if line.startswith("{") and '"kind": "fit"' in line][-1]
+    # the mean was never evaluated on the fit's trials
+    assert math.isnan(fit["fit_rmse"])
+    polish = Study.load(fit["study"])
+    mean, k, n = _cma_mean(polish)
+    assert (k, n) == (1, 2)
+    for name, value in mean.items():
+        assert fit["best_params"][name] == pytest.approx(value, rel=1e-12, abs=1e-15)
+    best = polish.best_params
+    assert any(fit["best_params"][name] != best[name] for name in best)
