@@ -74,7 +74,8 @@ def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir,
                   "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
                   "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
                   "--polish-resample", "--take-cma-mean", "--quiet",
-                  "--data-dir", str(data), "--out", str(tmp_path)])
+                  "--data-dir", str(data), "--params-dir", str(shared_dir / "params"),
+                  "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "| cma mean averaged over the last 1 generations | 13 |" in out
     fit = [json.loads(line) for line in out.splitlines()
