@@ -18,6 +18,10 @@ times and targets receive the events at time + delay.
 CoreNEURON: the buffer lives behind a BBCOREPOINTER and is serialised by
 bbcore_write (NEURON side) and rebuilt by bbcore_read (CoreNEURON side):
 one int (the number of times) and that many doubles per cell.
+CoreNEURON never runs a DESTRUCTOR's body (the translator compiles it out),
+so the buffers bbcore_read allocates are chained per NrnThread and the chain
+is freed when that thread's next model is read: a process that runs many
+CoreNEURON simulations keeps at most one model's buffers per thread.
 ENDCOMMENT
 
 NEURON {
@@ -40,15 +44,17 @@ VERBATIM
 /* The replay buffer: a private copy of the event times. Field names must not
    collide with NMODL names, which the CoreNEURON translator rewrites even
    inside VERBATIM blocks. */
-typedef struct {
-    int len;       /* number of stored times */
-    double* data;  /* the times, ms */
+typedef struct ReplayBuffer {
+    int len;                        /* number of stored times */
+    double* data;                   /* the times, ms */
+    struct ReplayBuffer* chain_next; /* CoreNEURON side: next buffer read on this thread */
 } ReplayBuffer;
 
 static ReplayBuffer* replay_new(int n) {
     ReplayBuffer* rb = (ReplayBuffer*) malloc(sizeof(ReplayBuffer));
     rb->len = n;
     rb->data = n > 0 ? (double*) malloc(sizeof(double) * n) : NULL;
+    rb->chain_next = NULL;
     return rb;
 }
 
@@ -183,13 +189,56 @@ static void bbcore_write(double* xarray, int* iarray, int* xoffset, int* ioffset
     *xoffset += n;
 }
 
+#if NRNBBCORE
+/* Buffers read on each thread, newest first. Thread ids beyond the table are
+   not tracked (their buffers then live until the process ends). */
+#define REPLAY_MAX_THREADS 4096
+static ReplayBuffer* replay_chain[REPLAY_MAX_THREADS];
+static long replay_live = 0;  /* buffers allocated by bbcore_read and not yet freed */
+
+/* Number of CoreNEURON-side buffers alive, for tests (read through ctypes).
+   Updated atomically because threads may be read in parallel. */
+extern "C" __attribute__((visibility("default"))) long hnnfit_event_replay_live_buffers(void) {
+    return replay_live;
+}
+#endif
+
 static void bbcore_read(double* xarray, int* iarray, int* xoffset, int* ioffset, _threadargsproto_) {
     int n = iarray[*ioffset];
     int i;
-    ReplayBuffer* rb = replay_new(n);
+    ReplayBuffer* rb;
+#if NRNBBCORE
+    int tid = _nt->id;
+    /* The first instance of a thread's list (offset 0) starts a new model; the
+       previous model on this thread was torn down before it was read, so its
+       buffers are unreachable now. Threads are read in parallel, but each
+       touches only its own slot. */
+    if (*ioffset == 0 && tid >= 0 && tid < REPLAY_MAX_THREADS) {
+        ReplayBuffer* old = replay_chain[tid];
+        long freed = 0;
+        while (old) {
+            ReplayBuffer* after = old->chain_next;
+            replay_free(old);
+            old = after;
+            ++freed;
+        }
+        replay_chain[tid] = NULL;
+        if (freed) {
+            __atomic_sub_fetch(&replay_live, freed, __ATOMIC_RELAXED);
+        }
+    }
+#endif
+    rb = replay_new(n);
     for (i = 0; i < n; ++i) {
         rb->data[i] = xarray[*xoffset + i];
     }
+#if NRNBBCORE
+    if (tid >= 0 && tid < REPLAY_MAX_THREADS) {
+        rb->chain_next = replay_chain[tid];
+        replay_chain[tid] = rb;
+        __atomic_add_fetch(&replay_live, 1, __ATOMIC_RELAXED);
+    }
+#endif
     /* a fresh CoreNEURON instance owns no buffer yet */
     _p_buf = (void*) rb;
     *ioffset += 1;

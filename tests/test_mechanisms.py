@@ -645,3 +645,54 @@ def test_coreneuron_build_runs_and_matches_neuron(tmp_path):
         replayed = sorted(t for t, g in zip(run["t"], run["gid"]) if g == 2)
         assert replayed == awkward      # bit-exact under both simulators
     assert 0.0 in core["gid"]   # the soma fired
+
+
+def test_coreneuron_frees_the_replay_buffers_of_earlier_models():
+    """CoreNEURON never runs EventReplay's DESTRUCTOR body, so the buffers its
+    bbcore_read allocates are freed when the next model is read: after each
+    run exactly the current model's buffers are alive, however many models
+    the process ran before."""
+    code = """
+        import ctypes, json
+        from hnnfit.simulator._compile import load_mechanisms
+        build = load_mechanisms(coreneuron=True)
+        from neuron import h, coreneuron
+        h.load_file("stdrun.hoc")
+        pc = h.ParallelContext()
+        lib = ctypes.CDLL(str(sorted(build.glob("*/libcorenrnmech*"))[0]))
+        live = lib.hnnfit_event_replay_live_buffers
+        live.restype = ctypes.c_long
+        out = dict(before=live(), counts=[], spikes=[])
+
+        def run(n_cells):
+            pc.gid_clear()
+            keep = []
+            for gid in range(n_cells):
+                cell = h.EventReplay()
+                cell.play(h.Vector([1.0 + gid, 5.0 + 0.5 * gid]))
+                pc.set_gid2node(gid, 0)
+                nc = h.NetCon(cell, None)
+                pc.cell(gid, nc)
+                keep.append((cell, nc))
+            tv, idv = h.Vector(), h.Vector()
+            pc.spike_record(-1, tv, idv)
+            h.cvode.cache_efficient(1)
+            coreneuron.enable = True
+            pc.set_maxstep(10)
+            h.finitialize(-65.0)
+            pc.psolve(20.0)
+            coreneuron.enable = False
+            out["counts"].append(live())
+            out["spikes"].append(sorted(zip(idv, tv)))
+
+        for n in (6, 6, 6, 3, 8):
+            run(n)
+        print(json.dumps(out))
+    """
+    out = _last_json(_run_python(code, {}))
+    assert out["before"] == 0
+    # without freeing, the count would grow to 6, 12, 18, 21, 29
+    assert out["counts"] == [6, 6, 6, 3, 8]
+    for n, spikes in zip((6, 6, 6, 3, 8), out["spikes"]):
+        expected = sorted([(g, 1.0 + g) for g in range(n)] + [(g, 5.0 + 0.5 * g) for g in range(n)])
+        assert [tuple(s) for s in spikes] == expected
