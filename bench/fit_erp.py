@@ -486,7 +486,7 @@ def run_task(key, args, out_dir):
         solver = getattr(polish, "solver_", None)
         means = getattr(solver, "means", None) or []
         if len(means) >= 2:
-            k = len(means) // 2
+            k = solver.averaging_window()
             best_params = {**study.best_params, **polish.space.clip(solver.averaged_mean(k))}
             fit_value = math.nan
             label = f"cma mean averaged over the last {k} generations"

@@ -425,9 +425,8 @@ def _cma_mean(study):
     solver = study.replay_solver()
     if not solver.means:
         return None
-    n = len(solver.means)
-    k = max(1, n // 2)
-    return solver.averaged_mean(k), k, n
+    k = solver.averaging_window()
+    return solver.averaged_mean(k), k, len(solver.means)
 
 
 def _print_recovery(study, meta):

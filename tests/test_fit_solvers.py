@@ -189,8 +189,9 @@ def test_cma_generation_means():
                          seed=3, popsize=6)
     assert solver.generation_size == 6
     assert solver.mean == pytest.approx({"evprox2.mu": 105.0, "evprox2.sigma": 18.0})
-    with pytest.raises(ValueError, match="needs at least one completed generation"):
-        solver.averaged_mean()
+    for no_generation_yet in (solver.averaged_mean, solver.averaging_window):
+        with pytest.raises(ValueError, match="needs at least one completed generation"):
+            no_generation_yet()
     # a generation half told is not one: no mean recorded yet
     asked = solver.ask(3)
     solver.tell(asked, [quadratic(p) for p in asked])
@@ -205,6 +206,7 @@ def test_cma_generation_means():
         SPACE.from_unit(np.clip(solver._es.result.xfavorite, 0.0, 1.0)))
     # averages on the unit cube, over the last k generations (default: half)
     assert solver.averaged_mean(1) == solver.mean
+    assert solver.averaging_window() == 7
     half = np.mean([SPACE.to_unit(m) for m in means[-7:]], axis=0)
     assert solver.averaged_mean() == pytest.approx(SPACE.from_unit(half))
     with pytest.raises(ValueError, match="last must be"):

@@ -390,6 +390,23 @@ class CmaSolver(_Solver):
         """The mean after each completed generation (list of parameter dicts)."""
         return [dict(m) for m in self._means]
 
+    def averaging_window(self):
+        """Generations ``averaged_mean()`` averages by default.
+
+        The second half of the completed generations (at least one): the
+        first half is spent moving towards the optimum, and averaging it in
+        would pull the point back towards the start.
+
+        Returns
+        -------
+        int
+            A count of generations, between 1 and ``len(self.means)``.
+        """
+        if not self._means:
+            raise ValueError("an averaged CMA-ES mean needs at least one completed "
+                             "generation, got none")
+        return max(1, len(self._means) // 2)
+
     def averaged_mean(self, last=None):
         """The generation means averaged over the last ``last`` generations.
 
@@ -409,11 +426,8 @@ class CmaSolver(_Solver):
         dict
             Parameter values.
         """
-        if not self._means:
-            raise ValueError("averaged_mean needs at least one completed generation, "
-                             "got none")
-        n = len(self._means)
-        last = max(1, n // 2) if last is None else check_int(last, "last", low=1)
+        window = self.averaging_window()
+        last = window if last is None else check_int(last, "last", low=1)
         unit = np.mean([self.space.to_unit(m) for m in self._means[-last:]], axis=0)
         return self.space.from_unit(unit)
 
