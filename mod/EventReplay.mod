@@ -18,6 +18,8 @@ times and targets receive the events at time + delay.
 CoreNEURON: the buffer lives behind a BBCOREPOINTER and is serialised by
 bbcore_write (NEURON side) and rebuilt by bbcore_read (CoreNEURON side):
 one int (the number of times) and that many doubles per cell.
+After the run CoreNEURON returns the data to NEURON through the NEURON
+side's bbcore_read, which replaces the instance's buffer (freeing the old).
 CoreNEURON never runs a DESTRUCTOR's body (the translator compiles it out),
 so the buffers bbcore_read allocates are chained per NrnThread and the chain
 is freed when that thread's next model is read: a process that runs many
@@ -50,11 +52,17 @@ typedef struct ReplayBuffer {
     struct ReplayBuffer* chain_next; /* CoreNEURON side: next buffer read on this thread */
 } ReplayBuffer;
 
+/* Buffers allocated and not yet freed by this library (one count on the
+   NEURON side, one on the CoreNEURON side), for the tests' leak checks.
+   Updated atomically because threads may be read in parallel. */
+static long replay_live = 0;
+
 static ReplayBuffer* replay_new(int n) {
     ReplayBuffer* rb = (ReplayBuffer*) malloc(sizeof(ReplayBuffer));
     rb->len = n;
     rb->data = n > 0 ? (double*) malloc(sizeof(double) * n) : NULL;
     rb->chain_next = NULL;
+    __atomic_add_fetch(&replay_live, 1, __ATOMIC_RELAXED);
     return rb;
 }
 
@@ -62,8 +70,20 @@ static void replay_free(ReplayBuffer* rb) {
     if (rb) {
         free(rb->data);
         free(rb);
+        __atomic_sub_fetch(&replay_live, 1, __ATOMIC_RELAXED);
     }
 }
+
+/* The count, read through ctypes; the two libraries export different names. */
+#if NRNBBCORE
+extern "C" __attribute__((visibility("default"))) long hnnfit_event_replay_live_buffers(void) {
+    return replay_live;
+}
+#else
+extern "C" __attribute__((visibility("default"))) long hnnfit_event_replay_neuron_buffers(void) {
+    return replay_live;
+}
+#endif
 ENDVERBATIM
 
 INITIAL {
@@ -194,13 +214,6 @@ static void bbcore_write(double* xarray, int* iarray, int* xoffset, int* ioffset
    not tracked (their buffers then live until the process ends). */
 #define REPLAY_MAX_THREADS 4096
 static ReplayBuffer* replay_chain[REPLAY_MAX_THREADS];
-static long replay_live = 0;  /* buffers allocated by bbcore_read and not yet freed */
-
-/* Number of CoreNEURON-side buffers alive, for tests (read through ctypes).
-   Updated atomically because threads may be read in parallel. */
-extern "C" __attribute__((visibility("default"))) long hnnfit_event_replay_live_buffers(void) {
-    return replay_live;
-}
 #endif
 
 static void bbcore_read(double* xarray, int* iarray, int* xoffset, int* ioffset, _threadargsproto_) {
@@ -215,17 +228,12 @@ static void bbcore_read(double* xarray, int* iarray, int* xoffset, int* ioffset,
        touches only its own slot. */
     if (*ioffset == 0 && tid >= 0 && tid < REPLAY_MAX_THREADS) {
         ReplayBuffer* old = replay_chain[tid];
-        long freed = 0;
         while (old) {
             ReplayBuffer* after = old->chain_next;
             replay_free(old);
             old = after;
-            ++freed;
         }
         replay_chain[tid] = NULL;
-        if (freed) {
-            __atomic_sub_fetch(&replay_live, freed, __ATOMIC_RELAXED);
-        }
     }
 #endif
     rb = replay_new(n);
@@ -236,10 +244,14 @@ static void bbcore_read(double* xarray, int* iarray, int* xoffset, int* ioffset,
     if (tid >= 0 && tid < REPLAY_MAX_THREADS) {
         rb->chain_next = replay_chain[tid];
         replay_chain[tid] = rb;
-        __atomic_add_fetch(&replay_live, 1, __ATOMIC_RELAXED);
     }
-#endif
     /* a fresh CoreNEURON instance owns no buffer yet */
+#else
+    /* NEURON side: after a CoreNEURON run, NEURON hands the data back through
+       this same function (core2nrn_data_return) to an instance that still
+       owns the buffer it sent; replace that buffer instead of leaking it. */
+    replay_free((ReplayBuffer*) _p_buf);
+#endif
     _p_buf = (void*) rb;
     *ioffset += 1;
     *xoffset += n;

@@ -696,3 +696,62 @@ def test_coreneuron_frees_the_replay_buffers_of_earlier_models():
     for n, spikes in zip((6, 6, 6, 3, 8), out["spikes"]):
         expected = sorted([(g, 1.0 + g) for g in range(n)] + [(g, 5.0 + 0.5 * g) for g in range(n)])
         assert [tuple(s) for s in spikes] == expected
+
+
+def test_coreneuron_runs_replace_the_neuron_side_replay_buffers():
+    """After a CoreNEURON run NEURON hands each EventReplay's data back
+    through bbcore_read on its own side: the returned buffer must replace
+    the instance's buffer, not leak it, and must replay the same times."""
+    code = """
+        import ctypes, json
+        from hnnfit.simulator._compile import load_mechanisms
+        build = load_mechanisms(coreneuron=True)
+        from neuron import h, coreneuron
+        h.load_file("stdrun.hoc")
+        pc = h.ParallelContext()
+        lib = ctypes.CDLL(str(sorted(build.glob("*/libnrnmech*"))[0]))
+        live = lib.hnnfit_event_replay_neuron_buffers
+        live.restype = ctypes.c_long
+        out = dict(before=live(), counts=[], spikes=[])
+
+        cells = []
+        for gid in range(5):
+            cell = h.EventReplay()
+            cell.play(h.Vector([2.0 + gid, 7.5 + 0.25 * gid]))
+            pc.set_gid2node(gid, 0)
+            nc = h.NetCon(cell, None)
+            pc.cell(gid, nc)
+            cells.append((cell, nc))
+        out["after_play"] = live()
+        tv, idv = h.Vector(), h.Vector()
+        pc.spike_record(-1, tv, idv)
+        h.cvode.cache_efficient(1)
+
+        def run(core):
+            coreneuron.enable = core
+            pc.set_maxstep(10)
+            h.finitialize(-65.0)
+            pc.psolve(20.0)
+            coreneuron.enable = False
+            out["counts"].append(live())
+            out["spikes"].append(sorted(zip(idv, tv)))
+
+        for core in (True, True, True, False):
+            run(core)
+        cells[0][0].play(h.Vector([4.25]))
+        run(True)
+        del cells[:], cell, nc    # the loop left its last cell named
+        out["after_delete"] = live()
+        print(json.dumps(out))
+    """
+    out = _last_json(_run_python(code, {}))
+    assert out["before"] == 0 and out["after_play"] == 5
+    # a leaking hand-back would give 10, 15, 20, 20, 25
+    assert out["counts"] == [5, 5, 5, 5, 5]
+    expected = sorted([(g, 2.0 + g) for g in range(5)] + [(g, 7.5 + 0.25 * g) for g in range(5)])
+    # the last NEURON run plays the buffers CoreNEURON handed back
+    for spikes in out["spikes"][:4]:
+        assert [tuple(s) for s in spikes] == expected
+    replayed = sorted([(0, 4.25)] + [s for s in expected if s[0] != 0])
+    assert [tuple(s) for s in out["spikes"][4]] == replayed
+    assert out["after_delete"] == 0
