@@ -647,48 +647,62 @@ def test_coreneuron_build_runs_and_matches_neuron(tmp_path):
     assert 0.0 in core["gid"]   # the soma fired
 
 
-def test_coreneuron_frees_the_replay_buffers_of_earlier_models():
-    """CoreNEURON never runs EventReplay's DESTRUCTOR body, so the buffers its
-    bbcore_read allocates are freed when the next model is read: after each
-    run exactly the current model's buffers are alive, however many models
-    the process ran before."""
-    code = """
+def _replay_buffer_script(library, counter, body):
+    """A script that runs EventReplay cells under CoreNEURON and can read the
+    live replay-buffer count of one mechanism library (``live()``), then
+    runs ``body``; ``add_cell(gid, times)`` makes a replay cell and
+    ``solve(tv, idv, core)`` runs 20 ms, appending the count and the
+    spikes to ``out``."""
+    prelude = f"""
         import ctypes, json
         from hnnfit.simulator._compile import load_mechanisms
         build = load_mechanisms(coreneuron=True)
         from neuron import h, coreneuron
         h.load_file("stdrun.hoc")
         pc = h.ParallelContext()
-        lib = ctypes.CDLL(str(sorted(build.glob("*/libcorenrnmech*"))[0]))
-        live = lib.hnnfit_event_replay_live_buffers
+        lib = ctypes.CDLL(str(sorted(build.glob("*/{library}*"))[0]))
+        live = lib.{counter}
         live.restype = ctypes.c_long
         out = dict(before=live(), counts=[], spikes=[])
 
-        def run(n_cells):
-            pc.gid_clear()
-            keep = []
-            for gid in range(n_cells):
-                cell = h.EventReplay()
-                cell.play(h.Vector([1.0 + gid, 5.0 + 0.5 * gid]))
-                pc.set_gid2node(gid, 0)
-                nc = h.NetCon(cell, None)
-                pc.cell(gid, nc)
-                keep.append((cell, nc))
-            tv, idv = h.Vector(), h.Vector()
-            pc.spike_record(-1, tv, idv)
+        def add_cell(gid, times):
+            cell = h.EventReplay()
+            cell.play(h.Vector(times))
+            pc.set_gid2node(gid, 0)
+            nc = h.NetCon(cell, None)
+            pc.cell(gid, nc)
+            return cell, nc
+
+        def solve(tv, idv, core=True):
             h.cvode.cache_efficient(1)
-            coreneuron.enable = True
+            coreneuron.enable = core
             pc.set_maxstep(10)
             h.finitialize(-65.0)
             pc.psolve(20.0)
             coreneuron.enable = False
             out["counts"].append(live())
             out["spikes"].append(sorted(zip(idv, tv)))
+    """
+    return textwrap.dedent(prelude) + textwrap.dedent(body)
+
+
+def test_coreneuron_frees_the_replay_buffers_of_earlier_models():
+    """CoreNEURON never runs EventReplay's DESTRUCTOR body, so the buffers its
+    bbcore_read allocates are freed when the next model is read: after each
+    run exactly the current model's buffers are alive, however many models
+    the process ran before."""
+    code = _replay_buffer_script("libcorenrnmech", "hnnfit_event_replay_live_buffers", """
+        def run(n_cells):
+            pc.gid_clear()
+            keep = [add_cell(gid, [1.0 + gid, 5.0 + 0.5 * gid]) for gid in range(n_cells)]
+            tv, idv = h.Vector(), h.Vector()
+            pc.spike_record(-1, tv, idv)
+            solve(tv, idv)
 
         for n in (6, 6, 6, 3, 8):
             run(n)
         print(json.dumps(out))
-    """
+    """)
     out = _last_json(_run_python(code, {}))
     assert out["before"] == 0
     # without freeing, the count would grow to 6, 12, 18, 21, 29
@@ -702,48 +716,19 @@ def test_coreneuron_runs_replace_the_neuron_side_replay_buffers():
     """After a CoreNEURON run NEURON hands each EventReplay's data back
     through bbcore_read on its own side: the returned buffer must replace
     the instance's buffer, not leak it, and must replay the same times."""
-    code = """
-        import ctypes, json
-        from hnnfit.simulator._compile import load_mechanisms
-        build = load_mechanisms(coreneuron=True)
-        from neuron import h, coreneuron
-        h.load_file("stdrun.hoc")
-        pc = h.ParallelContext()
-        lib = ctypes.CDLL(str(sorted(build.glob("*/libnrnmech*"))[0]))
-        live = lib.hnnfit_event_replay_neuron_buffers
-        live.restype = ctypes.c_long
-        out = dict(before=live(), counts=[], spikes=[])
-
-        cells = []
-        for gid in range(5):
-            cell = h.EventReplay()
-            cell.play(h.Vector([2.0 + gid, 7.5 + 0.25 * gid]))
-            pc.set_gid2node(gid, 0)
-            nc = h.NetCon(cell, None)
-            pc.cell(gid, nc)
-            cells.append((cell, nc))
+    code = _replay_buffer_script("libnrnmech", "hnnfit_event_replay_neuron_buffers", """
+        cells = [add_cell(gid, [2.0 + gid, 7.5 + 0.25 * gid]) for gid in range(5)]
         out["after_play"] = live()
         tv, idv = h.Vector(), h.Vector()
         pc.spike_record(-1, tv, idv)
-        h.cvode.cache_efficient(1)
-
-        def run(core):
-            coreneuron.enable = core
-            pc.set_maxstep(10)
-            h.finitialize(-65.0)
-            pc.psolve(20.0)
-            coreneuron.enable = False
-            out["counts"].append(live())
-            out["spikes"].append(sorted(zip(idv, tv)))
-
         for core in (True, True, True, False):
-            run(core)
+            solve(tv, idv, core)
         cells[0][0].play(h.Vector([4.25]))
-        run(True)
-        del cells[:], cell, nc    # the loop left its last cell named
+        solve(tv, idv)
+        del cells[:]
         out["after_delete"] = live()
         print(json.dumps(out))
-    """
+    """)
     out = _last_json(_run_python(code, {}))
     assert out["before"] == 0 and out["after_play"] == 5
     # a leaking hand-back would give 10, 15, 20, 20, 25
