@@ -251,8 +251,9 @@ class NetworkModel:
                 times = np.sort(np.asarray(trial_events[idx], dtype=float))
                 # play() copies the times into the cell's own buffer, so one
                 # Vector serves every cell, filled element by element: in
-                # NEURON 9.0 each new h.Vector leaks ~100 B and from_python()
-                # keeps numpy-side memory, which adds up over a fit's trials
+                # NEURON 9.0 each new h.Vector leaks ~100 B, and from_python()
+                # was seen keeping memory across trials (tracemalloc, one
+                # full-size run); either adds up over a fit's trials
                 vec.resize(len(times))
                 for i, t in enumerate(times.tolist()):
                     vec.x[i] = t
