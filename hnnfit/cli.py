@@ -417,16 +417,24 @@ def _print_best(study):
                         for p in study.space])
 
 
-def _cma_mean(study):
+def _cma_mean(study, last=None):
     """(averaged mean, generations averaged, generations) of an unstaged CMA-ES
-    study, rebuilt from its log; None for other studies."""
+    study, rebuilt from its log; None for other studies.
+
+    ``last`` generations are averaged (default: the solver's window, the
+    second half); more than were completed is a UsageError.
+    """
     if study.stages is not None or study.solver_settings.get("name") != "cma":
         return None
     solver = study.replay_solver()
     if not solver.means:
         return None
-    k = solver.averaging_window()
-    return solver.averaged_mean(k), k, len(solver.means)
+    n = len(solver.means)
+    if last is not None and last > n:
+        raise UsageError(f"--generations must be at most the {n} completed generations "
+                         f"of {study.path}, got {last}")
+    k = solver.averaging_window() if last is None else last
+    return solver.averaged_mean(k), k, n
 
 
 def _print_recovery(study, meta):
@@ -613,8 +621,10 @@ def _cmd_rescore(args, study):
 def _point(args, study):
     """The point ``--point`` names (None: the best) and how to call it."""
     if args.point != "cma-mean":
+        if args.generations is not None:
+            raise UsageError(f"--generations {args.generations} needs --point cma-mean")
         return None, "the best point"
-    mean = _cma_mean(study)
+    mean = _cma_mean(study, args.generations)
     if mean is None:
         raise UsageError(f"--point cma-mean needs an unstaged CMA-ES study with a "
                          f"completed generation; {study.path} has none")
@@ -779,6 +789,9 @@ def _add_point_option(p):
                    "study's mean averaged over its second half of generations (as "
                    "'show' prints it), the estimate to use when each batch ran on new "
                    "trials")
+    p.add_argument("--generations", type=_positive_int, default=None, metavar="N",
+                   help="with --point cma-mean: average the mean over the last N "
+                   "generations instead (e.g. to compare windows with 'budget')")
 
 
 def make_parser():

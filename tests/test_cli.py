@@ -232,6 +232,24 @@ def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
     dyn = net.external_drives["evprox1"]["dynamics"]
     assert dyn["mu"] == pytest.approx(mean["evprox1.mu"], rel=1e-12)
     assert dyn["sigma"] == pytest.approx(mean["evprox1.sigma"], rel=1e-12)
+    # another window: --generations averages the last N generation means
+    solver = Study.load(path).replay_solver()
+    both = solver.averaged_mean(2)
+    assert both != mean
+    status, out, err = run(["export", path, tmp_path / "both.json", "--point", "cma-mean",
+                            "--generations", "2"], capsys)
+    assert status == 0, err
+    assert "averaged over the last 2 of 2 generations" in out
+    net = Network(read_params(tmp_path / "both.json"), add_drives_from_params=True,
+                  mesh_shape=(3, 3))
+    assert net.external_drives["evprox1"]["dynamics"]["mu"] == pytest.approx(
+        both["evprox1.mu"], rel=1e-12)
+    for argv, message in ((["--point", "cma-mean", "--generations", "3"],
+                           "--generations must be at most the 2 completed generations"),
+                          (["--generations", "2"], "--generations 2 needs --point cma-mean")):
+        status, out, err = run(["export", path, tmp_path / "bad.json", *argv], capsys)
+        _check_error(status, out, err, message)
+        assert not (tmp_path / "bad.json").exists()
     assert digest(path) == before
     # a Bayesian study has no CMA-ES mean: a clear error, no file
     status, out, err = run(["export", small["study"], tmp_path / "no.json", "--point",

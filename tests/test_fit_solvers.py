@@ -209,8 +209,13 @@ def test_cma_generation_means():
     assert solver.averaging_window() == 7
     half = np.mean([SPACE.to_unit(m) for m in means[-7:]], axis=0)
     assert solver.averaged_mean() == pytest.approx(SPACE.from_unit(half))
-    with pytest.raises(ValueError, match="last must be"):
+    whole = np.mean([SPACE.to_unit(m) for m in means], axis=0)
+    assert solver.averaged_mean(15) == pytest.approx(SPACE.from_unit(whole))
+    with pytest.raises(ValueError, match="last must be >= 1, got 0"):
         solver.averaged_mean(0)
+    # more generations than were run: an error, not a silent average of all
+    with pytest.raises(ValueError, match="last must be <= 15, got 16"):
+        solver.averaged_mean(16)
 
 
 def _pipelined(seed, n_evals=10):

@@ -419,7 +419,8 @@ class CmaSolver(_Solver):
         Parameters
         ----------
         last : int | None
-            Generations to average; default: the second half of the run.
+            Generations to average, at most the completed ones; default
+            :meth:`averaging_window` (the second half of the run).
 
         Returns
         -------
@@ -427,7 +428,9 @@ class CmaSolver(_Solver):
             Parameter values.
         """
         window = self.averaging_window()
-        last = window if last is None else check_int(last, "last", low=1)
+        # more generations than were run would silently average them all
+        last = window if last is None else check_int(last, "last", low=1,
+                                                     high=len(self._means))
         unit = np.mean([self.space.to_unit(m) for m in self._means[-last:]], axis=0)
         return self.space.from_unit(unit)
 
