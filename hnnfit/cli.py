@@ -385,7 +385,7 @@ def _print_table(header, rows, out=None):
                         enumerate(zip(r, widths))).rstrip(), file=out)
 
 
-def _print_best(study):
+def _print_best(study, generations=None):
     if study.n_complete == 0:
         print("no complete evaluation yet")
         return
@@ -406,7 +406,7 @@ def _print_best(study):
     drawn = (" (one evaluation's value; each batch ran on new trials)"
              if study.objective.resample else "")
     print(f"best value: {study.best_value:.6g}{drawn}")
-    cols, mean = ["parameter", "best", "low", "high"], _cma_mean(study)
+    cols, mean = ["parameter", "best", "low", "high"], _cma_mean(study, generations)
     if mean is not None:
         point, k, n = mean
         print(f"cma mean: CMA-ES' mean averaged over the last {k} of {n} generations "
@@ -586,6 +586,10 @@ def _stored_budget(study):
 
 @_closing
 def _cmd_show(args, study):
+    # refused before anything is printed
+    if args.generations is not None and _cma_mean(study, args.generations) is None:
+        raise UsageError(f"--generations {args.generations} needs an unstaged CMA-ES "
+                         f"study with a completed generation; {study.path} has none")
     df = study.trials
     print(f"study: {study.path}")
     space = study.space
@@ -596,7 +600,7 @@ def _cmd_show(args, study):
                              if counts else "none"))
     # what rescore and budget must stay clear of
     print(f"trial seeds used: {format_seeds(study.used_seeds())}")
-    _print_best(study)
+    _print_best(study, args.generations)
     recent = df.tail(args.last)
     if len(recent):
         print(f"\nlast {len(recent)} evaluations:")
@@ -834,6 +838,9 @@ def make_parser():
     p.add_argument("study", help="study file (.sqlite)")
     p.add_argument("--last", type=_positive_int, default=10,
                    help="number of recent evaluations listed (default 10)")
+    p.add_argument("--generations", type=_positive_int, default=None, metavar="N",
+                   help="a CMA-ES study's mean averaged over the last N generations "
+                   "(default: the second half)")
     p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser("rescore", help="score the best evaluations again on other seeds",

@@ -195,6 +195,10 @@ def test_show(small, capsys):
     status, out, err = run(["show", small["study"], "--last", 1], capsys)
     assert "last 1 evaluations:" in out and len(out.split("last 1 evaluations:")[1]
                                                    .strip().splitlines()) == 2
+    # a Bayesian study has no CMA-ES mean to average
+    status, out, err = run(["show", small["study"], "--generations", "2"], capsys)
+    _check_error(status, out, err, "--generations 2 needs an unstaged CMA-ES study")
+    assert digest(small["study"]) == before
 
 
 def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
@@ -244,6 +248,15 @@ def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
                   mesh_shape=(3, 3))
     assert net.external_drives["evprox1"]["dynamics"]["mu"] == pytest.approx(
         both["evprox1.mu"], rel=1e-12)
+    status, out, err = run(["show", path, "--generations", "2"], capsys)
+    assert status == 0, err
+    assert "averaged over the last 2 of 2 generations" in out
+    table = out.split("generations")[1].split("last 4 evaluations:")[0].strip().splitlines()
+    rows = {line.split()[0]: line.split() for line in table[2:]}
+    for name, value in both.items():
+        assert float(rows[name][2]) == pytest.approx(value, rel=1e-5)
+    status, out, err = run(["show", path, "--generations", "3"], capsys)
+    _check_error(status, out, err, "--generations must be at most the 2 completed generations")
     for argv, message in ((["--point", "cma-mean", "--generations", "3"],
                            "--generations must be at most the 2 completed generations"),
                           (["--generations", "2"], "--generations 2 needs --point cma-mean")):
