@@ -385,7 +385,11 @@ def _print_table(header, rows, out=None):
                         enumerate(zip(r, widths))).rstrip(), file=out)
 
 
-def _print_best(study, generations=None):
+# _print_best's default: rebuild the CMA-ES mean itself
+_REPLAY = object()
+
+
+def _print_best(study, cma_mean=_REPLAY):
     if study.n_complete == 0:
         print("no complete evaluation yet")
         return
@@ -406,7 +410,9 @@ def _print_best(study, generations=None):
     drawn = (" (one evaluation's value; each batch ran on new trials)"
              if study.objective.resample else "")
     print(f"best value: {study.best_value:.6g}{drawn}")
-    cols, mean = ["parameter", "best", "low", "high"], _cma_mean(study, generations)
+    cols, mean = ["parameter", "best", "low", "high"], cma_mean
+    if mean is _REPLAY:
+        mean = _cma_mean(study)
     if mean is not None:
         point, k, n = mean
         print(f"cma mean: CMA-ES' mean averaged over the last {k} of {n} generations "
@@ -586,8 +592,9 @@ def _stored_budget(study):
 
 @_closing
 def _cmd_show(args, study):
-    # refused before anything is printed
-    if args.generations is not None and _cma_mean(study, args.generations) is None:
+    # refused before anything is printed; the mean is rebuilt once, here
+    cma_mean = _cma_mean(study, args.generations)
+    if args.generations is not None and cma_mean is None:
         raise UsageError(f"--generations {args.generations} needs an unstaged CMA-ES "
                          f"study with a completed generation; {study.path} has none")
     df = study.trials
@@ -600,7 +607,7 @@ def _cmd_show(args, study):
                              if counts else "none"))
     # what rescore and budget must stay clear of
     print(f"trial seeds used: {format_seeds(study.used_seeds())}")
-    _print_best(study, args.generations)
+    _print_best(study, cma_mean)
     recent = df.tail(args.last)
     if len(recent):
         print(f"\nlast {len(recent)} evaluations:")
