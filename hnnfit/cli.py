@@ -70,6 +70,21 @@ an unknown one is an error::
                                    # drive group, then all (hnnfit.fit.staging)
     study = "studies/erp.sqlite"   # default: studies/<config name>.sqlite
 
+    [polish]                       # optional: once the fit has its budget, a
+                                   # second study refines its best point
+    solver = "cma"                 # default; or cobyla, bayesian
+    n_evals = 200
+    options = { sigma0 = 0.06, popsize = 12 }   # seed = the fit's by default
+    # only = ["evprox2", "evdist1.mu"]   # fit just these (the rest stay at
+                                   # the fit's best values)
+    # study = "studies/erp_polish.sqlite"   # default: <fit study>_polish.sqlite
+    [polish.objective]             # what differs from [objective]
+    seeds = [1000, 1001, 1002]     # new trials, far from held-out seeds
+    group_size = 3
+    resample = true
+    [polish.space]                 # ranges to change, or parameters to add
+    "evprox2.nmda.L5_pyramidal" = [0.0, 2.0]
+
 Input files (``params``, ``file``) given as relative paths are relative to
 the configuration file's folder; the study path is relative to the working
 directory, like ``--study``.
@@ -78,7 +93,9 @@ Bad input (a missing or malformed file, an unknown key or parameter, bad
 bounds or target, an unusable study file) is reported on one line,
 ``hnnfit: error: <message>``, with exit status 2, before any study file is
 touched. Ctrl-C during a fit stops it after recording the evaluations that
-finished (exit status 130); ``hnnfit resume`` continues it.
+finished (exit status 130); ``hnnfit resume`` continues it. Running ``hnnfit
+fit`` on the same configuration again continues whichever of the fit and its
+polish is unfinished.
 """
 from __future__ import annotations
 
@@ -103,6 +120,7 @@ _SECTIONS = {
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
     "run": ("n_evals", "n_jobs", "study", "staged"),
+    "polish": ("solver", "seed", "options", "n_evals", "only", "study", "objective", "space"),
 }
 _PARAM_KEYS = ("low", "high", "log", "integer")
 DEFAULT_N_EVALS = 20
@@ -128,24 +146,24 @@ def _known(keys):
     return ", ".join(repr(k) for k in keys)
 
 
-def _flatten_space(table, prefix=""):
+def _flatten_space(table, prefix="", section="space"):
     """Flatten ``[space]``: unquoted dotted names arrive as nested tables."""
     out = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and not ({"low", "high"} & set(value)):
             if not value:
-                raise ValueError(f"parameter {name!r} in [space] must have bounds, got {{}}")
-            out.update(_flatten_space(value, name + "."))
+                raise ValueError(f"parameter {name!r} in [{section}] must have bounds, got {{}}")
+            out.update(_flatten_space(value, name + ".", section))
         else:
             out[name] = value
     return out
 
 
-def _parse_parameter(name, spec):
+def _parse_parameter(name, spec, section="space"):
     from .fit.space import Parameter
 
-    where = f"parameter {name!r} in [space]"
+    where = f"parameter {name!r} in [{section}]"
     if isinstance(spec, list):
         if len(spec) != 2:
             raise ValueError(f"{where} must be [low, high] or a table with low and high, "
@@ -273,10 +291,7 @@ def load_config(path):
         if key in tgt_s:
             tgt_s[key] = check_number(tgt_s[key], f"{key} in [target]")
 
-    if "scale" in obj_s and not isinstance(obj_s["scale"], str):
-        obj_s["scale"] = check_number(obj_s["scale"], "scale in [objective]")
-    if "band" in obj_s:
-        obj_s["band"] = tuple(obj_s["band"]) if isinstance(obj_s["band"], list) else obj_s["band"]
+    obj_s = _parse_objective(obj_s, "objective")
 
     if not space_s and not auto:
         raise ValueError(f"[space] of {path} must name at least one parameter or set "
@@ -302,8 +317,50 @@ def load_config(path):
            "staged": check_bool(run_s.get("staged", False), "staged in [run]")}
     if run["study"] is not None:
         check_type(run["study"], str, "study in [run]")
+    polish = None if "polish" not in raw else _parse_polish(raw["polish"], path)
     return {"path": path, "network": net_s, "target": tgt_s, "objective": obj_s,
-            "space": space, "space_auto": auto, "solver": solver, "run": run}
+            "space": space, "space_auto": auto, "solver": solver, "run": run,
+            "polish": polish}
+
+
+def _parse_objective(obj_s, section):
+    if "scale" in obj_s and not isinstance(obj_s["scale"], str):
+        obj_s["scale"] = check_number(obj_s["scale"], f"scale in [{section}]")
+    if "band" in obj_s:
+        obj_s["band"] = tuple(obj_s["band"]) if isinstance(obj_s["band"], list) else obj_s["band"]
+    return obj_s
+
+
+def _parse_polish(pol_s, path):
+    """Check ``[polish]``: a second study refining the fit's best point."""
+    for key in ("objective", "space", "options"):
+        if not isinstance(pol_s.get(key, {}), dict):
+            raise ValueError(f"{key} in [polish] of {path} must be a table, "
+                             f"got {pol_s[key]!r}")
+    obj = dict(pol_s.get("objective", {}))
+    for key in obj:
+        if key not in _SECTIONS["objective"]:
+            raise ValueError(f"key {key!r} in [polish.objective] of {path} must be one of "
+                             f"{_known(_SECTIONS['objective'])}, got {key!r}")
+    only = pol_s.get("only")
+    if only is not None and not (isinstance(only, list) and only
+                                 and all(isinstance(o, str) for o in only)):
+        raise ValueError(f"only in [polish] must be a list of parameter or drive names, "
+                         f"got {only!r}")
+    seed = pol_s.get("seed")
+    polish = {"solver": check_type(pol_s.get("solver", "cma"), str, "solver in [polish]"),
+              "seed": None if seed is None else check_int(seed, "seed in [polish]", low=0),
+              "options": dict(pol_s.get("options", {})),
+              "n_evals": check_int(pol_s.get("n_evals", DEFAULT_N_EVALS),
+                                   "n_evals in [polish]", low=1),
+              "only": only, "study": pol_s.get("study"),
+              "objective": _parse_objective(obj, "polish.objective"),
+              "space": [_parse_parameter(name, spec, "polish.space") for name, spec in
+                        _flatten_space(dict(pol_s.get("space", {})), "",
+                                       "polish.space").items()]}
+    if polish["study"] is not None:
+        check_type(polish["study"], str, "study in [polish]")
+    return polish
 
 
 def build_fit(config):
@@ -314,10 +371,10 @@ def build_fit(config):
     parts : dict
         ``net`` (Network), ``target`` (Target), ``space`` (ParameterSpace),
         ``objective`` (dict of DipoleObjective keyword arguments), ``solver``
-        (dict: name, seed, options, x0).
+        (dict: name, seed, options, x0), ``polish`` (the checked ``[polish]``
+        section, or None).
     """
     from .fit.objective import DipoleObjective
-    from .fit.solvers import make_solver
     from .fit.space import ParameterSpace
     from .fit.targets import read_target
     from .network import Network
@@ -346,21 +403,41 @@ def build_fit(config):
         space = ParameterSpace(config["space"])
     objective = dict(config["objective"])
     # the objective checks its settings and the space against the network
-    DipoleObjective(net, target, space, **objective)
+    checked = DipoleObjective(net, target, space, **objective)
     solver = dict(config["solver"])
     if solver["x0"] is not None:
         solver["x0"] = space.check_values(solver["x0"])
+    _check_solver(solver["name"], space, solver["x0"], solver["seed"], solver["options"],
+                  "solver")
+    polish = config.get("polish")
+    if polish is not None:
+        from .fit.api import _OBJECTIVE_KEYS, polish_setup
+
+        # the polish will start from the fit's best point; its start point
+        # stands in for it, so that a bad [polish] fails before any study
+        start = solver["x0"] or space.clip(space.current_values(net))
+        pnet, pspace, px0, psettings = polish_setup(
+            net, space, start, {k: getattr(checked, k) for k in _OBJECTIVE_KEYS},
+            overrides={p.name: p for p in polish["space"]}, only=polish["only"],
+            objective=polish["objective"], what="fit's space")
+        DipoleObjective(pnet, target, pspace, **psettings)
+        _check_solver(polish["solver"], pspace, px0, polish["seed"] or 0, polish["options"],
+                      "polish")
+    return {"net": net, "target": target, "space": space, "objective": objective,
+            "solver": solver, "polish": polish}
+
+
+def _check_solver(name, space, x0, seed, options, section):
+    from .fit.solvers import make_solver
+
     try:
-        make_solver(solver["name"], space, x0=solver["x0"], seed=solver["seed"],
-                    **solver["options"])
+        make_solver(name, space, x0=x0, seed=seed, **options)
     except TypeError as err:
         if "unexpected keyword argument" not in str(err):
             raise
         bad = str(err).rsplit(" ", 1)[-1]
-        raise ValueError(f"options in [solver] must be options of the {solver['name']!r} "
+        raise ValueError(f"options in [{section}] must be options of the {name!r} "
                          f"solver (see hnnfit.fit.solvers), got {bad}") from None
-    return {"net": net, "target": target, "space": space, "objective": objective,
-            "solver": solver}
 
 
 # ---------------------------------------------------------------------------
@@ -524,9 +601,39 @@ def _cmd_fit(args):
                          description=f"hnnfit fit {config_path}", exist_ok=True,
                          stages="evoked" if staged else None)
     try:
-        return _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo)
+        status = _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo)
+        if status != EXIT_OK or parts["polish"] is None:
+            return status
+        return _polish_study(study, parts["polish"], study_path, n_jobs)
     finally:
         study.close()
+
+
+def _polish_study(study, polish, study_path, n_jobs):
+    """Run (or resume) the ``[polish]`` study from the fit's best point."""
+    path = Path(polish["study"]) if polish["study"] is not None else \
+        study_path.with_name(f"{study_path.stem}_polish.sqlite")
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True)
+    existed = path.exists()
+    polished = study.create_polish(
+        path, overrides={p.name: p for p in polish["space"]}, only=polish["only"],
+        objective=polish["objective"], solver=polish["solver"],
+        solver_options=polish["options"], seed=polish["seed"],
+        description=f"hnnfit fit: polish of {study_path}", exist_ok=True)
+    try:
+        print(f"\n{'resuming' if existed else 'created'} polish {path} "
+              f"({polished.n_complete + polished.n_failed} evaluations so far) from the "
+              f"best point of {study_path}; budget {polish['n_evals']}, {n_jobs} job(s)")
+        status = _run(polished, polish["n_evals"], n_jobs)
+        if status == EXIT_OK:
+            _print_best(polished)
+            if _cma_mean(polished) is not None:
+                print(f"export CMA-ES' mean with: {PROG} export {path} OUT.json "
+                      f"--point cma-mean")
+        return status
+    finally:
+        polished.close()
 
 
 def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo):

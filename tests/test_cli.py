@@ -271,6 +271,52 @@ def test_resampled_cma_fit_and_show(small, tmp_path, capsys):
     assert not (tmp_path / "no.json").exists()
 
 
+def test_fit_then_polish(small, tmp_path, capsys):
+    # [polish]: once the fit has its budget, a CMA-ES study on new trials
+    # refines its best point; the same command again resumes either
+    sections = base_sections(small["target"])
+    sections["polish"] = {"n_evals": "4", "options": "{ popsize = 2, sigma0 = 0.2 }",
+                          "only": '["evprox1"]'}
+    sections["polish.objective"] = {"seeds": "[500]", "resample": "true"}
+    sections["polish.space"] = {'"evprox1.nmda.L5_pyramidal"': "[0.0, 0.01]"}
+    config = write_config(tmp_path / "polish.toml", sections)
+    study_path = tmp_path / "fit.sqlite"
+    shutil.copy(small["study"], study_path)  # the fit has its 3 evaluations
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    assert status == 0, err
+    polish_path = tmp_path / "fit_polish.sqlite"
+    assert f"created polish {polish_path} (0 evaluations so far) from the best point" in out
+    assert f"hnnfit export {polish_path} OUT.json --point cma-mean" in out
+    with Study.load(small["study"]) as fit, Study.load(polish_path) as polish:
+        assert polish.x0 == {**fit.best_params, "evprox1.nmda.L5_pyramidal": 0.0}
+        assert [r["seeds"] for r in polish.storage.rows()] == [[500], [500], [501], [501]]
+        assert polish.solver_settings["name"] == "cma"
+        assert polish.objective.smooth_window == fit.objective.smooth_window == 10.0
+        assert fit.storage.rows() == Study.load(study_path).storage.rows()
+    # again: both have their budgets, nothing is evaluated
+    with Study.load(polish_path) as polish:
+        rows = polish.storage.rows()
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    assert status == 0, err
+    assert f"resuming polish {polish_path} (4 evaluations so far)" in out
+    with Study.load(polish_path) as polish:
+        assert polish.storage.rows() == rows
+    # a larger budget continues the polish from its log
+    sections["polish"]["n_evals"] = "6"
+    write_config(config, sections)
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    assert status == 0, err
+    with Study.load(polish_path) as polish:
+        assert [r["seeds"] for r in polish.storage.rows()][4:] == [[502], [502]]
+    # a polish made with other settings is refused, and left as it was
+    before = digest(polish_path)
+    sections["polish.objective"]["seeds"] = "[600]"
+    write_config(config, sections)
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    _check_error(status, out, err, str(polish_path))
+    assert digest(polish_path) == before
+
+
 def test_budget(small, capsys):
     before = digest(small["study"])
     status, out, err = run(["budget", small["study"], "--seeds", "5-8", "--k", "3",
@@ -474,7 +520,7 @@ def _edit(sections, *changes):
         if value is None:
             del sections[section][key]
         else:
-            sections[section][key] = value
+            sections.setdefault(section, {})[key] = value
 
 
 CONFIG_CASES = {
@@ -505,6 +551,23 @@ CONFIG_CASES = {
     "bad mesh": ([("network", "mesh_shape"), "[3]"], "mesh_shape"),
     "unknown column": ([("target", "columns"), '["dipole"]'], "dipole"),
     "zero budget": ([("run", "n_evals"), "0"], "n_evals"),
+    "unknown key in [polish]": ([("polish", "sigma"), "0.1"],
+                                "key 'sigma' in [polish] of"),
+    "polish adds an unknown synapse": ([("polish.space", '"evprox1.ampa.L9_cell"'),
+                                        "[0.0, 1.0]"], "L9_cell"),
+    "polish range low >= high": ([("polish.space", "evprox1.mu"), "[30.0, 25.0]"],
+                                 "parameter 'evprox1.mu' in [polish.space]"),
+    "polish of an unknown drive": ([("polish", "only"), '["evprox9"]'],
+                                   "only must name parameters or drives"),
+    "polish only not a list": ([("polish", "only"), '"evprox1"'],
+                               "only in [polish] must be a list"),
+    "unknown key in [polish.objective]": ([("polish.objective", "smoothing"), "3.0"],
+                                          "key 'smoothing' in [polish.objective]"),
+    "unknown polish solver option": ([("polish", "options"), "{ n_random = 2 }"],
+                                     "options in [polish] must be options of the 'cma'"),
+    "zero polish budget": ([("polish", "n_evals"), "0"], "n_evals in [polish]"),
+    "polish groups not dividing its trials": ([("polish.objective", "group_size"), "2"],
+                                              "multiple of group_size (2), got 1"),
 }
 
 

@@ -182,6 +182,94 @@ def test_best_net_is_the_network_with_the_best_parameters(cobyla_study):
     assert cobyla_study.net.external_drives["evprox1"]["dynamics"]["mu"] == 11.0
 
 
+def test_polish_starts_from_the_best_point_with_its_own_space_and_trials(cobyla_study,
+                                                                        tmp_path):
+    best = cobyla_study.best_params
+    n_rows = len(cobyla_study.storage.rows())
+    path = tmp_path / "polish.sqlite"
+    polish = cobyla_study.create_polish(
+        path, overrides={"evprox1.mu": (10.0, 20.0),
+                         "evprox1.nmda.L5_pyramidal": (0.0, 0.05)},
+        objective={"seeds": [1000, 1001], "resample": True},
+        solver_options={"sigma0": 0.1, "popsize": 2})
+    # the range replaced keeps its place; the absent synapse is appended and
+    # starts from the network's 0 uS
+    assert polish.space.names == ["evprox1.mu", "evprox1.ampa.L5_pyramidal",
+                                  "evprox1.nmda.L5_pyramidal"]
+    assert (polish.space["evprox1.mu"].low, polish.space["evprox1.mu"].high) == (10.0, 20.0)
+    assert polish.x0 == {**best, "evprox1.nmda.L5_pyramidal": 0.0}
+    assert polish.net == cobyla_study.best_net()
+    assert polish.objective.seeds == [1000, 1001] and polish.objective.n_trials == 2
+    assert polish.objective.resample
+    assert polish.objective.smooth_window == cobyla_study.objective.smooth_window
+    assert polish.solver_settings["name"] == "cma"
+    assert polish.solver_settings["seed"] == cobyla_study.solver_settings["seed"]
+    assert str(cobyla_study.path) in polish.description
+    polish.optimize(4, progress=False)
+    rows = polish.storage.rows()
+    assert [r["seeds"] for r in rows] == [[1000, 1001]] * 2 + [[1002, 1003]] * 2
+    # the first CMA-ES batch is centred on the start point: the polish
+    # searches around the best point, not anywhere in the space
+    assert all(abs(r["params"]["evprox1.mu"] - best["evprox1.mu"]) < 5.0 for r in rows)
+    polish.close()
+    # the polished study is only read
+    assert len(cobyla_study.storage.rows()) == n_rows
+    # reopening the same polish resumes it; other settings are refused
+    again = cobyla_study.create_polish(
+        path, overrides={"evprox1.mu": (10.0, 20.0),
+                         "evprox1.nmda.L5_pyramidal": (0.0, 0.05)},
+        objective={"seeds": [1000, 1001], "resample": True},
+        solver_options={"sigma0": 0.1, "popsize": 2}, exist_ok=True)
+    assert again.n_complete == 4
+    again.close()
+    with pytest.raises(StudyError):
+        cobyla_study.create_polish(path, exist_ok=True)
+
+    # only: the other parameter is fixed at the best value in the network
+    only = cobyla_study.create_polish(tmp_path / "only.sqlite", only=["evprox1.mu"],
+                                      solver="cobyla", objective={"n_trials": 2})
+    assert only.space.names == ["evprox1.mu"] and only.x0 == {"evprox1.mu": best["evprox1.mu"]}
+    w = only.net.external_drives["evprox1"]["weights_ampa"]["L5_pyramidal"]
+    assert w == best["evprox1.ampa.L5_pyramidal"]
+    assert only.objective.seeds == [0, 1]
+    only.close()
+    # a whole drive's parameters by its name; dropping one fixes it too
+    whole = cobyla_study.create_polish(tmp_path / "drive.sqlite", only=["evprox1"])
+    assert whole.space.names == cobyla_study.space.names
+    whole.close()
+    dropped = cobyla_study.create_polish(tmp_path / "drop.sqlite",
+                                         overrides={"evprox1.mu": None})
+    assert dropped.space.names == ["evprox1.ampa.L5_pyramidal"]
+    assert dropped.net.external_drives["evprox1"]["dynamics"]["mu"] == best["evprox1.mu"] != 11.0
+    dropped.close()
+
+    for kwargs, err, match in [
+            ({"only": ["evprox9", "evprox1.mu"]}, ValueError,
+             r"only must name parameters or drives .* got 'evprox9'"),
+            ({"only": "evprox1"}, TypeError, "only must be a sequence"),
+            ({"overrides": {"evprox1.sigma": None}}, ValueError,
+             "override 'evprox1.sigma' must name a parameter of the space of full.sqlite"),
+            ({"overrides": {"evprox1.mu": (1.0,)}}, ValueError,
+             r"override 'evprox1.mu' must be \(low, high\)"),
+            ({"overrides": {"evprox1.ampa.L9_cell": (0.0, 1.0)}}, ValueError, "L9_cell"),
+            ({"objective": {"n_trails": 3}}, ValueError,
+             "objective must only hold DipoleObjective settings"),
+            ({"objective": {"seeds": [1, 2], "n_trials": 3}}, ValueError,
+             r"seeds must have n_trials \(3\) entries, got 2")]:
+        with pytest.raises(err, match=match):
+            cobyla_study.create_polish(tmp_path / "bad.sqlite", **kwargs)
+        assert not (tmp_path / "bad.sqlite").exists()
+
+
+def test_polish_needs_a_complete_evaluation(tmp_path, target):
+    empty = Study.create(tmp_path / "empty.sqlite", make_net(), target, make_space(),
+                         objective=OBJECTIVE, solver="cobyla")
+    with pytest.raises(StudyError, match="has no complete evaluation to polish"):
+        empty.create_polish(tmp_path / "polish.sqlite")
+    assert not (tmp_path / "polish.sqlite").exists()
+    empty.close()
+
+
 def test_export_reproduces_the_best_network(cobyla_study, tmp_path):
     path = tmp_path / "best.json"
     cobyla_study.export(path)

@@ -138,6 +138,76 @@ def _fmt_s(seconds):
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def polish_setup(net, space, best, settings, *, overrides=None, only=None, objective=None,
+                 what="space"):
+    """Network, space, start point and objective settings of a polish.
+
+    What :meth:`Study.create_polish` builds from a study (see there for
+    ``overrides``, ``only`` and ``objective``), checked but not stored:
+    the command line runs it on the configured start point to reject a bad
+    ``[polish]`` section before any study file is touched.
+
+    Parameters
+    ----------
+    net : Network
+        The polished study's network (its initial values).
+    space : ParameterSpace
+        The polished study's space.
+    best : dict
+        The point to start from (a value for every parameter of ``space``).
+    settings : dict
+        The polished study's objective settings (DipoleObjective keywords).
+    what : str
+        What ``space`` is called in error messages.
+
+    Returns
+    -------
+    net, space, x0, settings
+        The polish's network (``best`` applied), space, start point
+        (clipped into the space) and objective settings.
+    """
+    polish = space.with_overrides(overrides, what)
+    added = [n for n in polish.names if n not in space]
+    if space.set_params is not None and (set(polish.names) != set(space.names)
+                                         or only is not None):
+        # the hook is written for exactly this study's names
+        raise ValueError(
+            f"a polish of a space with a set_params hook can only change the ranges of "
+            f"its parameters ({', '.join(space.names)}), got "
+            f"{'only=' + repr(only) if only is not None else 'parameters ' + ', '.join(polish.names)}")
+    polish.validate(net)
+    start = {n: best[n] for n in polish.names if n in best}
+    if added:
+        # a parameter the study did not fit starts where the network has it
+        start.update(polish.subset(added).current_values(net))
+    if only is not None:
+        if isinstance(only, str) or not all(isinstance(o, str) for o in only):
+            raise TypeError(f"only must be a sequence of parameter or drive names, "
+                            f"got {only!r}")
+        unknown = [o for o in only if o not in polish
+                   and not any(n.split(".", 1)[0] == o for n in polish.names)]
+        if unknown or not only:
+            raise ValueError(f"only must name parameters or drives of the polish's "
+                             f"space ({', '.join(polish.names)}), got "
+                             f"{', '.join(map(repr, unknown)) or 'none'}")
+        polish = polish.subset([n for n in polish.names
+                                if n in only or n.split(".", 1)[0] in only])
+    updates = dict(objective or {})
+    unknown = sorted(set(updates) - set(_OBJECTIVE_KEYS))
+    if unknown:
+        raise ValueError(f"objective must only hold DipoleObjective settings "
+                         f"({', '.join(_OBJECTIVE_KEYS)}), got {', '.join(unknown)}")
+    if updates.get("seeds") is not None and "n_trials" not in updates:
+        updates["n_trials"] = len(updates["seeds"])
+    elif "n_trials" in updates and "seeds" not in updates:
+        updates["seeds"] = None
+    # parameters the polish leaves out (dropped, or not in ``only``) keep
+    # their values at ``best``
+    new_net = space.apply(net, best)
+    x0 = polish.clip({n: start[n] for n in polish.names})
+    return new_net, polish, x0, {**settings, **updates}
+
+
 class Study:
     """A fitting study stored in one file: create it, optimise, resume, inspect.
 
@@ -344,6 +414,80 @@ class Study:
             storage.close()
             raise
         return cls(storage, net, target, space, objective, settings, plan)
+
+    def create_polish(self, path, *, overrides=None, only=None, objective=None,
+                      solver="cma", solver_options=None, seed=None, description=None,
+                      exist_ok=False):
+        """Create a study that refines this study's best point (a local polish).
+
+        The new study fits the same network and target from this study's
+        best point (for a staged study, the point carried through its
+        stages), typically with a local solver on more or new trials. It is
+        an ordinary study: run it with :meth:`optimize`, reopen it with
+        :meth:`load`; this study is only read.
+
+        Parameters
+        ----------
+        path : str | pathlib.Path
+            The polish's study file (its folder must exist).
+        overrides : dict | None
+            Changes to this study's space: ``{name: (low, high)}``, ``{name:
+            (low, high, {'log': True})}`` or a :class:`Parameter` replaces a
+            range or adds a parameter (e.g. a synapse absent from the start
+            file, which starts from the network's value, 0 uS, clipped into
+            its range); ``{name: None}`` drops one.
+        only : sequence of str | None
+            Fit only these parameters, or every parameter of these drives
+            (e.g. ``['evprox2', 'evdist1.mu']``). The polish's network is
+            this study's best network, so whatever it does not fit keeps
+            this study's best value.
+        objective : dict | None
+            Settings of :class:`DipoleObjective` that differ from this
+            study's objective, e.g. ``{'seeds': [1000, 1001, 1002],
+            'group_size': 3, 'resample': True}``. Giving ``seeds`` alone sets
+            ``n_trials`` to their number; ``n_trials`` alone uses seeds
+            ``0 .. n_trials - 1``. With ``resample``, batch ``k`` runs on
+            ``seeds + k * n_trials``, so start the seeds far from any you
+            keep for held-out scoring.
+        solver : {'cma', 'cobyla', 'bayesian'}
+            The polish's method; CMA-ES by default (its ``sigma0`` option is
+            the initial step in the unit cube: 0.05-0.1 stays local).
+        solver_options : dict | None
+            Options of the method (see :func:`make_solver`).
+        seed : int | None
+            Seed of the solver (default: this study's).
+        description : str | None
+            Stored with the new study (default: names this study's file).
+        exist_ok : bool
+            Reopen ``path`` if it holds this very polish (to resume it).
+
+        Returns
+        -------
+        Study
+            The new study, not yet run; its ``x0`` is the start point.
+
+        Raises
+        ------
+        StudyError
+            This study has no complete evaluation (for a staged study: none
+            in any stage).
+        ValueError
+            A bad override or ``only`` entry, or objective settings
+            :class:`DipoleObjective` rejects.
+        """
+        if self.n_complete == 0:
+            raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
+                             f"polish yet")
+        settings = {k: getattr(self.objective, k) for k in _OBJECTIVE_KEYS}
+        net, space, x0, settings = polish_setup(
+            self.net, self.space, self.best_params, settings, overrides=overrides,
+            only=only, objective=objective, what=f"space of {self.path.name}")
+        seed = self.solver_settings.get("seed", 0) if seed is None else seed
+        if description is None:
+            description = f"polish of {self.path}"
+        return Study.create(path, net, self.target, space, objective=settings,
+                            solver=solver, solver_options=solver_options, seed=seed,
+                            x0=x0, description=description, exist_ok=exist_ok)
 
     def close(self):
         """Close the study file."""

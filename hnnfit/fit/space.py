@@ -478,6 +478,43 @@ class ParameterSpace:
             out[p.name] = int(value) if p.integer else float(value)
         return out
 
+    def with_overrides(self, overrides, what="space"):
+        """A space with some ranges replaced, parameters added or dropped.
+
+        Parameters
+        ----------
+        overrides : dict | None
+            ``{name: (low, high)}``, ``{name: (low, high, {'log': True})}``
+            or ``{name: Parameter}`` replaces the range of a parameter of
+            this space (keeping its place) or appends a new one;
+            ``{name: None}`` drops one.
+        what : str
+            What the space is called in error messages.
+
+        Returns
+        -------
+        ParameterSpace
+            A new space with the same ``set_params`` hook; not checked
+            against a network (see :meth:`validate`).
+        """
+        params = {p.name: p for p in self._params}
+        if overrides is not None and not isinstance(overrides, dict):
+            raise TypeError(f"overrides must be a dict of parameter ranges, got "
+                            f"{type(overrides).__name__}")
+        for name, spec in dict(overrides or {}).items():
+            check_type(name, str, "override name")
+            if spec is None:
+                if name not in params:
+                    raise ValueError(f"override {name!r} must name a parameter of the "
+                                     f"{what} to drop, got an unknown name")
+                del params[name]
+                continue
+            params[name] = _override_parameter(name, spec)
+        if not params:
+            raise ValueError(f"overrides must leave at least one parameter of the {what}, "
+                             f"got none left")
+        return ParameterSpace(list(params.values()), set_params=self.set_params)
+
     def subset(self, names):
         """A space with only the parameters ``names`` (same bounds, this order).
 
@@ -614,27 +651,21 @@ def evoked_space(net, *, drives=None, tstop=None, overrides=None):
     for n in names:
         for p in _evoked_drive_parameters(net, n, evoked[n], tstop):
             params[p.name] = p
-    for name, spec in dict(overrides or {}).items():
-        check_type(name, str, "override name")
-        if spec is None:
-            if name not in params:
-                raise ValueError(f"override {name!r} must name a parameter of the automatic "
-                                 f"space to drop, got an unknown name")
-            del params[name]
-            continue
-        if isinstance(spec, Parameter):
-            p = spec if spec.name == name else Parameter(name, spec.low, spec.high,
-                                                         spec.log, spec.integer)
-        else:
-            spec = tuple(spec)
-            if len(spec) == 3 and isinstance(spec[2], dict):
-                p = Parameter(name, spec[0], spec[1], **spec[2])
-            elif len(spec) == 2:
-                p = Parameter(name, spec[0], spec[1])
-            else:
-                raise ValueError(f"override {name!r} must be (low, high), (low, high, "
-                                 f"options) or a Parameter, got {spec!r}")
-        params[name] = p
-    space = ParameterSpace(list(params.values()))
+    space = ParameterSpace(list(params.values())).with_overrides(overrides, "automatic space")
     space.validate(net)
     return space
+
+
+def _override_parameter(name, spec):
+    """The Parameter an override ``{name: spec}`` stands for."""
+    if isinstance(spec, Parameter):
+        return spec if spec.name == name else Parameter(name, spec.low, spec.high,
+                                                        spec.log, spec.integer)
+    if isinstance(spec, (tuple, list)):
+        spec = tuple(spec)
+        if len(spec) == 3 and isinstance(spec[2], dict):
+            return Parameter(name, spec[0], spec[1], **spec[2])
+        if len(spec) == 2:
+            return Parameter(name, spec[0], spec[1])
+    raise ValueError(f"override {name!r} must be (low, high), (low, high, options) or a "
+                     f"Parameter, got {spec!r}")
