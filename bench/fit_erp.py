@@ -185,45 +185,6 @@ def _range(text):
     return (low, high, {"log": True}) if len(parts) == 3 else (low, high)
 
 
-def _polish_space(study, net, overrides, only=None):
-    """The polish's network, space and start point.
-
-    The staged space with ``overrides`` applied: an override replaces a
-    parameter's range or adds a parameter the staged fit did not have (e.g.
-    a synapse absent from the start file), which starts from the network's
-    value (0 uS for an absent synapse) clipped into its range. With
-    ``only`` (parameter names or drive names), the polish fits just those
-    parameters and the network carries the staged fit's best values of the
-    others. The start point is clipped into the space, so a narrowed range
-    cannot put it outside.
-    """
-    from hnnfit.fit import Parameter
-    from hnnfit.fit.space import ParameterSpace, evoked_space
-
-    params = {p.name: p for p in study.space}
-    for name, rng in overrides.items():
-        params[name] = Parameter(name, rng[0], rng[1], log=len(rng) == 3)
-    start = dict(study.best_params)
-    added = [n for n in overrides if n not in study.space]
-    if added:
-        # evoked_space addresses any weight by name, present or not
-        probe = evoked_space(net, overrides={n: overrides[n] for n in added})
-        current = probe.current_values(net)
-        start.update({n: current[n] for n in added})
-    if only:
-        keep = [n for n in params if n in only or n.split(".", 1)[0] in only]
-        unknown = [o for o in only if o not in params
-                   and not any(n.split(".", 1)[0] == o for n in params)]
-        if unknown:
-            raise SystemExit(f"--polish-only must name parameters or drives of the fit, "
-                             f"got {', '.join(unknown)}")
-        net = study.space.apply(net, study.best_params)
-        params = {n: params[n] for n in keep}
-        start = {n: start[n] for n in keep}
-    space = ParameterSpace(list(params.values()))
-    return net, space, space.clip(start)
-
-
 def _select(study, polish, staged_value, top, seeds, n_jobs, surrogate=(), surrogate_last=None):
     """Re-score the staged point and the ``top`` best polish points on ``seeds``.
 
@@ -402,19 +363,21 @@ def run_task(key, args, out_dir):
             {"rhobeg": args.polish_sigma} if args.polish == "cobyla" else {}
         if args.polish_popsize is not None:
             popts["popsize"] = args.polish_popsize
-        pobjective = objective
+        pobjective = None
         if args.polish_trials is not None or args.polish_resample:
-            pseeds = _polish_seeds(args)
-            pobjective = {**objective, "n_trials": len(pseeds), "seeds": pseeds,
+            pobjective = {"seeds": _polish_seeds(args),
                           "resample": bool(args.polish_resample)}
-        pnet, pspace, px0 = _polish_space(
-            study, net, _parse_pairs(args.polish_override, "--polish-override", _range),
-            args.polish_only)
-        polish = Study.create(ppath, pnet, target, space=pspace, objective=pobjective,
-                              solver=args.polish, solver_options=popts or None,
-                              seed=args.seed, x0=px0,
-                              description=f"bench/fit_erp.py {key} polish",
-                              exist_ok=args.resume)
+        try:
+            # the polish starts from the staged best point; an override
+            # re-ranges a parameter or adds one (an absent synapse from 0 uS)
+            polish = study.create_polish(
+                ppath, overrides=_parse_pairs(args.polish_override, "--polish-override",
+                                              _range),
+                only=args.polish_only, objective=pobjective, solver=args.polish,
+                solver_options=popts or None, seed=args.seed,
+                description=f"bench/fit_erp.py {key} polish", exist_ok=args.resume)
+        except ValueError as err:
+            raise SystemExit(f"--polish-only / --polish-override: {err}") from None
         polish.optimize(args.polish_evals, n_jobs=args.n_jobs, progress=not args.quiet)
     wall = time.perf_counter() - t0
     if args.resume:
