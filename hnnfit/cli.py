@@ -706,6 +706,8 @@ def _cmd_show(args, study):
                          f"study with a completed generation; {study.path} has none")
     df = study.trials
     print(f"study: {study.path}")
+    if study.description:
+        print(f"description: {study.description}")
     space = study.space
     print("parameters: " + ", ".join(
         f"{p.name} in [{p.low:g}, {p.high:g}]" + (" (log)" if p.log else "") for p in space))

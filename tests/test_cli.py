@@ -186,6 +186,7 @@ def test_show(small, capsys):
     assert f"best value: {value:.6g}" in out
     assert "evaluations: 3 complete" in out
     assert "trial seeds used: 0\n" in out
+    assert f"description: hnnfit fit {small['config']}\n" in out
     assert "evprox1.mu in [20, 35], evprox1.sigma in [1, 6] (log)" in out
     assert f"{best['evprox1.mu']:.6g}" in out
     listed = out.split("last 3 evaluations:")[1].strip().splitlines()
@@ -287,6 +288,9 @@ def test_fit_then_polish(small, tmp_path, capsys):
     polish_path = tmp_path / "fit_polish.sqlite"
     assert f"created polish {polish_path} (0 evaluations so far) from the best point" in out
     assert f"hnnfit export {polish_path} OUT.json --point cma-mean" in out
+    status, out, err = run(["show", polish_path], capsys)
+    assert status == 0, err
+    assert f"description: hnnfit fit: polish of {study_path}\n" in out
     with Study.load(small["study"]) as fit, Study.load(polish_path) as polish:
         assert polish.x0 == {**fit.best_params, "evprox1.nmda.L5_pyramidal": 0.0}
         assert [r["seeds"] for r in polish.storage.rows()] == [[500], [500], [501], [501]]
