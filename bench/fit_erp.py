@@ -374,7 +374,8 @@ def run_task(key, args, out_dir):
                 ppath, overrides=_parse_pairs(args.polish_override, "--polish-override",
                                               _range),
                 only=args.polish_only, objective=pobjective, solver=args.polish,
-                solver_options=popts or None, seed=args.seed,
+                solver_options=popts or None,
+                seed=args.seed if args.polish_seed is None else args.polish_seed,
                 description=f"bench/fit_erp.py {key} polish", exist_ok=args.resume)
         except ValueError as err:
             raise SystemExit(f"--polish-only / --polish-override: {err}") from None
@@ -607,6 +608,9 @@ def main(argv=None):
                         help="initial step of the polish on the unit cube (CMA sigma0 "
                         "or COBYLA rhobeg)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--polish-seed", type=int,
+                        help="seed of the polish's solver (default --seed): another "
+                        "polish path from the same staged point")
     parser.add_argument("--engine", default="auto",
                         help="'auto' (CoreNEURON where it compiles), 'coreneuron', 'neuron'")
     parser.add_argument("--params-dir", help="folder of the hand-tuned parameter files "
@@ -651,6 +655,9 @@ def main(argv=None):
         raise SystemExit(f"--select-trials must be at least 1, got {args.select_trials}")
     if args.held_out_groups < 1:
         raise SystemExit(f"--held-out-groups must be at least 1, got {args.held_out_groups}")
+    if args.polish_seed is not None and (args.polish_seed < 0 or not args.polish):
+        raise SystemExit(f"--polish-seed must be >= 0 and needs --polish, got "
+                         f"--polish-seed {args.polish_seed}, --polish {args.polish}")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fit_erp_"))
     out_dir.mkdir(parents=True, exist_ok=True)
 

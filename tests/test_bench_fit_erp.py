@@ -29,6 +29,9 @@ def fit_erp():
     (["--take-cma-mean", "--polish", "cma", "--select-top", "4"], "--select-top 4"),
     (["--fit-trials", "4", "--group-size", "3"], "--group-size must divide"),
     (["--held-out-groups", "0"], "--held-out-groups must be at least 1, got 0"),
+    (["--polish-seed", "1"], "--polish-seed must be >= 0 and needs --polish, got "
+                             "--polish-seed 1, --polish None"),
+    (["--polish", "cma", "--polish-seed", "-1"], "--polish-seed must be >= 0"),
 ])
 def test_bad_options_exit_with_a_message(fit_erp, tmp_path, argv, message):
     with pytest.raises(SystemExit) as info:
@@ -73,7 +76,7 @@ def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir,
                   "--n-evals", "13", "--stage-evals", "evprox1=2",
                   "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
                   "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
-                  "--polish-resample", "--take-cma-mean", "--quiet",
+                  "--polish-resample", "--take-cma-mean", "--polish-seed", "3", "--quiet",
                   "--data-dir", str(data), "--params-dir", str(shared_dir / "params"),
                   "--out", str(tmp_path)])
     out = capsys.readouterr().out
@@ -83,6 +86,7 @@ def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir,
     # the mean was never evaluated on the fit's trials
     assert math.isnan(fit["fit_rmse"])
     polish = Study.load(fit["study"])
+    assert polish.solver_settings["seed"] == 3
     mean, k, n = _cma_mean(polish)
     assert (k, n) == (1, 2)
     for name, value in mean.items():
