@@ -73,6 +73,23 @@ def _as_target(target):
     return read_target(target)
 
 
+def _objective_kwargs_of(objective):
+    """DipoleObjective keywords of an objective, or of a dict of them (checked).
+
+    ``seeds`` without ``n_trials`` gives ``n_trials = len(seeds)``.
+    """
+    if isinstance(objective, DipoleObjective):
+        return {k: getattr(objective, k) for k in _OBJECTIVE_KEYS}
+    out = dict(objective or {})
+    unknown = sorted(set(out) - set(_OBJECTIVE_KEYS))
+    if unknown:
+        raise ValueError(f"objective must only hold DipoleObjective settings "
+                         f"({', '.join(_OBJECTIVE_KEYS)}), got {', '.join(unknown)}")
+    if out.get("seeds") is not None and "n_trials" not in out:
+        out["n_trials"] = len(out["seeds"])
+    return out
+
+
 def _objective_kwargs(settings):
     """DipoleObjective keyword arguments from stored settings."""
     kwargs = {k: settings[k] for k in _OBJECTIVE_KEYS if k in settings}
@@ -192,14 +209,8 @@ def polish_setup(net, space, best, settings, *, overrides=None, only=None, objec
                              f"{', '.join(map(repr, unknown)) or 'none'}")
         polish = polish.subset([n for n in polish.names
                                 if n in only or n.split(".", 1)[0] in only])
-    updates = dict(objective or {})
-    unknown = sorted(set(updates) - set(_OBJECTIVE_KEYS))
-    if unknown:
-        raise ValueError(f"objective must only hold DipoleObjective settings "
-                         f"({', '.join(_OBJECTIVE_KEYS)}), got {', '.join(unknown)}")
-    if updates.get("seeds") is not None and "n_trials" not in updates:
-        updates["n_trials"] = len(updates["seeds"])
-    elif "n_trials" in updates and "seeds" not in updates:
+    updates = _objective_kwargs_of(objective)
+    if "n_trials" in updates and "seeds" not in updates:
         updates["seeds"] = None
     # parameters the polish leaves out (dropped, or not in ``only``) keep
     # their values at ``best``
@@ -316,16 +327,7 @@ class Study:
         space.validate(net)
         if stages is not None and stages != "evoked":
             raise ValueError(f"stages must be None or 'evoked', got {stages!r}")
-        if isinstance(objective, DipoleObjective):
-            obj_kwargs = {k: getattr(objective, k) for k in _OBJECTIVE_KEYS}
-        else:
-            obj_kwargs = dict(objective or {})
-            unknown = sorted(set(obj_kwargs) - set(_OBJECTIVE_KEYS))
-            if unknown:
-                raise ValueError(f"objective must only hold DipoleObjective settings "
-                                 f"({', '.join(_OBJECTIVE_KEYS)}), got {', '.join(unknown)}")
-        if obj_kwargs.get("seeds") is not None and "n_trials" not in obj_kwargs:
-            obj_kwargs["n_trials"] = len(obj_kwargs["seeds"])
+        obj_kwargs = _objective_kwargs_of(objective)
         net = net.copy()
         objective = DipoleObjective(net, target, space, **obj_kwargs)
         if x0 is None:
@@ -478,9 +480,8 @@ class Study:
         if self.n_complete == 0:
             raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
                              f"polish yet")
-        settings = {k: getattr(self.objective, k) for k in _OBJECTIVE_KEYS}
         net, space, x0, settings = polish_setup(
-            self.net, self.space, self.best_params, settings, overrides=overrides,
+            self.net, self.space, self.best_params, _objective_kwargs_of(self.objective), overrides=overrides,
             only=only, objective=objective, what=f"space of {self.path.name}")
         seed = self.solver_settings.get("seed", 0) if seed is None else seed
         if description is None:
