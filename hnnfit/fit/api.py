@@ -201,14 +201,16 @@ def polish_setup(net, space, best, settings, *, overrides=None, only=None, objec
         if isinstance(only, str) or not all(isinstance(o, str) for o in only):
             raise TypeError(f"only must be a sequence of parameter or drive names, "
                             f"got {only!r}")
-        unknown = [o for o in only if o not in polish
-                   and not any(n.split(".", 1)[0] == o for n in polish.names)]
+        # an entry names a parameter, or a drive: every parameter it prefixes
+        picked = {o: [n for n in polish.names if o in (n, n.split(".", 1)[0])]
+                  for o in only}
+        unknown = [o for o, names in picked.items() if not names]
         if unknown or not only:
             raise ValueError(f"only must name parameters or drives of the polish's "
                              f"space ({', '.join(polish.names)}), got "
                              f"{', '.join(map(repr, unknown)) or 'none'}")
-        polish = polish.subset([n for n in polish.names
-                                if n in only or n.split(".", 1)[0] in only])
+        chosen = {n for names in picked.values() for n in names}
+        polish = polish.subset([n for n in polish.names if n in chosen])
     updates = _objective_kwargs_of(objective)
     if "n_trials" in updates and "seeds" not in updates:
         updates["seeds"] = None
@@ -448,9 +450,9 @@ class Study:
             study's objective, e.g. ``{'seeds': [1000, 1001, 1002],
             'group_size': 3, 'resample': True}``. Giving ``seeds`` alone sets
             ``n_trials`` to their number; ``n_trials`` alone uses seeds
-            ``0 .. n_trials - 1``. With ``resample``, batch ``k`` runs on
-            ``seeds + k * n_trials``, so start the seeds far from any you
-            keep for held-out scoring.
+            ``0 .. n_trials - 1``. With ``resample``, batch ``k`` runs on the
+            seeds shifted by ``k`` times their span, so start them far from
+            any you keep for held-out scoring.
         solver : {'cma', 'cobyla', 'bayesian'}
             The polish's method; CMA-ES by default (its ``sigma0`` option is
             the initial step in the unit cube: 0.05-0.1 stays local).
@@ -481,8 +483,9 @@ class Study:
             raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
                              f"polish yet")
         net, space, x0, settings = polish_setup(
-            self.net, self.space, self.best_params, _objective_kwargs_of(self.objective), overrides=overrides,
-            only=only, objective=objective, what=f"space of {self.path.name}")
+            self.net, self.space, self.best_params, _objective_kwargs_of(self.objective),
+            overrides=overrides, only=only, objective=objective,
+            what=f"space of {self.path.name}")
         seed = self.solver_settings.get("seed", 0) if seed is None else seed
         if description is None:
             description = f"polish of {self.path}"
