@@ -32,6 +32,9 @@ def fit_erp():
     (["--polish-seed", "1"], "--polish-seed must be >= 0 and needs --polish, got "
                              "--polish-seed 1, --polish None"),
     (["--polish", "cma", "--polish-seed", "-1"], "--polish-seed must be >= 0"),
+    (["--polish-dt", "0.05"], "--polish-dt must be > 0 ms and needs --polish, got "
+                              "--polish-dt 0.05, --polish None"),
+    (["--polish", "cma", "--polish-dt", "0"], "--polish-dt must be > 0 ms"),
 ])
 def test_bad_options_exit_with_a_message(fit_erp, tmp_path, argv, message):
     with pytest.raises(SystemExit) as info:
@@ -76,7 +79,8 @@ def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir,
                   "--n-evals", "13", "--stage-evals", "evprox1=2",
                   "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
                   "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
-                  "--polish-resample", "--take-cma-mean", "--polish-seed", "3", "--quiet",
+                  "--polish-resample", "--take-cma-mean", "--polish-seed", "3",
+                  "--polish-dt", "0.05", "--quiet",
                   "--data-dir", str(data), "--params-dir", str(shared_dir / "params"),
                   "--out", str(tmp_path)])
     out = capsys.readouterr().out
@@ -93,3 +97,11 @@ def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir,
         assert fit["best_params"][name] == pytest.approx(value, rel=1e-12, abs=1e-15)
     best = polish.best_params
     assert any(fit["best_params"][name] != best[name] for name in best)
+    # the polish searched at 0.05 ms; the held-out trial is judged at the
+    # staged fit's 0.025 ms
+    staged = Study.load(Path(fit["study"]).with_name("fit_erp_supra_fixed.sqlite"))
+    assert (polish.objective.dt, staged.objective.dt) == (0.05, 0.025)
+    fine = staged.objective.validate(fit["best_params"], [100])["value"]
+    coarse = polish.objective.validate(fit["best_params"], [100])["value"]
+    assert fit["held_out_rmse"] == pytest.approx(fine, rel=1e-9)
+    assert abs(fine - coarse) > 1e-6
