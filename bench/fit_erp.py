@@ -471,11 +471,7 @@ def run_task(key, args, out_dir):
     if pobj.dt != study.objective.dt:
         # a polish that searched at a coarser time step: its point is
         # judged at the fit's own (the reference's) step
-        from hnnfit.fit import DipoleObjective
-        from hnnfit.fit.api import _objective_kwargs_of
-
-        pobj = DipoleObjective(pobj.net, pobj.target, pobj.space,
-                               **{**_objective_kwargs_of(pobj), "dt": study.objective.dt})
+        pobj = pobj.with_settings(dt=study.objective.dt)
     point = (polish.space.clip({**polish.x0, **best_params}) if polish is not None
              else best_params)
     # all groups' trials pooled: the expected score of a k-trial average,

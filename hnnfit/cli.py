@@ -7,7 +7,7 @@
     hnnfit show STUDY
     hnnfit rescore STUDY --seeds A-B [...] [--top N] [--n-jobs N]
     hnnfit budget STUDY --seeds A-B [...] [--k K] [--point best|cma-mean]
-                  [--segments N] [--n-jobs N]
+                  [--segments N] [--goal G] [--dt MS] [--n-jobs N]
     hnnfit export STUDY OUT.json [--point best|cma-mean]
     hnnfit report STUDY OUTDIR
     hnnfit simulate PARAMS --out FILE [--tstop MS] [--n-trials N] [--smooth MS]
@@ -759,10 +759,11 @@ def _cmd_budget(args, study):
     seeds = _held_out_seeds(args)
     point, what = _point(args, study)
     # Study.error_budget refuses the fit's own seeds and fewer than 2
-    out = study.error_budget(seeds, params=point, k=args.k, n_jobs=args.n_jobs)
+    out = study.error_budget(seeds, params=point, k=args.k, n_jobs=args.n_jobs, dt=args.dt)
     k = out["k"]
+    step = "" if args.dt is None else f", time step {args.dt:g} ms"
     print(f"error budget of {what} of {study.path} on {out['n_trials']} trials (seeds "
-          f"{format_seeds(seeds)}), averages of {k}:")
+          f"{format_seeds(seeds)}{step}), averages of {k}:")
     print(f"expected RMSE of a {k}-trial average: {out['expected']:.2f} nAm = "
           f"sqrt(bias^2 {out['bias2']:.1f} + var {out['var']:.1f} / {k})")
     single = out["trial_rmse"]
@@ -985,6 +986,9 @@ def make_parser():
     _add_point_option(p)
     p.add_argument("--segments", type=_positive_int, default=4,
                    help="time windows the budget is split into (default 4)")
+    p.add_argument("--dt", type=_positive_float, default=None,
+                   help="time step of these trials in ms (default: the study's): a fit "
+                   "that searched at 0.05 is judged at 0.025 this way")
     p.add_argument("--goal", type=_positive_float, default=None,
                    help="also print the share of K-trial groups whose RMSE is below "
                    "this (nAm): the chance that a held-out check on one group passes")

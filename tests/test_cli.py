@@ -353,6 +353,15 @@ def test_budget(small, capsys):
     # the windows' shares (rounded to 0.01) add up to the totals
     assert sum(float(r[1]) for r in rows[1:]) == pytest.approx(budget["bias2"], abs=0.011)
     assert sum(float(r[2]) for r in rows[1:]) == pytest.approx(budget["var"] / 3, abs=0.011)
+    # another time step
+    status, out, err = run(["budget", small["study"], "--seeds", "5-7", "--k", "3",
+                            "--dt", "0.05"], capsys)
+    assert status == 0, err
+    with Study.load(small["study"]) as study:
+        coarse = study.validate([5, 6, 7], dt=0.05)["value"]
+    lines = out.strip().splitlines()
+    assert "on 3 trials (seeds 5-7, time step 0.05 ms), averages of 3" in lines[0]
+    assert f"expected RMSE of a 3-trial average: {coarse:.2f} nAm" in lines[1]
     # the fit's own seeds, a single seed, and a non-CMA study's mean are refused
     for argv, message in [(["--seeds", "0-2"], "seeds must be trials the fit did not use"),
                           (["--seeds", "9"], "seeds must hold at least 2 seeds, got 1"),

@@ -354,6 +354,19 @@ def test_validate_rescores_on_other_seeds(cobyla_study):
     assert np.isfinite(out["value"]) and out["value"] != cobyla_study.best_value
 
 
+def test_held_out_trials_at_another_time_step(cobyla_study):
+    # a fit that searched at a coarse step is judged at a fine one (and back)
+    coarse = cobyla_study.validate([5, 6], dt=0.05)
+    assert coarse["value"] == pytest.approx(cobyla_study.objective.with_settings(
+        dt=0.05).validate(cobyla_study.best_params, [5, 6])["value"], rel=1e-12)
+    assert coarse["value"] != pytest.approx(cobyla_study.validate([5, 6])["value"], rel=1e-6)
+    budget = cobyla_study.error_budget([5, 6], k=2, dt=0.05)
+    assert budget["expected"] == pytest.approx(coarse["value"], rel=1e-9)
+    assert cobyla_study.objective.dt == 0.025
+    with pytest.raises(ValueError, match="dt"):
+        cobyla_study.error_budget([5, 6], dt=0.0)
+
+
 def test_error_budget_on_held_out_trials(cobyla_study):
     # k defaults to the objective's n_trials (1): single held-out trials
     out = cobyla_study.error_budget([5, 6, 7])

@@ -136,6 +136,26 @@ def test_bad_objective_settings(signals, kwargs, match):
         DipoleObjective(_net(), _target(target, ttimes), SPACE, **kwargs)
 
 
+def test_with_settings_copies_all_but_the_changed_settings(signals):
+    _, _, ttimes, target = signals
+    w = np.linspace(0.0, 1.0, len(ttimes))
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE, n_trials=2, seeds=[7, 9],
+                          group_size=2, smooth_window=12.0, scale=1500.0,
+                          metric="weighted_rmse", weights=w, layer="L5", timeout=30.0)
+    fine = obj.with_settings(dt=0.05)
+    assert fine.dt == 0.05 and obj.dt == 0.025
+    assert (fine.net, fine.target, fine.space) == (obj.net, obj.target, obj.space)
+    assert {**fine.settings(), "dt": 0.025} == obj.settings()
+    # new seeds set the trial count; a new count without seeds starts at 0
+    assert fine.with_settings(seeds=[3, 4, 5, 6]).n_trials == 4
+    assert obj.with_settings(n_trials=4).seeds == [0, 1, 2, 3]
+    # the copy is checked as the constructor checks
+    with pytest.raises(ValueError, match="dt"):
+        obj.with_settings(dt=-1.0)
+    with pytest.raises(ValueError, match="got mesh_shape"):
+        obj.with_settings(mesh_shape=(2, 2))
+
+
 def test_unknown_parameter_is_refused_before_simulating(signals):
     _, _, ttimes, target = signals
     with pytest.raises(ValueError, match="evprox9"):

@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from ..exceptions import HnnfitError, StudyError
-from ..validation import check_bool, check_int, check_type, format_seeds
-from .objective import DipoleObjective
+from ..validation import check_bool, check_int, check_positive, check_type, format_seeds
+from .objective import SETTING_KEYS, DipoleObjective
 from .optimize import RunSummary, replay_solver, run_optimization
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
@@ -30,8 +30,7 @@ from .study import Study as _Storage
 from .targets import Target, read_target
 
 # keyword arguments of DipoleObjective a study stores (JSON-able ones)
-_OBJECTIVE_KEYS = ("n_trials", "seeds", "group_size", "resample", "smooth_window", "scale",
-                   "metric", "weights", "band", "layer", "dt", "timeout", "engine")
+_OBJECTIVE_KEYS = SETTING_KEYS
 
 
 def _cloudpickle():
@@ -860,13 +859,17 @@ class Study:
         """The network with the best parameters applied (a new Network)."""
         return self.objective.make_net(self.best_params)
 
-    def validate(self, seeds):
+    def validate(self, seeds, dt=None):
         """Re-score the best parameters on held-out random streams.
 
         Parameters
         ----------
         seeds : sequence of int
             Trial indices (random streams), e.g. ones not used in the fit.
+        dt : float | None
+            Integration step (ms) of these trials; default the objective's.
+            A fit that searched at a coarse step (e.g. 0.05) is judged at
+            the fine one (0.025) this way.
 
         Returns
         -------
@@ -878,14 +881,20 @@ class Study:
         seeds = [check_int(s, "seed", low=0) for s in seeds]
         if not seeds:
             raise ValueError("seeds must hold at least 1 seed, got 0")
-        out = self.objective.validate(self.best_params, seeds)
+        out = self._objective_at(dt).validate(self.best_params, seeds)
         try:
             out["fit_value"] = self.best_value
         except StudyError:
             out["fit_value"] = None      # a staged study before its final stage
         return out
 
-    def error_budget(self, seeds, params=None, k=None, n_jobs=1):
+    def _objective_at(self, dt):
+        """The study's objective, or a copy of it integrating at step ``dt`` (ms)."""
+        if dt is None:
+            return self.objective
+        return self.objective.with_settings(dt=check_positive(dt, "dt"))
+
+    def error_budget(self, seeds, params=None, k=None, n_jobs=1, dt=None):
         """Split the RMSE of ``k``-trial averages on ``seeds`` into bias and noise.
 
         Parameters
@@ -898,6 +907,9 @@ class Study:
         k, n_jobs : int | None, int
             Trials per average and trials simulated at once, as in
             :meth:`DipoleObjective.error_budget`.
+        dt : float | None
+            Integration step (ms) of these trials; default the objective's
+            (see :meth:`validate`).
 
         Returns
         -------
@@ -913,7 +925,7 @@ class Study:
         """
         seeds = self._held_out(seeds, at_least=2)
         point = self.best_params if params is None else self.space.check_values(params)
-        return self.objective.error_budget(point, seeds, k=k, n_jobs=n_jobs)
+        return self._objective_at(dt).error_budget(point, seeds, k=k, n_jobs=n_jobs)
 
     def _held_out(self, seeds, at_least=1):
         """``seeds`` checked to be at least ``at_least`` seeds the fit never ran on."""

@@ -162,6 +162,12 @@ def _psd(values, dt_ms):
     return freqs, power
 
 
+# DipoleObjective's keyword settings (what a study stores and with_settings
+# changes), in constructor order
+SETTING_KEYS = ("n_trials", "seeds", "group_size", "resample", "smooth_window", "scale",
+                "metric", "weights", "band", "layer", "dt", "timeout", "engine")
+
+
 class DipoleObjective:
     """Score a network's simulated dipole against a target waveform.
 
@@ -284,6 +290,36 @@ class DipoleObjective:
             band = (float(band[0]), float(band[1]))
         self.band = band
         space.validate(net)
+
+    def with_settings(self, **changes):
+        """A copy scoring the same network, target and space with some settings changed.
+
+        Parameters
+        ----------
+        **changes
+            Constructor keywords (``n_trials``, ``seeds``, ``group_size``,
+            ``resample``, ``smooth_window``, ``scale``, ``metric``,
+            ``weights``, ``band``, ``layer``, ``dt``, ``timeout``,
+            ``engine``). ``n_trials`` without ``seeds`` gives seeds
+            ``0..n_trials-1``; ``seeds`` without ``n_trials`` sets it.
+
+        Returns
+        -------
+        DipoleObjective
+            E.g. ``objective.with_settings(dt=0.025)`` judges, at the fine
+            step (ms), a point that a search at a coarser one found.
+        """
+        unknown = sorted(set(changes) - set(SETTING_KEYS))
+        if unknown:
+            raise ValueError(f"with_settings takes DipoleObjective settings "
+                             f"({', '.join(SETTING_KEYS)}), got {', '.join(unknown)}")
+        kwargs = {k: getattr(self, k) for k in SETTING_KEYS}
+        if "n_trials" in changes and "seeds" not in changes:
+            kwargs["seeds"] = None
+        if changes.get("seeds") is not None and "n_trials" not in changes:
+            kwargs["n_trials"] = len(changes["seeds"])
+        kwargs.update(changes)
+        return DipoleObjective(self.net, self.target, self.space, **kwargs)
 
     # -- identity -------------------------------------------------------
     def settings(self):
