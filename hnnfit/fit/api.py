@@ -29,9 +29,6 @@ from .staging import FINAL, Stage, StageObjective, plan_evoked_stages, split_bud
 from .study import Study as _Storage
 from .targets import Target, read_target
 
-# keyword arguments of DipoleObjective a study stores (JSON-able ones)
-_OBJECTIVE_KEYS = SETTING_KEYS
-
 
 def _cloudpickle():
     # joblib ships cloudpickle; it pickles hooks defined in scripts (__main__)
@@ -78,12 +75,12 @@ def _objective_kwargs_of(objective):
     ``seeds`` without ``n_trials`` gives ``n_trials = len(seeds)``.
     """
     if isinstance(objective, DipoleObjective):
-        return {k: getattr(objective, k) for k in _OBJECTIVE_KEYS}
+        return {k: getattr(objective, k) for k in SETTING_KEYS}
     out = dict(objective or {})
-    unknown = sorted(set(out) - set(_OBJECTIVE_KEYS))
+    unknown = sorted(set(out) - set(SETTING_KEYS))
     if unknown:
         raise ValueError(f"objective must only hold DipoleObjective settings "
-                         f"({', '.join(_OBJECTIVE_KEYS)}), got {', '.join(unknown)}")
+                         f"({', '.join(SETTING_KEYS)}), got {', '.join(unknown)}")
     if out.get("seeds") is not None and "n_trials" not in out:
         out["n_trials"] = len(out["seeds"])
     return out
@@ -91,7 +88,7 @@ def _objective_kwargs_of(objective):
 
 def _objective_kwargs(settings):
     """DipoleObjective keyword arguments from stored settings."""
-    kwargs = {k: settings[k] for k in _OBJECTIVE_KEYS if k in settings}
+    kwargs = {k: settings[k] for k in SETTING_KEYS if k in settings}
     if kwargs.get("weights") is not None:
         kwargs["weights"] = np.asarray(kwargs["weights"], dtype=float)
     if kwargs.get("band") is not None:
@@ -648,7 +645,7 @@ class Study:
         weights = stage.weights(times[keep])
         if obj.weights is not None:
             weights = weights * obj.weights[keep]
-        kwargs = {k: getattr(obj, k) for k in _OBJECTIVE_KEYS}
+        kwargs = {k: getattr(obj, k) for k in SETTING_KEYS}
         kwargs.update(metric="weighted_rmse", weights=weights)
         return DipoleObjective(self.net, target, self.space, **kwargs)
 
