@@ -261,6 +261,47 @@ def test_polish_starts_from_the_best_point_with_its_own_space_and_trials(cobyla_
         assert not (tmp_path / "bad.sqlite").exists()
 
 
+def test_pattern_polish_from_a_given_start_point_resumes_exactly(cobyla_study, tmp_path):
+    best = cobyla_study.best_params
+    kwargs = {"solver": "pattern", "start": {"evprox1.mu": 12.5},
+              "solver_options": {"step": 0.1, "line": [1.0]},
+              "objective": {"seeds": [5, 6]}}
+    full = cobyla_study.create_polish(tmp_path / "full.sqlite", **kwargs)
+    # the start replaces the best value of the one parameter it names
+    assert full.x0 == {**best, "evprox1.mu": 12.5}
+    full.optimize(7, progress=False)
+    rows = full.storage.rows()
+    assert rows[0]["params"] == full.x0 and all(r["seeds"] == [5, 6] for r in rows)
+    # one stencil (the centre and a step of 1.7 ms or 0.108 log10 units
+    # either side), then the line search along the gradient
+    assert [r["params"]["evprox1.mu"] for r in rows[:5]] == pytest.approx(
+        [12.5, 14.2, 10.8, 12.5, 12.5])
+    # after the first iteration (6 points) the centre is its best point;
+    # the seventh opens the next stencil
+    assert full.solver_.centre_value == min(r["value"] for r in rows[:6])
+    assert full.solver_.centre == rows[int(np.argmin([r["value"] for r in rows[:6]]))]["params"]
+    full.close()
+
+    part = cobyla_study.create_polish(tmp_path / "part.sqlite", **kwargs)
+    part.optimize(4, progress=False)
+    part.close()
+    part = cobyla_study.create_polish(tmp_path / "part.sqlite", exist_ok=True, **kwargs)
+    summary = part.optimize(7, progress=False)
+    assert summary.n_evaluated == 3
+    assert [(r["params"], r["value"]) for r in part.storage.rows()] == \
+        [(r["params"], r["value"]) for r in rows]
+    part.close()
+
+    for start, err, match in [
+            ({"evprox9.mu": 10.0}, ValueError,
+             r"start must give values of the parameters of full.sqlite .* got 'evprox9.mu'"),
+            ({"evprox1.mu": "late"}, TypeError, r"start\['evprox1.mu'\] must be a number"),
+            ([12.5], TypeError, "start must be an instance of dict, got list")]:
+        with pytest.raises(err, match=match):
+            cobyla_study.create_polish(tmp_path / "bad.sqlite", start=start)
+        assert not (tmp_path / "bad.sqlite").exists()
+
+
 def test_polish_needs_a_complete_evaluation(tmp_path, target):
     empty = Study.create(tmp_path / "empty.sqlite", make_net(), target, make_space(),
                          objective=OBJECTIVE, solver="cobyla")

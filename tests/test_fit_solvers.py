@@ -150,9 +150,10 @@ def test_start_point_outside_bounds_is_clipped():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="solver must be one of 'bayesian', 'cobyla', 'cma'"):
+    with pytest.raises(ValueError,
+                       match="solver must be one of 'bayesian', 'cobyla', 'cma', 'pattern'"):
         make_solver("nelder-mead", SPACE)
-    assert SOLVERS == ("bayesian", "cobyla", "cma")
+    assert SOLVERS == ("bayesian", "cobyla", "cma", "pattern")
     with pytest.raises(ValueError, match="seed must be >= 0"):
         make_solver("bayesian", SPACE, seed=-1)
     with pytest.raises(ValueError, match="x0 must give a value for every parameter"):
@@ -256,3 +257,90 @@ def test_bayesian_ask_with_pending():
     assert _pipelined(seed=4)[1][1:] != points[1:]
     with pytest.raises(ValueError, match="lie must be"):
         solver.ask_with_pending([points[0]], float("nan"))
+
+
+def test_pattern_converges_in_bounds_with_batches():
+    x0 = {"evprox2.mu": 105.0, "evprox2.sigma": 18.0}
+    solver = make_solver("pattern", SPACE, x0=x0, step=0.1)
+    points, values = _run(solver, quadratic, 200, batch=2)
+    assert points[0] == x0  # the first stencil starts with its centre
+    _inside(SPACE, points)
+    assert solver.is_done  # the step fell below min_step within the budget
+    assert solver.centre_value == min(values) < 1e-4
+    assert solver.centre_value == quadratic(solver.centre)
+    assert abs(solver.centre["evprox2.mu"] - 131.0) < 0.1
+    assert abs(solver.centre["evprox2.sigma"] - 4.5) < 0.05
+    assert solver.ask(2) == []
+
+
+def test_pattern_iteration_is_stencil_then_line_search():
+    solver = make_solver("pattern", SPACE, x0={"evprox2.mu": 125.0, "evprox2.sigma": 10.5},
+                         step=0.1, line=(1.0, 3.0))
+    first = solver.ask(10)
+    # the centre, then one step (a tenth of each range) either side of each parameter
+    got = np.array([(p["evprox2.mu"], p["evprox2.sigma"]) for p in first])
+    np.testing.assert_allclose(got, [(125.0, 10.5), (130.0, 10.5), (120.0, 10.5),
+                                     (125.0, 12.4), (125.0, 8.6)])
+    solver.tell(first, [quadratic(p) for p in first])
+    line = solver.ask(10)
+    # the gradient's largest component (sigma, in unit-cube terms) moves by
+    # 1 and 3 steps; mu moves in proportion
+    g = np.array([(quadratic(first[1]) - quadratic(first[2])) / 0.2,
+                  (quadratic(first[3]) - quadratic(first[4])) / 0.2])
+    d = -g / np.abs(g).max()
+    for p, m in zip(line, (1.0, 3.0)):
+        assert p["evprox2.mu"] == pytest.approx(125.0 + 50.0 * 0.1 * m * d[0])
+        assert p["evprox2.sigma"] == pytest.approx(10.5 + 19.0 * 0.1 * m * d[1])
+    solver.tell(line, [quadratic(p) for p in line])
+    # the best of the stencil and the line becomes the centre; the next
+    # stencil does not evaluate it again
+    told = first[1:] + line
+    best = min(told, key=quadratic)
+    assert solver.centre == pytest.approx(best)
+    assert solver.ask(10)[0] != solver.centre
+    assert solver.step == 0.1
+
+
+def test_pattern_shrinks_the_step_at_a_minimum_and_stops():
+    x0 = {"evprox2.mu": 131.0, "evprox2.sigma": 4.5}
+    solver = make_solver("pattern", SPACE, x0=x0, step=0.2, shrink=0.25, min_step=0.01)
+    points, _ = _run(solver, quadratic, 100, batch=3)
+    # every stencil and line search fails at the optimum, so the step goes
+    # 0.2, 0.05, 0.0125, 0.003125 and the method stops
+    assert [s for _, s in solver.history] == [0.05, 0.0125, 0.003125]
+    assert 5 + 4 + 4 <= len(points) <= 5 + 4 + 4 + 3 * 3
+    assert solver.centre == x0 and solver.is_done
+
+
+def test_pattern_at_a_bound_uses_one_sided_steps():
+    x0 = {"evprox2.mu": 150.0, "evprox2.sigma": 1.0}
+    solver = make_solver("pattern", SPACE, x0=x0, step=0.1)
+    first = solver.ask(10)
+    assert len(first) == 3  # the centre and one step inside along each parameter
+    _inside(SPACE, first)
+    solver.tell(first, [quadratic(p) for p in first])
+    _inside(SPACE, solver.ask(10))
+
+
+def test_pattern_repeats_and_replays_from_settings():
+    x0 = {"evprox2.mu": 105.0, "evprox2.sigma": 18.0}
+    a = make_solver("pattern", SPACE, x0=x0, step=0.05, line=[2.0])
+    pa, va = _run(a, quadratic, 40, batch=2)
+    b = solver_from_settings(SPACE, a.settings())
+    pb, vb = _run(b, quadratic, 40, batch=2)
+    assert pa == pb and va == vb
+    assert a.settings()["options"] == {"step": 0.05, "shrink": 0.5, "min_step": 1e-3,
+                                       "line": [2.0]}
+
+
+@pytest.mark.parametrize("opts, err, match", [
+    ({"step": 0.0}, ValueError, "step must be > 0"),
+    ({"step": 0.8}, ValueError, "step must be <= 0.5"),
+    ({"shrink": 1.0}, ValueError, "shrink must be < 1"),
+    ({"min_step": 0.2, "step": 0.1}, ValueError, "min_step must be <= 0.1"),
+    ({"line": 2.0}, TypeError, "line must be a sequence of step multiples, got 2.0"),
+    ({"line": [1.0, -2.0]}, ValueError, "line multiple must be > 0"),
+])
+def test_pattern_bad_options(opts, err, match):
+    with pytest.raises(err, match=match):
+        make_solver("pattern", SPACE, **opts)

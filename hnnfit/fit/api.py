@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ..exceptions import HnnfitError, StudyError
-from ..validation import check_bool, check_int, check_positive, check_type, format_seeds
+from ..validation import check_bool, check_int, check_number, check_positive, check_type, format_seeds
 from .objective import SETTING_KEYS, DipoleObjective
 from .optimize import RunSummary, replay_solver, run_optimization
 from .solvers import make_solver, solver_from_settings
@@ -285,7 +285,7 @@ class Study:
             ``dt`` (ms)). ``resample=True`` gives each batch of evaluations
             new seeds (see :mod:`hnnfit.fit.optimize`); with a noisy
             objective the search then cannot fit a few trials' noise.
-        solver : {'bayesian', 'cobyla', 'cma'}
+        solver : {'bayesian', 'cobyla', 'cma', 'pattern'}
             The optimisation method.
         solver_options : dict | None
             Options of the method (see :func:`make_solver`).
@@ -417,7 +417,7 @@ class Study:
 
     def create_polish(self, path, *, overrides=None, only=None, objective=None,
                       solver="cma", solver_options=None, seed=None, description=None,
-                      exist_ok=False):
+                      exist_ok=False, start=None):
         """Create a study that refines this study's best point (a local polish).
 
         The new study fits the same network and target from this study's
@@ -449,9 +449,11 @@ class Study:
             ``0 .. n_trials - 1``. With ``resample``, batch ``k`` runs on the
             seeds shifted by ``k`` times their span, so start them far from
             any you keep for held-out scoring.
-        solver : {'cma', 'cobyla', 'bayesian'}
+        solver : {'cma', 'cobyla', 'bayesian', 'pattern'}
             The polish's method; CMA-ES by default (its ``sigma0`` option is
             the initial step in the unit cube: 0.05-0.1 stays local).
+            ``'pattern'`` (a stencil search, deterministic) suits a polish
+            on fixed seeds, e.g. after a CMA-ES polish on resampled ones.
         solver_options : dict | None
             Options of the method (see :func:`make_solver`).
         seed : int | None
@@ -460,6 +462,11 @@ class Study:
             Stored with the new study (default: names this study's file).
         exist_ok : bool
             Reopen ``path`` if it holds this very polish (to resume it).
+        start : dict | None
+            The point to start from instead of this study's best point:
+            values of this study's parameters (e.g. a CMA-ES polish's
+            averaged mean); parameters it leaves out keep their best values.
+            Values outside the bounds are moved onto them.
 
         Returns
         -------
@@ -478,8 +485,18 @@ class Study:
         if self.n_complete == 0:
             raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
                              f"polish yet")
+        best = self.best_params
+        if start is not None:
+            check_type(start, dict, "start", "dict")
+            unknown = [n for n in start if n not in self.space]
+            if unknown:
+                raise ValueError(f"start must give values of the parameters of "
+                                 f"{self.path.name} ({', '.join(self.space.names)}), got "
+                                 f"{', '.join(map(repr, unknown))}")
+            best = self.space.clip({**best, **{n: check_number(v, f"start[{n!r}]")
+                                               for n, v in start.items()}})
         net, space, x0, settings = polish_setup(
-            self.net, self.space, self.best_params, _objective_kwargs_of(self.objective),
+            self.net, self.space, best, _objective_kwargs_of(self.objective),
             overrides=overrides, only=only, objective=objective,
             what=f"space of {self.path.name}")
         seed = self.solver_settings.get("seed", 0) if seed is None else seed

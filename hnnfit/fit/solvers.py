@@ -31,7 +31,7 @@ import numpy as np
 from ..validation import check_int, check_number, check_option, check_type
 from .space import ParameterSpace
 
-SOLVERS = ("bayesian", "cobyla", "cma")
+SOLVERS = ("bayesian", "cobyla", "cma", "pattern")
 
 
 class _Solver:
@@ -464,7 +464,181 @@ class CmaSolver(_Solver):
         return self._gen is None and bool(self._es.stop())
 
 
-_CLASSES = {"bayesian": BayesianSolver, "cobyla": CobylaSolver, "cma": CmaSolver}
+class PatternSolver(_Solver):
+    """A coordinate stencil with a line search along its gradient, on the unit cube.
+
+    Each iteration evaluates the ``2 n`` points one ``step`` either side of
+    the centre along every parameter (one batch, so they run in parallel),
+    estimates the gradient from their central differences, then evaluates
+    a few points along the negative gradient (``line`` multiples of the
+    step). The best of all these points becomes the new centre if it beats
+    the old one; if none does, the step shrinks. This is implicit filtering
+    (Kelley, *Implicit Filtering*, SIAM 2011): a local method for objectives
+    that are rough on small scales, as a spiking network's is.
+
+    The method compares values of different points directly, so it suits a
+    deterministic objective: fixed seeds (common random numbers), not
+    ``resample``, on enough trials that the comparison reflects the mean
+    response. It is meant for polishing a point another method found.
+
+    Parameters
+    ----------
+    space : ParameterSpace
+    x0 : dict | None
+        The first centre (default: the centre of the space).
+    seed : int
+        Unused (the method is deterministic); kept for a uniform interface.
+    step : float
+        Initial stencil step, as a fraction of each parameter's range (on
+        the unit cube, so on a log scale for log-scaled parameters).
+    shrink : float
+        Factor applied to the step after an iteration that found no better
+        point, in (0, 1).
+    min_step : float
+        The method stops once the step falls below this.
+    line : sequence of float
+        Multiples of the step tried along the negative gradient (scaled so
+        that the largest coordinate moves by that many steps); empty for a
+        pure compass search.
+    """
+
+    name = "pattern"
+
+    def __init__(self, space, x0=None, seed=0, step=0.05, shrink=0.5, min_step=1e-3,
+                 line=(1.0, 2.0, 4.0)):
+        step = check_number(step, "step", low=0.0, high=0.5, low_inclusive=False)
+        shrink = check_number(shrink, "shrink", low=0.0, high=1.0, low_inclusive=False,
+                              high_inclusive=False)
+        min_step = check_number(min_step, "min_step", low=0.0, high=step,
+                                low_inclusive=False)
+        if isinstance(line, (str, bytes)) or not hasattr(line, "__iter__"):
+            raise TypeError(f"line must be a sequence of step multiples, got {line!r}")
+        line = [check_number(m, "line multiple", low=0.0, low_inclusive=False)
+                for m in line]
+        super().__init__(space, x0, seed, step=step, shrink=shrink, min_step=min_step,
+                         line=line)
+        self.step = step
+        self._centre = self.space.to_unit(self.x0)
+        self._value = None        # the centre's value, once told
+        self._batch = None        # [(unit point, role)] of the phase under way
+        self._values = {}
+        self._next = 0
+        self._phase = "stencil"
+        self._stencil = None      # (unit points, roles, values) of the last stencil
+        self.history = []         # (centre value, step) after each iteration
+
+    @property
+    def centre(self):
+        """The current centre (parameter values): the best point told so far."""
+        return self.space.from_unit(self._centre)
+
+    @property
+    def centre_value(self):
+        """The objective value at :attr:`centre` (None before it is known)."""
+        return self._value
+
+    def _stencil_points(self):
+        pts = [] if self._value is not None else [(self._centre.copy(), ("centre",))]
+        for i in range(len(self._centre)):
+            for sgn in (1.0, -1.0):
+                u = self._centre.copy()
+                u[i] = min(1.0, max(0.0, u[i] + sgn * self.step))
+                if u[i] != self._centre[i]:
+                    pts.append((u, ("axis", i, sgn)))
+        return pts
+
+    def _line_points(self, grad):
+        scale = float(np.max(np.abs(grad)))
+        if not np.isfinite(scale) or scale == 0.0:
+            return []
+        direction = -grad / scale
+        pts, seen = [], []
+        for m in self.options["line"]:
+            u = np.clip(self._centre + m * self.step * direction, 0.0, 1.0)
+            if np.array_equal(u, self._centre) or any(np.array_equal(u, q) for q in seen):
+                continue
+            seen.append(u)
+            pts.append((u, ("line", m)))
+        return pts
+
+    def _gradient(self, points, values):
+        """Central (or one-sided, at a bound) differences of a finished stencil."""
+        n = len(self._centre)
+        ends = {}
+        for (u, role), v in zip(points, values):
+            if role[0] == "axis":
+                ends[(role[1], role[2])] = (u[role[1]], v)
+        grad = np.zeros(n)
+        for i in range(n):
+            hi, lo = ends.get((i, 1.0)), ends.get((i, -1.0))
+            a = hi if hi is not None else (self._centre[i], self._value)
+            b = lo if lo is not None else (self._centre[i], self._value)
+            if a[0] != b[0]:
+                grad[i] = (a[1] - b[1]) / (a[0] - b[0])
+        return grad
+
+    def ask(self, n=1):
+        n = check_int(n, "n", low=1)
+        if self._batch is None:
+            if self.is_done:
+                return []
+            self._batch = self._stencil_points()
+            self._phase = "stencil"
+            self._values = {}
+            self._next = 0
+        out = []
+        while len(out) < n and self._next < len(self._batch):
+            i = self._next
+            self._next += 1
+            params = self.space.from_unit(self._batch[i][0])
+            self._pending.append((params, i))
+            out.append(params)
+        return out
+
+    def tell(self, points, values):
+        for key, value in self._asked_values(points, values, "the pattern search"):
+            self._values[key] = value
+        if self._batch is None or len(self._values) < len(self._batch):
+            return
+        batch = self._batch
+        vals = [self._values[i] for i in range(len(batch))]
+        self._batch = None
+        if self._phase == "stencil":
+            for (u, role), v in zip(batch, vals):
+                if role[0] == "centre":
+                    self._value = v
+            grad = self._gradient(batch, vals)
+            self._stencil = (batch, vals)
+            line = self._line_points(grad)
+            if line:
+                self._batch, self._phase = line, "line"
+                self._values, self._next = {}, 0
+                return
+            self._finish([], [])
+        else:
+            self._finish(batch, vals)
+
+    def _finish(self, line, line_values):
+        """Move to the best point of this iteration, or shrink the step."""
+        stencil, stencil_values = self._stencil
+        cands = [(v, u) for (u, role), v in zip(stencil, stencil_values)
+                 if role[0] != "centre"]
+        cands += [(v, u) for (u, role), v in zip(line, line_values)]
+        best = min(cands, key=lambda c: c[0], default=None)
+        if best is not None and best[0] < self._value:
+            self._value, self._centre = best[0], best[1].copy()
+        else:
+            self.step *= self.options["shrink"]
+        self._stencil = None
+        self.history.append((self._value, self.step))
+
+    @property
+    def is_done(self):
+        return self._batch is None and self.step < self.options["min_step"]
+
+
+_CLASSES = {"bayesian": BayesianSolver, "cobyla": CobylaSolver, "cma": CmaSolver,
+            "pattern": PatternSolver}
 
 
 def make_solver(name, space, x0=None, seed=0, **options):
@@ -472,7 +646,7 @@ def make_solver(name, space, x0=None, seed=0, **options):
 
     Parameters
     ----------
-    name : {'bayesian', 'cobyla', 'cma'}
+    name : {'bayesian', 'cobyla', 'cma', 'pattern'}
     space : ParameterSpace
     x0 : dict | None
         Start point (parameter values); values outside the bounds are moved
