@@ -35,6 +35,11 @@ For each task the script
    its generations, with no re-scoring (no choice left to noise);
    ``--polish-dt`` runs the polish at another time step (e.g. 0.05 ms,
    about twice as fast: more evaluations in the same time);
+   ``--refine pattern`` then refines the point kept with a deterministic
+   stencil search (:class:`~hnnfit.fit.solvers.PatternSolver`) on fixed
+   seeds (``--refine-trials``, from 2000 on): the same trials for every
+   point, so that small differences between nearby points are not drowned
+   by trial noise, which a resampled CMA-ES polish cannot resolve;
 5. scores the fitted parameters on held-out seeds (``--held-out``, default
    100-102: trials the fit never saw), the acceptance measure; with
    ``--held-out-groups K`` also on K-1 further groups of as many unseen
@@ -89,6 +94,7 @@ TASKS = {
 TIME_LIMIT_S = 2 * 3600.0
 SELECT_SEED0 = 50     # first seed of --select-top's re-scoring
 RESAMPLE_SEED0 = 1000  # first seed of a --polish-resample polish (one span per batch)
+REFINE_SEED0 = 2000   # first seed of --refine's fixed trials
 
 
 def _param_path(name, params_dir):
@@ -254,6 +260,10 @@ def _polish_seeds(args, span=1):
     return list(range(RESAMPLE_SEED0, RESAMPLE_SEED0 + n * max(span, 1)))
 
 
+def _refine_seeds(args):
+    return list(range(REFINE_SEED0, REFINE_SEED0 + args.refine_trials)) if args.refine else []
+
+
 def _span(*studies):
     """Seconds from the first evaluation to the last of ``studies`` (None if empty)."""
     tables = [t for t in (st.trials for st in studies if st is not None) if len(t)]
@@ -293,6 +303,10 @@ def run_task(key, args, out_dir):
     select_seeds = list(range(SELECT_SEED0, SELECT_SEED0 + args.select_trials)) \
         if args.select_top or args.select_means else []
     used = set(fit_seeds) | set(_polish_seeds(args, span=args.polish_evals or 0))
+    if used & set(_refine_seeds(args)):
+        raise SystemExit(f"--refine's seeds {REFINE_SEED0}-{REFINE_SEED0 + args.refine_trials - 1} "
+                         f"overlap the fit and polish seeds {sorted(used)}")
+    used |= set(_refine_seeds(args))
     if used & set(select_seeds):
         raise SystemExit(f"the selection's seeds {select_seeds} (--select-top, "
                          f"--select-means) overlap the fit seeds "
@@ -344,9 +358,11 @@ def run_task(key, args, out_dir):
     if overrides:
         _emit({"task": key, "kind": "space", "space": args.space,
                "parameters": [p.to_dict() for p in study.space]})
-    n_staged = args.n_evals - (args.polish_evals if args.polish else 0)
+    n_staged = (args.n_evals - (args.polish_evals if args.polish else 0)
+                - (args.refine_evals if args.refine else 0))
     if n_staged < 1:
-        raise SystemExit(f"--n-evals must exceed --polish-evals ({args.polish_evals}), "
+        raise SystemExit(f"--n-evals must exceed --polish-evals ({args.polish_evals}) plus "
+                         f"--refine-evals ({args.refine_evals if args.refine else 0}), "
                          f"got {args.n_evals}")
     stage_evals = _parse_pairs(args.stage_evals, "--stage-evals", int) or None
     if stage_evals is not None:
@@ -464,6 +480,44 @@ def run_task(key, args, out_dir):
             print(f"--take-cma-mean: the polish completed {len(means)} generation(s), "
                   f"fewer than 2; keeping its best point", flush=True)
 
+    refine = None
+    if args.refine:
+        rpath = out_dir / f"fit_erp_{key}_{'fit' if scale == 'fit' else 'fixed'}_refine.sqlite"
+        if rpath.exists() and not args.resume:
+            rpath.unlink()
+        robjective = {"seeds": _refine_seeds(args), "resample": False}
+        if args.refine_dt is not None:
+            robjective["dt"] = args.refine_dt
+        ropts = {"step": args.refine_step}
+        if args.refine_line is not None:
+            ropts["line"] = args.refine_line
+        t1 = time.perf_counter()
+        try:
+            # from the point kept so far (e.g. CMA-ES' averaged mean), not the
+            # polish's luckiest evaluation
+            refine = polish.create_polish(
+                rpath, only=args.refine_only, objective=robjective, solver="pattern",
+                solver_options=ropts,
+                start={n: best_params[n] for n in polish.space.names},
+                description=f"bench/fit_erp.py {key} refine", exist_ok=args.resume)
+        except ValueError as err:
+            raise SystemExit(f"--refine-only / --refine-step / --refine-line: {err}") from None
+        refine.optimize(args.refine_evals, n_jobs=args.n_jobs, progress=not args.quiet)
+        wall = (_span(study, polish, refine) if args.resume else None) or \
+            wall + time.perf_counter() - t1
+        rec = {"task": key, "kind": "refine", "n_evals": int(len(refine.trials)),
+               "seeds": robjective["seeds"], "start_value": refine.trials["value"].iloc[0],
+               "refine_best": refine.best_value, "steps": [s for _, s in refine.solver_.history]}
+        _emit(rec)
+        stage_lines.append(f"| refine (pattern, seeds {REFINE_SEED0}-"
+                           f"{REFINE_SEED0 + args.refine_trials - 1}) | {len(refine.space)} | "
+                           f"whole | {rec['n_evals']} | | {refine.best_value:.2f} "
+                           f"(start {rec['start_value']:.2f}) |")
+        n_evals += rec["n_evals"]
+        best_params = {**best_params, **refine.best_params}
+        fit_value = refine.best_value
+        chosen, label = refine, f"{label} + pattern refine"
+
     # 5. held-out trials; further groups of as many seeds show how much the
     # score of one group moves from trial noise alone (the acceptance
     # measure stays the first group, chosen before the fit)
@@ -509,6 +563,8 @@ def run_task(key, args, out_dir):
     study.close()
     if polish is not None:
         polish.close()
+    if refine is not None:
+        refine.close()
     hand_held = rows[0]["rmse_held_out"]
     lines += stage_lines + [""]
     grouped = f", groups of {args.group_size}" if args.group_size else ""
@@ -620,6 +676,26 @@ def main(argv=None):
     parser.add_argument("--polish-dt", type=float,
                         help="time step of the polish's simulations in ms (default: the "
                         "staged fit's, 0.025); held-out trials always use 0.025")
+    parser.add_argument("--refine", choices=["pattern"],
+                        help="after the polish (and --take-cma-mean), refine the point "
+                        "kept with a stencil search on fixed seeds (part of --n-evals)")
+    parser.add_argument("--refine-evals", type=int, default=100,
+                        help="evaluations of the refinement (taken from --n-evals)")
+    parser.add_argument("--refine-trials", type=int, default=12,
+                        help="trials of each refinement evaluation (seeds 2000..), the "
+                        "same for every point")
+    parser.add_argument("--refine-step", type=float, default=0.05,
+                        help="initial stencil step on the unit cube (a fraction of each "
+                        "range)")
+    parser.add_argument("--refine-line", type=float, nargs="*",
+                        help="step multiples tried along the stencil's gradient "
+                        "(default 1 2 4; none for a compass search)")
+    parser.add_argument("--refine-only", action="append", metavar="NAME",
+                        help="refine only this parameter, or this drive's parameters "
+                        "(repeatable)")
+    parser.add_argument("--refine-dt", type=float,
+                        help="time step of the refinement's simulations in ms (default: "
+                        "the polish's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--polish-seed", type=int,
                         help="seed of the polish's solver (default --seed): another "
@@ -639,11 +715,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.scale = "fit" if args.scale == "fit" else float(args.scale)
     counts = [args.fit_trials, len(args.held_out)] + (
-        [args.polish_trials] if args.polish_trials is not None else [])
+        [args.polish_trials] if args.polish_trials is not None else []) + (
+        [args.refine_trials] if args.refine else [])
     if args.group_size is not None and (args.group_size < 1
                                         or any(n % args.group_size for n in counts)):
-        raise SystemExit(f"--group-size must divide --fit-trials, --polish-trials and the "
-                         f"number of --held-out seeds ({', '.join(map(str, counts))}), got "
+        raise SystemExit(f"--group-size must divide --fit-trials, --polish-trials, "
+                         f"--refine-trials and the number of --held-out seeds ({', '.join(map(str, counts))}), got "
                          f"{args.group_size}")
     if args.select_top < 0 or (args.select_top and not args.polish):
         raise SystemExit(f"--select-top must be >= 0 and needs --polish, got "
@@ -674,6 +751,14 @@ def main(argv=None):
     if args.polish_dt is not None and (not args.polish_dt > 0 or not args.polish):
         raise SystemExit(f"--polish-dt must be > 0 ms and needs --polish, got "
                          f"--polish-dt {args.polish_dt}, --polish {args.polish}")
+    if args.refine and not args.polish:
+        raise SystemExit("--refine needs --polish (it refines the polish's point), got "
+                         "no --polish")
+    if args.refine and (args.refine_evals < 1 or args.refine_trials < 1):
+        raise SystemExit(f"--refine-evals and --refine-trials must be at least 1, got "
+                         f"{args.refine_evals} and {args.refine_trials}")
+    if args.refine_dt is not None and not args.refine_dt > 0:
+        raise SystemExit(f"--refine-dt must be > 0 ms, got {args.refine_dt}")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fit_erp_"))
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -35,6 +35,14 @@ def fit_erp():
     (["--polish-dt", "0.05"], "--polish-dt must be > 0 ms and needs --polish, got "
                               "--polish-dt 0.05, --polish None"),
     (["--polish", "cma", "--polish-dt", "0"], "--polish-dt must be > 0 ms"),
+    (["--refine", "pattern"], "--refine needs --polish (it refines the polish's point)"),
+    (["--polish", "cma", "--refine", "pattern", "--refine-trials", "0"],
+     "--refine-evals and --refine-trials must be at least 1, got 100 and 0"),
+    (["--polish", "cma", "--refine", "pattern", "--refine-dt", "0"],
+     "--refine-dt must be > 0 ms, got 0.0"),
+    (["--polish", "cma", "--refine", "pattern", "--fit-trials", "3", "--group-size", "3",
+      "--refine-trials", "4"], "--group-size must divide --fit-trials, --polish-trials, "
+                               "--refine-trials"),
 ])
 def test_bad_options_exit_with_a_message(fit_erp, tmp_path, argv, message):
     with pytest.raises(SystemExit) as info:
@@ -105,3 +113,48 @@ def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir,
     coarse = polish.objective.validate(fit["best_params"], [100])["value"]
     assert fit["held_out_rmse"] == pytest.approx(fine, rel=1e-9)
     assert abs(fine - coarse) > 1e-6
+
+
+def test_refine_starts_from_the_cma_mean_on_its_own_fixed_seeds(fit_erp, shared_dir,
+                                                               tmp_path, capsys):
+    # the tiny run above plus a 4-evaluation refinement of evprox1's mean on
+    # seed 2000: it starts where --take-cma-mean would stop, keeps every
+    # other parameter there, and its best point is what gets held-out scored
+    import json
+
+    from hnnfit.cli import _cma_mean
+    from hnnfit.fit.api import Study
+
+    data = shared_dir / "data" / "MEG_detection_data"
+    fit_erp.main(["--task", "supra", "--fit-trials", "1", "--held-out", "100",
+                  "--n-evals", "17", "--stage-evals", "evprox1=2",
+                  "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
+                  "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
+                  "--polish-resample", "--take-cma-mean", "--polish-dt", "0.05",
+                  "--refine", "pattern", "--refine-evals", "4", "--refine-trials", "1",
+                  "--refine-only", "evprox1.mu", "--refine-step", "0.1",
+                  "--refine-line", "1", "--quiet",
+                  "--data-dir", str(data), "--params-dir", str(shared_dir / "params"),
+                  "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "+ pattern refine | 17 |" in out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    fit = [r for r in lines if r["kind"] == "fit"][-1]
+    rec = [r for r in lines if r["kind"] == "refine"][-1]
+    refine = Study.load(tmp_path / "fit_erp_supra_fixed_refine.sqlite")
+    polish = Study.load(tmp_path / "fit_erp_supra_fixed_polish.sqlite")
+    mean, _, _ = _cma_mean(polish)
+    rows = refine.storage.rows()
+    assert len(rows) == rec["n_evals"] == 4 and refine.space.names == ["evprox1.mu"]
+    assert all(r["seeds"] == [2000] for r in rows) and rec["seeds"] == [2000]
+    assert rows[0]["params"]["evprox1.mu"] == pytest.approx(mean["evprox1.mu"], rel=1e-12)
+    assert rec["start_value"] == rows[0]["value"]
+    assert fit["study"] == str(refine.path)
+    assert fit["fit_rmse"] == refine.best_value == min(r["value"] for r in rows)
+    assert fit["best_params"]["evprox1.mu"] == refine.best_params["evprox1.mu"]
+    for name, value in mean.items():
+        if name != "evprox1.mu":
+            assert fit["best_params"][name] == pytest.approx(value, rel=1e-12, abs=1e-15)
+    # the other parameters sit in the refinement's network at the mean
+    d = refine.net.external_drives["evdist1"]["dynamics"]
+    assert d["mu"] == pytest.approx(mean["evdist1.mu"], rel=1e-12)
