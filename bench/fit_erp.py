@@ -37,7 +37,8 @@ For each task the script
    about twice as fast: more evaluations in the same time);
    ``--refine pattern`` then refines the point kept with a deterministic
    stencil search (:class:`~hnnfit.fit.solvers.PatternSolver`) on fixed
-   seeds (``--refine-trials``, from 2000 on): the same trials for every
+   seeds (``--refine-trials`` of them, from 2000 or the first multiple of
+   1000 above any seed the polish may use): the same trials for every
    point, so that small differences between nearby points are not drowned
    by trial noise, which a resampled CMA-ES polish cannot resolve;
 5. scores the fitted parameters on held-out seeds (``--held-out``, default
@@ -261,7 +262,13 @@ def _polish_seeds(args, span=1):
 
 
 def _refine_seeds(args):
-    return list(range(REFINE_SEED0, REFINE_SEED0 + args.refine_trials)) if args.refine else []
+    """Fixed seeds of --refine: from the first multiple of 1000 (at least
+    REFINE_SEED0) above every seed the fit and the polish can use."""
+    if not args.refine:
+        return []
+    polish = _polish_seeds(args, span=args.polish_evals or 0)
+    first = max(REFINE_SEED0, 1000 * (max(polish + [args.fit_trials - 1]) // 1000 + 1))
+    return list(range(first, first + args.refine_trials))
 
 
 def _span(*studies):
@@ -283,6 +290,7 @@ def run_task(key, args, out_dir):
     from hnnfit.datasets import fetch_dataset
     from hnnfit.fit import Study
     from hnnfit.fit.targets import read_target
+    from hnnfit.validation import format_seeds
 
     task = TASKS[key]
     name = f"{task['dataset']}.txt"
@@ -303,17 +311,14 @@ def run_task(key, args, out_dir):
     select_seeds = list(range(SELECT_SEED0, SELECT_SEED0 + args.select_trials)) \
         if args.select_top or args.select_means else []
     used = set(fit_seeds) | set(_polish_seeds(args, span=args.polish_evals or 0))
-    if used & set(_refine_seeds(args)):
-        raise SystemExit(f"--refine's seeds {REFINE_SEED0}-{REFINE_SEED0 + args.refine_trials - 1} "
-                         f"overlap the fit and polish seeds {sorted(used)}")
     used |= set(_refine_seeds(args))
     if used & set(select_seeds):
-        raise SystemExit(f"the selection's seeds {select_seeds} (--select-top, "
-                         f"--select-means) overlap the fit seeds "
-                         f"{sorted(used)}")
+        raise SystemExit(f"the selection's seeds {format_seeds(select_seeds)} (--select-top, "
+                         f"--select-means) overlap the fit seeds {format_seeds(used)}")
     used |= set(select_seeds)
     if used & {s for g in groups for s in g}:
-        raise SystemExit(f"--held-out seeds {groups} overlap the fit seeds {sorted(used)}")
+        raise SystemExit(f"--held-out seeds {format_seeds(s for g in groups for s in g)} "
+                         f"overlap the fit seeds {format_seeds(used)}")
     lines = [f"### {key}: {task['dataset']} ({smooth:g} ms smoothing, scale {scale})", ""]
 
     # 1. the hand-tuned files, scored with the same objective
@@ -509,8 +514,8 @@ def run_task(key, args, out_dir):
                "seeds": robjective["seeds"], "start_value": refine.trials["value"].iloc[0],
                "refine_best": refine.best_value, "steps": [s for _, s in refine.solver_.history]}
         _emit(rec)
-        stage_lines.append(f"| refine (pattern, seeds {REFINE_SEED0}-"
-                           f"{REFINE_SEED0 + args.refine_trials - 1}) | {len(refine.space)} | "
+        stage_lines.append(f"| refine (pattern, seeds {format_seeds(robjective['seeds'])}) | "
+                           f"{len(refine.space)} | "
                            f"whole | {rec['n_evals']} | | {refine.best_value:.2f} "
                            f"(start {rec['start_value']:.2f}) |")
         n_evals += rec["n_evals"]
@@ -682,8 +687,9 @@ def main(argv=None):
     parser.add_argument("--refine-evals", type=int, default=100,
                         help="evaluations of the refinement (taken from --n-evals)")
     parser.add_argument("--refine-trials", type=int, default=12,
-                        help="trials of each refinement evaluation (seeds 2000..), the "
-                        "same for every point")
+                        help="trials of each refinement evaluation, the same for every "
+                        "point (seeds from 2000, or from the first multiple of 1000 above "
+                        "the polish's)")
     parser.add_argument("--refine-step", type=float, default=0.05,
                         help="initial stencil step on the unit cube (a fraction of each "
                         "range)")

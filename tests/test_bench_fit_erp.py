@@ -67,6 +67,15 @@ def test_selection_seeds_must_not_overlap_fit_or_held_out_seeds(fit_erp, shared_
             "--data-dir", str(data), "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="selection's seeds"):
         fit_erp.main(argv)
+    # --refine's fixed seeds start at the first multiple of 1000 above the
+    # seeds a resampled polish may reach (1000 + 3 trials x 400 batches)
+    argv = ["--task", "supra", "--polish", "cma", "--polish-resample", "--polish-trials", "3",
+            "--polish-evals", "400", "--refine", "pattern", "--held-out", "2999", "3000",
+            "3001", "--data-dir", str(data), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        fit_erp.main(argv)
+    assert str(info.value) == ("--held-out seeds 2999-3001 overlap the fit seeds 0-2, "
+                               "1000-2199, 3000-3011")
     assert not list(tmp_path.glob("*.sqlite"))
 
 
