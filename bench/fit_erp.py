@@ -248,6 +248,20 @@ def _select(study, polish, staged_value, top, seeds, n_jobs, surrogate=(), surro
             f"{label}, selected on seeds {seeds[0]}-{seeds[-1]}", sel)
 
 
+def _optimize(study, n_evals, args, **kwargs):
+    """Run ``study.optimize``; stop the script if it was interrupted.
+
+    An interrupted loop returns normally (what finished is recorded); going
+    on would build the next study from an unfinished one's best point.
+    """
+    summary = study.optimize(n_evals, n_jobs=args.n_jobs, progress=not args.quiet, **kwargs)
+    if getattr(summary, "interrupted", False):
+        raise SystemExit(f"interrupted; {study.n_complete + study.n_failed} evaluations "
+                         f"recorded in {study.path}. Run the same command with --resume to "
+                         f"continue.")
+    return summary
+
+
 def _fmt_value(value):
     # a CMA-ES mean chosen by --select-top was not evaluated during the fit
     return "-" if value is None or math.isnan(value) else f"{value:.2f}"
@@ -376,8 +390,7 @@ def run_task(key, args, out_dir):
 
         stage_evals = split_budget(n_staged, study.stages, frozen=stage_evals)
     t0 = time.perf_counter()
-    study.optimize(n_staged, n_jobs=args.n_jobs, progress=not args.quiet,
-                   stage_evals=stage_evals)
+    _optimize(study, n_staged, args, stage_evals=stage_evals)
     staged_wall = time.perf_counter() - t0
     polish = None
     if args.polish:
@@ -406,7 +419,7 @@ def run_task(key, args, out_dir):
                 description=f"bench/fit_erp.py {key} polish", exist_ok=args.resume)
         except ValueError as err:
             raise SystemExit(f"--polish-only / --polish-override: {err}") from None
-        polish.optimize(args.polish_evals, n_jobs=args.n_jobs, progress=not args.quiet)
+        _optimize(polish, args.polish_evals, args)
     wall = time.perf_counter() - t0
     if args.resume:
         # a resumed fit's wall times span its first to its last evaluation
@@ -507,7 +520,7 @@ def run_task(key, args, out_dir):
                 description=f"bench/fit_erp.py {key} refine", exist_ok=args.resume)
         except ValueError as err:
             raise SystemExit(f"--refine-only / --refine-step / --refine-line: {err}") from None
-        refine.optimize(args.refine_evals, n_jobs=args.n_jobs, progress=not args.quiet)
+        _optimize(refine, args.refine_evals, args)
         wall = (_span(study, polish, refine) if args.resume else None) or \
             wall + time.perf_counter() - t1
         rec = {"task": key, "kind": "refine", "n_evals": int(len(refine.trials)),

@@ -79,6 +79,31 @@ def test_selection_seeds_must_not_overlap_fit_or_held_out_seeds(fit_erp, shared_
     assert not list(tmp_path.glob("*.sqlite"))
 
 
+
+def test_an_interrupted_study_stops_the_script(fit_erp, tmp_path):
+    # Study.optimize returns normally after Ctrl-C (what finished is kept);
+    # the script must not go on to build a polish from an unfinished fit
+    from types import SimpleNamespace
+
+    class Interrupted:
+        path = tmp_path / "staged.sqlite"
+        n_complete, n_failed = 7, 1
+
+        def optimize(self, n_evals, **kwargs):
+            self.called = (n_evals, kwargs)
+            return SimpleNamespace(interrupted=True)
+
+    args = SimpleNamespace(n_jobs=2, quiet=True)
+    study = Interrupted()
+    with pytest.raises(SystemExit) as info:
+        fit_erp._optimize(study, 40, args, stage_evals={"final": 1})
+    assert study.called == (40, {"n_jobs": 2, "progress": False, "stage_evals": {"final": 1}})
+    assert str(info.value) == (f"interrupted; 8 evaluations recorded in {study.path}. Run "
+                               f"the same command with --resume to continue.")
+    # a loop that ran to its budget hands its summary back
+    Interrupted.optimize = lambda self, n, **kw: SimpleNamespace(interrupted=False, n=n)
+    assert fit_erp._optimize(study, 5, args).n == 5
+
 @pytest.mark.slow
 def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir, tmp_path,
                                                            capsys):
