@@ -187,6 +187,9 @@ def main(argv=None):
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="anchor_"))
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"# {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    # what a result depends on besides its arguments (hnnfit.sysinfo)
+    from hnnfit.sysinfo import machine_summary, sys_info
+    print(f"# machine: {machine_summary(sys_info())}")
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, engine {args.engine}, "
           f"{args.n_evals} evaluations per run, n_jobs {args.n_jobs}, studies in {out_dir}",
           flush=True)

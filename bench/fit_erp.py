@@ -782,6 +782,9 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
 
     print(f"# {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    # what a result depends on besides its arguments (hnnfit.sysinfo)
+    from hnnfit.sysinfo import machine_summary, sys_info
+    print(f"# machine: {machine_summary(sys_info())}")
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, engine {args.engine}, "
           f"{args.fit_trials} trial(s) per evaluation, studies in {out_dir}", flush=True)
     tasks = ["yes", "supra"] if args.task == "both" else [args.task]

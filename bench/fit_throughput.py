@@ -141,6 +141,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     print(f"# {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    # what a result depends on besides its arguments (hnnfit.sysinfo)
+    from hnnfit.sysinfo import machine_summary, sys_info
+    print(f"# machine: {machine_summary(sys_info())}")
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, model {args.mesh}x{args.mesh}, "
           f"tstop {args.tstop} ms, {args.n_evals} evaluations", flush=True)
     rows = []

@@ -172,6 +172,9 @@ def main(argv=None):
         parser.error("--rounds must be at least 3 for a full-size measurement")
 
     print(f"# {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    # what a result depends on besides its arguments (hnnfit.sysinfo)
+    from hnnfit.sysinfo import machine_summary, sys_info
+    print(f"# machine: {machine_summary(sys_info())}")
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, model {args.mesh}x{args.mesh}, tstop {args.tstop} ms, "
           f"1 trial", flush=True)

@@ -31,6 +31,7 @@ _LAZY = {
     "Study": "fit.api",
     "read_target": "fit.targets",
     "DipoleObjective": "fit.objective",
+    "sys_info": "sysinfo",
 }
 
 

@@ -12,6 +12,7 @@
     hnnfit report STUDY OUTDIR
     hnnfit simulate PARAMS --out FILE [--tstop MS] [--n-trials N] [--smooth MS]
                     [--scale F] [--mesh NX NY] [--dt MS]
+    hnnfit info
 
 ``hnnfit fit`` with no configuration runs the demo: a quick fit of two drive
 times of the Jones et al. (2009) network to a synthetic target with known
@@ -708,6 +709,11 @@ def _cmd_show(args, study):
     print(f"study: {study.path}")
     if study.description:
         print(f"description: {study.description}")
+    if study.machine:
+        from .sysinfo import machine_summary
+
+        # a re-run elsewhere may take another path: say where this one began
+        print(f"created on: {machine_summary(study.machine)}")
     space = study.space
     print("parameters: " + ", ".join(
         f"{p.name} in [{p.low:g}, {p.high:g}]" + (" (log)" if p.log else "") for p in space))
@@ -826,6 +832,13 @@ def _cmd_report(args, study):
         fig.savefig(path, dpi=100)
         plt.close(fig)
         print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_info(args):
+    from .sysinfo import format_sys_info, sys_info
+
+    print(format_sys_info(sys_info()))
     return EXIT_OK
 
 
@@ -1026,6 +1039,14 @@ def make_parser():
     p.add_argument("--mesh", type=_positive_int, nargs=2, default=[10, 10],
                    metavar=("NX", "NY"), help="pyramidal grid per layer (default 10 10)")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("info", help="the machine and library versions results depend on",
+                       description="Print the CPU, BLAS, the CoreNEURON build's compiler "
+                       "flags and the versions of Python, NEURON and the libraries a fit "
+                       "uses: a fit repeats exactly on the same machine and software, "
+                       "and may take another path elsewhere. Every study stores the same "
+                       "at creation ('hnnfit show' prints it).")
+    p.set_defaults(func=_cmd_info)
     return parser
 
 

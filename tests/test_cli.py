@@ -22,6 +22,7 @@ from hnnfit.fit.api import Study
 from hnnfit.fit.targets import read_target
 from hnnfit.network import Network
 from hnnfit.params import read_params
+from hnnfit.sysinfo import machine_summary, sys_info
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TSTOP = 40.0
@@ -187,6 +188,7 @@ def test_show(small, capsys):
     assert "evaluations: 3 complete" in out
     assert "trial seeds used: 0\n" in out
     assert f"description: hnnfit fit {small['config']}\n" in out
+    assert f"created on: {machine_summary(sys_info())}\n" in out
     assert "evprox1.mu in [20, 35], evprox1.sigma in [1, 6] (log)" in out
     assert f"{best['evprox1.mu']:.6g}" in out
     listed = out.split("last 3 evaluations:")[1].strip().splitlines()
@@ -470,7 +472,7 @@ def test_console_script_help():
     cmd = [exe] if exe else [sys.executable, "-m", "hnnfit.cli"]
     proc = subprocess.run(cmd + ["--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
-    for command in ("fit", "resume", "show", "export", "report", "simulate"):
+    for command in ("fit", "resume", "show", "export", "report", "simulate", "info"):
         assert command in proc.stdout
 
 

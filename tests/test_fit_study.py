@@ -64,6 +64,9 @@ def test_round_trip(study, target, tmp_path):
     meta = again.metadata
     assert meta["hnnfit_version"] == hnnfit.__version__
     assert meta["neuron_version"] == metadata.version("neuron")
+    # where the study began, decoded (hnnfit.sysinfo)
+    assert meta["machine"]["packages"]["numpy"] == metadata.version("numpy")
+    assert meta["machine"]["hnnfit"] == hnnfit.__version__
     assert meta["target_hash"] == target.hash()
 
     df = again.trials

@@ -865,6 +865,18 @@ class Study:
         return self.storage.metadata.get("description")
 
     @property
+    def machine(self):
+        """The machine and software the study was created on (dict, or None).
+
+        :func:`hnnfit.sys_info` at creation: CPU model and vector extensions,
+        BLAS, the CoreNEURON build's compiler flags and the versions of NEURON,
+        numpy, scipy, scikit-learn and the rest. A study run again elsewhere
+        may take another path (see :mod:`hnnfit.sysinfo`); None for studies
+        created before hnnfit recorded it.
+        """
+        return self.storage.metadata.get("machine")
+
+    @property
     def x0(self):
         """The solver's start point (dict)."""
         return dict(self.solver_settings["x0"])

@@ -4,7 +4,8 @@ The study is persistence only. It stores
 
 - metadata: the target (values and hash), the network definition (a blob
   the caller provides), the parameter space, the objective and solver
-  settings, and the hnnfit and NEURON versions;
+  settings, the hnnfit and NEURON versions, and the machine and library
+  versions it was created on (:func:`hnnfit.sysinfo.sys_info`);
 - one row per evaluation: parameters, value, fitted scale factor, status
   (``'running'``, ``'complete'``, ``'failed'``, ``'abandoned'``), error
   text, seeds, number of trials, timing, host/pid of the driver, stage,
@@ -23,7 +24,6 @@ import os
 import socket
 import sqlite3
 import time
-from importlib import metadata as _metadata
 from pathlib import Path
 
 from ..exceptions import StudyError
@@ -128,13 +128,6 @@ def _pid_alive(pid):
     return True
 
 
-def _version(dist):
-    try:
-        return _metadata.version(dist)
-    except _metadata.PackageNotFoundError:
-        return None
-
-
 class Study:
     """One fitting study, stored in one SQLite file.
 
@@ -218,6 +211,8 @@ class Study:
                          (_APP_ID, SCHEMA_VERSION))
             import hnnfit
 
+            from ..sysinfo import package_version, sys_info
+
             meta = {
                 "target": _canonical(target_d),
                 "target_hash": target_d["hash"],
@@ -228,8 +223,11 @@ class Study:
                 "network_hash": None if blob is None else hashlib.sha256(blob).hexdigest(),
                 "description": description,
                 "hnnfit_version": hnnfit.__version__,
-                "neuron_version": _version("neuron"),
+                "neuron_version": package_version("neuron"),
                 "created": time.time(),
+                # where the study began: a fit's path can differ across CPUs
+                # and library versions (hnnfit.sysinfo)
+                "machine": _canonical(sys_info()),
             }
             conn.executemany("INSERT INTO metadata (key, value) VALUES (?, ?)",
                              list(meta.items()))
@@ -352,7 +350,8 @@ class Study:
         raw = self._meta_raw()
         out = {}
         for key, value in raw.items():
-            if key in ("target", "space", "objective", "solver") and value is not None:
+            if key in ("target", "space", "objective", "solver", "machine") \
+                    and value is not None:
                 out[key] = json.loads(value)
             else:
                 out[key] = value
