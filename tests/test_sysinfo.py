@@ -59,8 +59,11 @@ def test_info_command(capsys):
     status = cli.main(["info"])
     out, err = capsys.readouterr()
     assert status == 0, err
-    assert "hnnfit:" in out and f"neuron:{' ' * 11}{metadata.version('neuron')}" in out
-    assert "coreneuron_flags:" in out
+    # one aligned "key: value" line each (the width depends on the keys shown)
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    assert lines["hnnfit"].strip() == hnnfit.__version__
+    assert lines["neuron"].strip() == metadata.version("neuron")
+    assert "coreneuron_flags" in lines
 
 
 @pytest.mark.parametrize("argv", [["info", "extra"], ["info", "--bogus"]])
