@@ -50,7 +50,9 @@ For each task the script
 
 The parameter space is hnnfit's automatic one (``evoked_space``) unless
 ``--space wide`` widens it (see :func:`wide_overrides`) or ``--override``
-sets single ranges.
+sets single ranges. ``--add-drive`` adds an evoked drive to the start
+network (e.g. a second late proximal volley for ``S1_SupraT``); the
+automatic space and the stages take it in like the file's own drives.
 
 Usage::
 
@@ -115,6 +117,37 @@ def _network(name, params_dir):
     from hnnfit.params import read_params
 
     return Network(read_params(_param_path(name, params_dir)), add_drives_from_params=True)
+
+
+def _add_drives(net, specs):
+    """The start network with the evoked drives of ``--add-drive`` added.
+
+    Each spec is the JSON text of :meth:`Network.add_evoked_drive`'s keywords
+    (``name``, ``mu`` and ``sigma`` in ms, ``location``, ``weights_ampa`` and
+    ``weights_nmda`` in uS per cell type, ...; ``numspikes`` defaults to 1).
+    The automatic space and the stages then include the new drive like the
+    file's own.
+    """
+    if not specs:
+        return net
+    import json
+
+    net = net.copy()
+    for text in specs:
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"--add-drive must be a JSON object of add_evoked_drive's "
+                             f"keywords, got {text!r} ({err.msg})") from None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise SystemExit(f"--add-drive must be a JSON object with a 'name', got {text!r}")
+        spec.setdefault("numspikes", 1)
+        name = spec.pop("name")
+        try:
+            net.add_evoked_drive(name, **spec)
+        except (TypeError, ValueError) as err:
+            raise SystemExit(f"--add-drive {text}: {err}") from None
+    return net
 
 
 def _score(net, target, seeds, smooth, scale, engine):
@@ -333,6 +366,8 @@ def run_task(key, args, out_dir):
     if used & {s for g in groups for s in g}:
         raise SystemExit(f"--held-out seeds {format_seeds(s for g in groups for s in g)} "
                          f"overlap the fit seeds {format_seeds(used)}")
+    # checked before anything runs: a bad --add-drive stops here
+    start_net = _add_drives(_network(task["start"], args.params_dir), args.add_drive)
     lines = [f"### {key}: {task['dataset']} ({smooth:g} ms smoothing, scale {scale})", ""]
 
     # 1. the hand-tuned files, scored with the same objective
@@ -359,8 +394,8 @@ def run_task(key, args, out_dir):
     if args.score_only:
         return lines
 
-    # 2. the staged fit from the hand-tuned file's drives
-    net = _network(task["start"], args.params_dir)
+    # 2. the staged fit from the hand-tuned file's drives (plus any --add-drive)
+    net = start_net
     path = out_dir / f"fit_erp_{key}_{'fit' if scale == 'fit' else 'fixed'}.sqlite"
     if path.exists() and not args.resume:
         path.unlink()
@@ -644,6 +679,12 @@ def main(argv=None):
                         "(see wide_overrides)")
     parser.add_argument("--override", action="append", metavar="NAME=LOW:HIGH[:log]",
                         help="range of one parameter (replaces or adds it)")
+    parser.add_argument("--add-drive", action="append", metavar="JSON",
+                        help="add an evoked drive to the fit's start network (not to the "
+                        "hand-tuned files' scores): add_evoked_drive's keywords as a JSON "
+                        "object, e.g. '{\"name\": \"evprox3\", \"mu\": 130, \"sigma\": 5, "
+                        "\"location\": \"proximal\", \"weights_ampa\": {\"L5_pyramidal\": 2}}' "
+                        "(ms, uS; numspikes 1 unless given); repeatable")
     parser.add_argument("--stage-evals", action="append", metavar="STAGE=N",
                         help="evaluations of one stage of the staged fit (the others "
                         "share the rest of the staged budget)")

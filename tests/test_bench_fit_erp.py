@@ -43,6 +43,12 @@ def fit_erp():
     (["--polish", "cma", "--refine", "pattern", "--fit-trials", "3", "--group-size", "3",
       "--refine-trials", "4"], "--group-size must divide --fit-trials, --polish-trials, "
                                "--refine-trials"),
+    (["--add-drive", "evprox3"], "--add-drive must be a JSON object of add_evoked_drive's "
+                                 "keywords, got 'evprox3'"),
+    (["--add-drive", '{"name": "evprox3", "mu": 130}'],
+     "missing 2 required keyword-only arguments: 'sigma' and 'location'"),
+    (["--add-drive", '{"name": "evprox1", "mu": 130, "sigma": 5, "location": "proximal"}'],
+     "name must be a new drive name, got 'evprox1' (already in use)"),
 ])
 def test_bad_options_exit_with_a_message(fit_erp, tmp_path, argv, message):
     with pytest.raises(SystemExit) as info:
@@ -78,6 +84,28 @@ def test_selection_seeds_must_not_overlap_fit_or_held_out_seeds(fit_erp, shared_
                                "1000-2199, 3000-3011")
     assert not list(tmp_path.glob("*.sqlite"))
 
+
+
+def test_add_drive_joins_the_automatic_space_and_the_stages(fit_erp, shared_dir):
+    # the fit's start network gets the drive; the file's network is untouched
+    from hnnfit.fit.space import evoked_space
+    from hnnfit.fit.staging import group_evoked_drives
+
+    net = fit_erp._network("ERPYesSupraT.param", shared_dir / "params")
+    spec = ('{"name": "evprox3", "mu": 130, "sigma": 5, "location": "proximal", '
+            '"weights_ampa": {"L5_pyramidal": 2.0}}')
+    start = fit_erp._add_drives(net, [spec])
+    assert "evprox3" not in net.external_drives
+    drive = start.external_drives["evprox3"]
+    assert drive["dynamics"] == {"mu": 130.0, "sigma": 5.0, "numspikes": 1}
+    assert drive["weights_ampa"] == {"L5_pyramidal": 2.0}
+    space = evoked_space(start)
+    assert {"evprox3.mu", "evprox3.sigma", "evprox3.ampa.L5_pyramidal"} <= set(space.names)
+    assert space["evprox3.mu"].low < 130 < space["evprox3.mu"].high
+    # 130 +- 5 ms overlaps evprox2's window: one stage fits them together
+    groups = [g.drives for g in group_evoked_drives(start)]
+    assert groups == [["evprox1"], ["evdist1", "evprox2", "evprox3"]]
+    assert fit_erp._add_drives(net, None) is net
 
 
 def test_an_interrupted_study_stops_the_script(fit_erp, tmp_path):
