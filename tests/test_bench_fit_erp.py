@@ -132,6 +132,20 @@ def test_an_interrupted_study_stops_the_script(fit_erp, tmp_path):
     Interrupted.optimize = lambda self, n, **kw: SimpleNamespace(interrupted=False, n=n)
     assert fit_erp._optimize(study, 5, args).n == 5
 
+
+def _tiny_supra_polish(shared_dir, tmp_path, n_evals, *extra):
+    """Arguments of a seconds-long supra run: 2+2+1 staged evaluations on one
+    trial, then 8 resampled CMA-ES evaluations at 0.05 ms keeping the mean."""
+    data = shared_dir / "data" / "MEG_detection_data"
+    return ["--task", "supra", "--fit-trials", "1", "--held-out", "100",
+            "--n-evals", str(n_evals), "--stage-evals", "evprox1=2",
+            "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
+            "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
+            "--polish-resample", "--take-cma-mean", "--polish-dt", "0.05", "--quiet",
+            "--data-dir", str(data), "--params-dir", str(shared_dir / "params"),
+            "--out", str(tmp_path), *extra]
+
+
 @pytest.mark.slow
 def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir, tmp_path,
                                                            capsys):
@@ -144,15 +158,7 @@ def test_take_cma_mean_keeps_the_point_hnnfit_budget_scores(fit_erp, shared_dir,
     from hnnfit.cli import _cma_mean
     from hnnfit.fit.api import Study
 
-    data = shared_dir / "data" / "MEG_detection_data"
-    fit_erp.main(["--task", "supra", "--fit-trials", "1", "--held-out", "100",
-                  "--n-evals", "13", "--stage-evals", "evprox1=2",
-                  "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
-                  "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
-                  "--polish-resample", "--take-cma-mean", "--polish-seed", "3",
-                  "--polish-dt", "0.05", "--quiet",
-                  "--data-dir", str(data), "--params-dir", str(shared_dir / "params"),
-                  "--out", str(tmp_path)])
+    fit_erp.main(_tiny_supra_polish(shared_dir, tmp_path, 13, "--polish-seed", "3"))
     out = capsys.readouterr().out
     assert "| cma mean averaged over the last 1 generations | 13 |" in out
     fit = [json.loads(line) for line in out.splitlines()
@@ -187,17 +193,10 @@ def test_refine_starts_from_the_cma_mean_on_its_own_fixed_seeds(fit_erp, shared_
     from hnnfit.cli import _cma_mean
     from hnnfit.fit.api import Study
 
-    data = shared_dir / "data" / "MEG_detection_data"
-    fit_erp.main(["--task", "supra", "--fit-trials", "1", "--held-out", "100",
-                  "--n-evals", "17", "--stage-evals", "evprox1=2",
-                  "--stage-evals", "evdist1+evprox2=2", "--stage-evals", "final=1",
-                  "--polish", "cma", "--polish-evals", "8", "--polish-popsize", "4",
-                  "--polish-resample", "--take-cma-mean", "--polish-dt", "0.05",
-                  "--refine", "pattern", "--refine-evals", "4", "--refine-trials", "1",
-                  "--refine-only", "evprox1.mu", "--refine-step", "0.1",
-                  "--refine-line", "1", "--quiet",
-                  "--data-dir", str(data), "--params-dir", str(shared_dir / "params"),
-                  "--out", str(tmp_path)])
+    fit_erp.main(_tiny_supra_polish(
+        shared_dir, tmp_path, 17, "--refine", "pattern", "--refine-evals", "4",
+        "--refine-trials", "1", "--refine-only", "evprox1.mu", "--refine-step", "0.1",
+        "--refine-line", "1"))
     out = capsys.readouterr().out
     assert "+ pattern refine | 17 |" in out
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
