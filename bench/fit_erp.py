@@ -132,6 +132,8 @@ def _add_drives(net, specs):
         return net
     import json
 
+    from hnnfit.network import add_evoked_drives
+
     net = net.copy()
     for text in specs:
         try:
@@ -139,14 +141,10 @@ def _add_drives(net, specs):
         except json.JSONDecodeError as err:
             raise SystemExit(f"--add-drive must be a JSON object of add_evoked_drive's "
                              f"keywords, got {text!r} ({err.msg})") from None
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise SystemExit(f"--add-drive must be a JSON object with a 'name', got {text!r}")
-        spec.setdefault("numspikes", 1)
-        name = spec.pop("name")
         try:
-            net.add_evoked_drive(name, **spec)
+            add_evoked_drives(net, [spec], what="--add-drive")
         except (TypeError, ValueError) as err:
-            raise SystemExit(f"--add-drive {text}: {err}") from None
+            raise SystemExit(str(err)) from None
     return net
 
 

@@ -28,6 +28,12 @@ an unknown one is an error::
     mesh_shape = [10, 10]          # pyramidal grid per layer
     add_drives_from_params = true  # the drives the parameter file defines
     legacy_mode = false
+    [[network.evoked_drives]]      # optional, repeatable: another evoked drive
+    name = "evprox3"               # (Network.add_evoked_drive's keywords;
+    mu = 130.0                     # numspikes = 1 unless given); the
+    sigma = 5.0                    # automatic space and the stages cover it
+    location = "proximal"          # like the file's own drives
+    weights_ampa = { L5_pyramidal = 2.0 }   # uS
 
     [target]
     file = "erp.txt"               # or: dataset = "yes_trial_S1_ERP_all_avg"
@@ -114,7 +120,8 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 # the configuration schema: section -> allowed keys ([space] is free-form)
 _SECTIONS = {
-    "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode"),
+    "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode",
+                "evoked_drives"),
     "target": ("file", "dataset", "tmin", "tmax", "columns"),
     "objective": ("n_trials", "seeds", "group_size", "resample", "smooth_window", "scale",
                   "metric", "layer", "dt", "band", "timeout", "engine"),
@@ -280,6 +287,11 @@ def load_config(path):
         net_s.get("add_drives_from_params", True), "add_drives_from_params in [network]")
     net_s["legacy_mode"] = check_bool(net_s.get("legacy_mode", False),
                                       "legacy_mode in [network]")
+    drives = net_s.get("evoked_drives", [])
+    if not (isinstance(drives, list) and all(isinstance(d, dict) for d in drives)):
+        raise ValueError(f"evoked_drives in [network] of {path} must be an array of tables "
+                         f"([[network.evoked_drives]]), got {drives!r}")
+    net_s["evoked_drives"] = drives
 
     if ("file" in tgt_s) == ("dataset" in tgt_s):
         raise ValueError(f"[target] of {path} must give exactly one of 'file' and "
@@ -385,6 +397,10 @@ def build_fit(config):
     net = Network(read_params(net_s["params"]),
                   add_drives_from_params=net_s["add_drives_from_params"],
                   legacy_mode=net_s["legacy_mode"], mesh_shape=net_s["mesh_shape"])
+    if net_s.get("evoked_drives"):
+        from .network import add_evoked_drives
+
+        add_evoked_drives(net, net_s["evoked_drives"], what="[[network.evoked_drives]]")
     if "dataset" in tgt_s:
         from .datasets import fetch_dataset
 

@@ -45,6 +45,7 @@ __all__ = [
     "Drive",
     "LOCATIONS",
     "Network",
+    "add_evoked_drives",
     "jones_2009_model",
     "pick_connection",
 ]
@@ -1328,3 +1329,63 @@ def neymotin_2020_model(params=None, add_drives_from_params=False, legacy_mode=F
     """
     return jones_2009_model(params, add_drives_from_params=add_drives_from_params,
                             legacy_mode=legacy_mode, mesh_shape=mesh_shape)
+
+
+def _evoked_keywords():
+    import inspect
+
+    return [p.name for p in inspect.signature(Network.add_evoked_drive).parameters.values()
+            if p.kind is p.KEYWORD_ONLY]
+
+
+def add_evoked_drives(net, specs, what="evoked drive"):
+    """Add evoked drives described as plain data (a config file, JSON).
+
+    Parameters
+    ----------
+    net : Network
+        Changed in place.
+    specs : list of dict
+        Each dict holds :meth:`Network.add_evoked_drive`'s arguments:
+        ``name``, ``mu`` and ``sigma`` (ms), ``location``, ``weights_ampa``
+        and ``weights_nmda`` (uS per cell type), ``synaptic_delays`` (ms),
+        ... ``numspikes`` defaults to 1, as in HNN's parameter files.
+    what : str
+        How an error message names one spec (e.g. ``"[[network.evoked_drives]]"``).
+
+    Returns
+    -------
+    net : Network
+        The same network, for chaining.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A spec that is not a table with a string ``name``, or that
+        :meth:`Network.add_evoked_drive` rejects; the message names the
+        drive and the bad value.
+    """
+    check_type(net, Network, "net")
+    if not isinstance(specs, (list, tuple)):
+        raise TypeError(f"{what} must be a list of drive tables, got {specs!r}")
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise TypeError(f"{what} #{i + 1} must be a table with a string 'name' and "
+                            f"add_evoked_drive's keywords, got {spec!r}")
+        kwargs = dict(spec)
+        name = kwargs.pop("name")
+        kwargs.setdefault("numspikes", 1)
+        known = _evoked_keywords()
+        for key in kwargs:
+            if key not in known:
+                raise ValueError(f"key {key!r} of {what} {name!r} must be one of "
+                                 f"{['name', *known]}, got {key!r}")
+        missing = [k for k in ("mu", "sigma", "location") if k not in kwargs]
+        if missing:
+            raise ValueError(f"{what} {name!r} must give {missing}, got only "
+                             f"{sorted(spec)}")
+        try:
+            net.add_evoked_drive(name, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{what} {name!r}: {err}") from None
+    return net

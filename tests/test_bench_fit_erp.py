@@ -46,7 +46,9 @@ def fit_erp():
     (["--add-drive", "evprox3"], "--add-drive must be a JSON object of add_evoked_drive's "
                                  "keywords, got 'evprox3'"),
     (["--add-drive", '{"name": "evprox3", "mu": 130}'],
-     "missing 2 required keyword-only arguments: 'sigma' and 'location'"),
+     "--add-drive 'evprox3' must give ['sigma', 'location'], got only ['mu', 'name']"),
+    (["--add-drive", '{"name": "evprox3", "mu": 130, "sigma": 5, "locaton": "proximal"}'],
+     "key 'locaton' of --add-drive 'evprox3' must be one of ['name', 'mu', 'sigma'"),
     (["--add-drive", '{"name": "evprox1", "mu": 130, "sigma": 5, "location": "proximal"}'],
      "name must be a new drive name, got 'evprox1' (already in use)"),
 ])

@@ -323,6 +323,36 @@ def test_fit_then_polish(small, tmp_path, capsys):
     assert digest(polish_path) == before
 
 
+def test_fit_with_an_added_evoked_drive(small, tmp_path, capsys):
+    # [[network.evoked_drives]]: a drive the parameter file does not have
+    # joins the network, the automatic space and the study
+    sections = base_sections(small["target"])
+    sections["network"]["evoked_drives"] = (
+        '[{ name = "evprox3", mu = 30.0, sigma = 2.0, location = "proximal", '
+        'weights_ampa = { L5_pyramidal = 0.5, L2_basket = 0.01 } }]')
+    sections["space"] = {"auto": "true", '"evprox3.mu"': "[26.0, 34.0]"}
+    sections["run"]["n_evals"] = "2"
+    config = write_config(tmp_path / "four.toml", sections)
+    study_path = tmp_path / "four.sqlite"
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    assert status == 0, err
+    with Study.load(study_path) as study:
+        drive = study.net.external_drives["evprox3"]
+        assert drive["dynamics"] == {"mu": 30.0, "sigma": 2.0, "numspikes": 1}
+        assert drive["weights_ampa"] == {"L5_pyramidal": 0.5, "L2_basket": 0.01}
+        names = study.space.names
+        # the given range, and the automatic space's sigma and weights
+        assert (study.space["evprox3.mu"].low, study.space["evprox3.mu"].high) == (26.0, 34.0)
+        assert {"evprox3.sigma", "evprox3.ampa.L5_pyramidal", "evprox3.ampa.L2_basket",
+                "evprox1.mu"} <= set(names)
+        assert study.n_complete == 2
+        best = study.best_net().external_drives["evprox3"]
+        assert best["dynamics"]["mu"] == pytest.approx(study.best_params["evprox3.mu"])
+    # the parameter file's network is unchanged: the drive lives in the config
+    assert "evprox3" not in Network(read_params("default.json"),
+                                    add_drives_from_params=True).external_drives
+
+
 def test_budget(small, capsys):
     before = digest(small["study"])
     status, out, err = run(["budget", small["study"], "--seeds", "5-8", "--k", "3",
@@ -564,6 +594,24 @@ CONFIG_CASES = {
                          ("target", "columns"), None], "yes_trial"),
     "missing params file": ([("network", "params"), '"nope.json"'], "nope.json"),
     "bad mesh": ([("network", "mesh_shape"), "[3]"], "mesh_shape"),
+    "evoked_drives not an array of tables": ([("network", "evoked_drives"), "3"],
+                                             "evoked_drives in [network] of"),
+    "added drive without sigma, location": (
+        [("network", "evoked_drives"), '[{ name = "evprox3", mu = 30.0 }]'],
+        "[[network.evoked_drives]] 'evprox3' must give ['sigma', 'location']"),
+    "added drive with an unknown key": (
+        [("network", "evoked_drives"),
+         '[{ name = "evprox3", mu = 30.0, sigma = 2.0, location = "proximal", '
+         'weights_ampa = { L5_pyramidal = 0.5 }, jitter = 1.0 }]'],
+        "key 'jitter' of [[network.evoked_drives]] 'evprox3' must be one of"),
+    "added drive reusing a name": (
+        [("network", "evoked_drives"),
+         '[{ name = "evprox1", mu = 30.0, sigma = 2.0, location = "proximal", '
+         'weights_ampa = { L5_pyramidal = 0.5 } }]'],
+        "[[network.evoked_drives]] 'evprox1': name must be a new drive name"),
+    "added drive without a name": ([("network", "evoked_drives"), '[{ mu = 30.0 }]'],
+                                   "[[network.evoked_drives]] #1 must be a table with a "
+                                   "string 'name'"),
     "unknown column": ([("target", "columns"), '["dipole"]'], "dipole"),
     "zero budget": ([("run", "n_evals"), "0"], "n_evals"),
     "unknown key in [polish]": ([("polish", "sigma"), "0.1"],

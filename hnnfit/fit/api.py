@@ -1099,7 +1099,9 @@ class Study:
         times, hence the same dipole). The file holds the network's own
         parameters with every evoked drive written as HNN's flat keys
         (``t_evprox_1``, ``sigma_t_evprox_1``, ``numspikes_evprox_1``,
-        ``gbar_evprox_1_L2Pyr_ampa``, ``prng_seedcore_evprox_1``, ...).
+        ``gbar_evprox_1_L2Pyr_ampa``, ``prng_seedcore_evprox_1``, ...) and
+        its Poisson drive, if any, as ``t0_pois``, ``T_pois``,
+        ``L5Pyr_Pois_lamtha``, ... (see :func:`network_to_params`).
 
         Parameters
         ----------
@@ -1275,10 +1277,14 @@ def network_to_params(net):
     Parameters
     ----------
     net : Network
-        A network whose drives are all evoked drives of the kind a
-        parameter file describes (proximal to all four cell types or distal
-        to the three with distal synapses, HNN's fixed delays and space
-        constant, probability 1, all drives one-to-one or all synchronous).
+        A network whose drives are evoked drives of the kind a parameter
+        file describes (proximal to all four cell types or distal to the
+        three with distal synapses, HNN's fixed delays and space constant,
+        probability 1, all drives one-to-one or all synchronous), plus at
+        most one Poisson drive like the files' ``extpois`` (proximal to all
+        four cell types, one drive cell per cell, HNN's delays, space
+        constant 100, an end time), which is written back even when its
+        weights are zero: its gids move the other drives' event seeds.
 
     Returns
     -------
@@ -1310,9 +1316,17 @@ def network_to_params(net):
     # pick file names (evprox1.., evdist1..) keeping existing numbers when they are 1..n
     by_loc = {"proximal": [], "distal": []}
     sync = set()
+    poisson = [n for n, d in net.external_drives.items() if d["type"] == "poisson"]
+    if len(poisson) > 1:
+        _cannot(poisson[1], f"a parameter file holds one Poisson drive, and {poisson[0]!r} "
+                            f"is one already")
     for name, drive in net.external_drives.items():
+        if drive["type"] == "poisson":
+            _check_file_poisson(name, drive)
+            continue
         if drive["type"] != "evoked":
-            _cannot(name, f"it is a {drive['type']} drive; only evoked drives are written")
+            _cannot(name, f"it is a {drive['type']} drive; only evoked and Poisson drives "
+                          f"are written")
         loc = drive["location"]
         if loc not in by_loc:
             _cannot(name, f"its location is {loc!r}, not 'proximal' or 'distal'")
@@ -1354,6 +1368,9 @@ def network_to_params(net):
         else:
             rename.update(dict(zip(names, wanted)))  # in the order the network added them
 
+    if poisson:
+        rename[poisson[0]] = "extpois"
+
     # gids the rebuilt network gives each drive: cells first, then drives sorted by name
     first_gid = {}
     gid = sum(len(net.gid_ranges[ct]) for ct in net.cell_types)
@@ -1364,6 +1381,9 @@ def network_to_params(net):
 
     for old, new in rename.items():
         drive = net.external_drives[old]
+        if new == "extpois":
+            _write_poisson(params, drive, first_gid[new])
+            continue
         tag = new.replace("evprox", "evprox_").replace("evdist", "evdist_")
         dyn = drive["dynamics"]
         params[f"t_{tag}"] = float(dyn["mu"])
@@ -1377,6 +1397,57 @@ def network_to_params(net):
         params[f"prng_seedcore_{tag}"] = int(drive["event_seed"]) - first_gid[new]
     _check_rebuild(net, params, rename)
     return params
+
+
+# what a parameter file's Poisson drive is (see hnnfit.params)
+_FILE_POISSON_DELAYS = {"L2_basket": 1.0, "L2_pyramidal": 0.1, "L5_basket": 1.0,
+                        "L5_pyramidal": 1.0}
+
+
+def _check_file_poisson(name, drive):
+    """Raise unless ``drive`` is a Poisson drive a parameter file can describe.
+
+    The HNN files carry one (``extpois``, often with zero weights); it takes
+    gids and so moves every other drive's event seeds, and an exported file
+    must keep it to reproduce the fit.
+    """
+    targets = _FILE_TARGETS["proximal"]
+    if drive["location"] != "proximal":
+        _cannot(name, f"it is a Poisson drive at {drive['location']!r}; a parameter file's "
+                      f"Poisson drive is proximal")
+    if set(drive["target_types"]) != set(targets):
+        _cannot(name, f"it targets {list(drive['target_types'])}; a parameter file's Poisson "
+                      f"drive targets {list(targets)}")
+    if not drive["cell_specific"]:
+        _cannot(name, "it is a Poisson drive with shared drive cells; a parameter file's "
+                      "has one per cell")
+    if float(drive["space_constant"]) != 100.0:
+        _cannot(name, f"its space constant is {drive['space_constant']}, not 100.0")
+    probs = _per_type(drive.get("probability", 1.0), targets)
+    if any(p is not None and float(p) != 1.0 for p in probs.values()):
+        _cannot(name, f"its connection probability is {drive['probability']}, not 1")
+    delays = _per_type(drive["synaptic_delays"], targets)
+    for ct in targets:
+        if delays[ct] is None or float(delays[ct]) != _FILE_POISSON_DELAYS[ct]:
+            _cannot(name, f"its synaptic delay onto {ct} is {delays[ct]} ms; a parameter "
+                          f"file fixes it at {_FILE_POISSON_DELAYS[ct]} ms")
+    if drive["dynamics"]["tstop"] is None:
+        _cannot(name, "its trains run to the end of the simulation (tstop None); a "
+                      "parameter file gives an end time")
+
+
+def _write_poisson(params, drive, first_gid):
+    dyn = drive["dynamics"]
+    params["t0_pois"] = float(dyn["tstart"])
+    params["T_pois"] = float(dyn["tstop"])
+    for ct in _FILE_TARGETS["proximal"]:
+        short = _SHORT[ct]
+        params[f"{short}_Pois_lamtha"] = float(dyn["rate_constant"][ct])
+        for receptor in ("ampa", "nmda"):
+            weights = drive.get(f"weights_{receptor}") or {}
+            params[f"{short}_Pois_A_weight_{receptor}"] = float(weights.get(ct, 0.0))
+    # as for the evoked drives: the rebuilt network adds the first gid
+    params["prng_seedcore_extpois"] = int(drive["event_seed"]) - first_gid
 
 
 def _check_rebuild(net, params, rename):
