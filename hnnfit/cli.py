@@ -75,6 +75,8 @@ an unknown one is an error::
     n_jobs = 1
     staged = false                 # true (or --staged): one stage per evoked
                                    # drive group, then all (hnnfit.fit.staging)
+    # stage_evals = { evprox1 = 40, final = 60 }   # evaluations of these
+                                   # stages; the others share the rest of n_evals
     study = "studies/erp.sqlite"   # default: studies/<config name>.sqlite
 
     [polish]                       # optional: once the fit has its budget, a
@@ -107,6 +109,7 @@ polish is unfinished.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -127,7 +130,7 @@ _SECTIONS = {
                   "metric", "layer", "dt", "band", "timeout", "engine"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
-    "run": ("n_evals", "n_jobs", "study", "staged"),
+    "run": ("n_evals", "n_jobs", "study", "staged", "stage_evals"),
     "polish": ("solver", "seed", "options", "n_evals", "only", "study", "objective", "space"),
 }
 _PARAM_KEYS = ("low", "high", "log", "integer")
@@ -135,6 +138,7 @@ DEFAULT_N_EVALS = 20
 # metadata entry holding the budget of the last fit/resume of a study
 _BUDGET_KEY = "cli_n_evals"
 _JOBS_KEY = "cli_n_jobs"
+_STAGE_EVALS_KEY = "cli_stage_evals"
 
 
 class UsageError(ValueError):
@@ -330,6 +334,14 @@ def load_config(path):
            "staged": check_bool(run_s.get("staged", False), "staged in [run]")}
     if run["study"] is not None:
         check_type(run["study"], str, "study in [run]")
+    stage_evals = run_s.get("stage_evals")
+    if stage_evals is not None:
+        if not isinstance(stage_evals, dict) or not stage_evals:
+            raise ValueError(f"stage_evals in [run] of {path} must be a table of stage name = "
+                             f"evaluations, got {stage_evals!r}")
+        stage_evals = {name: check_int(n, f"stage_evals[{name!r}] in [run]", low=1)
+                       for name, n in stage_evals.items()}
+    run["stage_evals"] = stage_evals
     polish = None if "polish" not in raw else _parse_polish(raw["polish"], path)
     return {"path": path, "network": net_s, "target": tgt_s, "objective": obj_s,
             "space": space, "space_auto": auto, "solver": solver, "run": run,
@@ -426,6 +438,17 @@ def build_fit(config):
         solver["x0"] = space.check_values(solver["x0"])
     _check_solver(solver["name"], space, solver["x0"], solver["seed"], solver["options"],
                   "solver")
+    stage_evals = config["run"].get("stage_evals")
+    names = None
+    if stage_evals:
+        from .fit.staging import plan_evoked_stages
+
+        names = [st.name for st in plan_evoked_stages(net, space, target.times,
+                                                      checked.smooth_window)]
+        unknown = [n for n in stage_evals if n not in names]
+        if unknown:
+            raise ValueError(f"stage_evals in [run] must name stages of this fit "
+                             f"({', '.join(names)}), got {', '.join(map(repr, unknown))}")
     polish = config.get("polish")
     if polish is not None:
         from .fit.api import _objective_kwargs_of, polish_setup
@@ -441,7 +464,7 @@ def build_fit(config):
         _check_solver(polish["solver"], pspace, px0, polish["seed"] or 0, polish["options"],
                       "polish")
     return {"net": net, "target": target, "space": space, "objective": objective,
-            "solver": solver, "polish": polish}
+            "solver": solver, "polish": polish, "stage_names": names}
 
 
 def _check_solver(name, space, x0, seed, options, section):
@@ -564,18 +587,31 @@ def _study_api():
     return Study
 
 
-def _run(study, n_evals, n_jobs):
+def _check_stage_budget(stage_evals, names, n_evals):
+    others = [n for n in names if n not in stage_evals]
+    given = sum(stage_evals.values())
+    if given + len(others) > n_evals:
+        raise UsageError(f"n_evals must cover stage_evals ({given}) and one evaluation for "
+                         f"each other stage ({len(others)}), got {n_evals}")
+
+
+def _run(study, n_evals, n_jobs, stage_evals=None):
     """Optimise with the progress bar; return the exit status."""
     busy = study.storage.running_elsewhere()
     if busy:
         # refused before anything is written to the file
         raise StudyError(f"study {str(study.path)!r} is being run by another live process "
                          f"(evaluations {busy[:5]} running); only one may drive a study")
+    if stage_evals:
+        _check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)
     # remembered so that 'hnnfit resume STUDY' knows the budget
     study.storage.set_metadata(_BUDGET_KEY, str(n_evals))
     study.storage.set_metadata(_JOBS_KEY, str(n_jobs))
+    if study.stages is not None:
+        study.storage.set_metadata(_STAGE_EVALS_KEY, json.dumps(stage_evals or {}))
     try:
-        summary = study.optimize(n_evals, n_jobs=n_jobs, progress=True)
+        summary = study.optimize(n_evals, n_jobs=n_jobs, progress=True,
+                                 stage_evals=stage_evals or None)
     except KeyboardInterrupt:
         interrupted = True
     else:
@@ -612,13 +648,19 @@ def _cmd_fit(args):
         study_path.parent.mkdir(parents=True)
     sol = parts["solver"]
     staged = args.staged or run["staged"]
+    if run["stage_evals"]:
+        if not staged:
+            raise UsageError(f"stage_evals in [run] needs a staged fit (staged = true or "
+                             f"--staged), got an unstaged one")
+        _check_stage_budget(run["stage_evals"], parts["stage_names"], n_evals)
     study = Study.create(study_path, parts["net"], parts["target"], parts["space"],
                          objective=parts["objective"], solver=sol["name"],
                          solver_options=sol["options"], seed=sol["seed"], x0=sol["x0"],
                          description=f"hnnfit fit {config_path}", exist_ok=True,
                          stages="evoked" if staged else None)
     try:
-        status = _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo)
+        status = _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo,
+                            run["stage_evals"])
         if status != EXIT_OK or parts["polish"] is None:
             return status
         return _polish_study(study, parts["polish"], study_path, n_jobs)
@@ -653,7 +695,7 @@ def _polish_study(study, polish, study_path, n_jobs):
         polished.close()
 
 
-def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo):
+def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo, stage_evals=None):
     from . import demo
 
     if is_demo:
@@ -662,7 +704,7 @@ def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo):
     verb = "resuming" if existed else "created"
     print(f"{verb} study {study_path} ({study.n_complete + study.n_failed} evaluations "
           f"so far); budget {n_evals}, {n_jobs} job(s)")
-    status = _run(study, n_evals, n_jobs)
+    status = _run(study, n_evals, n_jobs, stage_evals)
     if status == EXIT_OK:
         _print_best(study)
         if is_demo and study.n_complete:
@@ -698,9 +740,10 @@ def _cmd_resume(args, study):
     n_jobs = args.n_jobs
     if n_jobs is None:
         n_jobs = int(study.storage.metadata.get(_JOBS_KEY) or 1)
+    stage_evals = json.loads(study.storage.metadata.get(_STAGE_EVALS_KEY) or "{}")
     print(f"resuming study {study.path} ({study.n_complete + study.n_failed} evaluations "
           f"so far); budget {n_evals}, {n_jobs} job(s)")
-    status = _run(study, n_evals, n_jobs)
+    status = _run(study, n_evals, n_jobs, stage_evals)
     if status == EXIT_OK:
         _print_best(study)
     return status

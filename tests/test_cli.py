@@ -353,6 +353,52 @@ def test_fit_with_an_added_evoked_drive(small, tmp_path, capsys):
                                     add_drives_from_params=True).external_drives
 
 
+def test_stage_evals_set_each_stage_budget_and_resume_keeps_them(small, tmp_path, capsys):
+    # an early drive makes two stages before the final one
+    sections = base_sections(small["target"])
+    sections["network"]["evoked_drives"] = (
+        '[{ name = "early", mu = 10.0, sigma = 1.0, location = "proximal", '
+        'weights_ampa = { L5_pyramidal = 0.01 } }]')
+    sections["space"]['"early.mu"'] = "[8.0, 14.0]"
+    sections["run"].update({"staged": "true", "n_evals": "5",
+                            "stage_evals": "{ early = 2 }"})
+    config = write_config(tmp_path / "staged.toml", sections)
+    study_path = tmp_path / "staged.sqlite"
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    assert status == 0, err
+    with Study.load(study_path) as study:
+        # the default split would give 1, 2 and 2
+        assert [st.name for st in study.stages] == ["early", "evprox1", "final"]
+        assert [study.storage.counts(name)["complete"] for name in
+                ("early", "evprox1", "final")] == [2, 2, 1]
+    # a larger budget goes to the stage that is still open
+    status, out, err = run(["resume", study_path, "--n-evals", "7"], capsys)
+    assert status == 0, err
+    with Study.load(study_path) as study:
+        assert [study.storage.counts(name)["complete"] for name in
+                ("early", "evprox1", "final")] == [2, 2, 3]
+    # a fit stopped before its first evaluation: resume follows the stored
+    # stage_evals, not the default split
+    parts = cli.build_fit(cli.load_config(config))
+    fresh = tmp_path / "fresh.sqlite"
+    with Study.create(fresh, parts["net"], parts["target"], parts["space"],
+                      objective=parts["objective"], solver="bayesian",
+                      solver_options={"n_initial_points": 2}, stages="evoked") as study:
+        study.storage.set_metadata(cli._BUDGET_KEY, "5")
+        study.storage.set_metadata(cli._STAGE_EVALS_KEY, '{"early": 2}')
+    before = digest(fresh)
+    # a budget too small for them is refused before anything runs
+    status, out, err = run(["resume", fresh, "--n-evals", "3"], capsys)
+    _check_error(status, out, err, "n_evals must cover stage_evals (2) and one evaluation "
+                                   "for each other stage (2), got 3")
+    assert digest(fresh) == before
+    status, out, err = run(["resume", fresh], capsys)
+    assert status == 0, err
+    with Study.load(fresh) as study:
+        assert [study.storage.counts(name)["complete"] for name in
+                ("early", "evprox1", "final")] == [2, 2, 1]
+
+
 def test_budget(small, capsys):
     before = digest(small["study"])
     status, out, err = run(["budget", small["study"], "--seeds", "5-8", "--k", "3",
@@ -614,6 +660,20 @@ CONFIG_CASES = {
                                    "string 'name'"),
     "unknown column": ([("target", "columns"), '["dipole"]'], "dipole"),
     "zero budget": ([("run", "n_evals"), "0"], "n_evals"),
+    "stage_evals not a table": ([("run", "staged"), "true", ("run", "stage_evals"), "3"],
+                                "stage_evals in [run] of"),
+    "stage_evals of an unknown stage": ([("run", "staged"), "true", ("run", "stage_evals"),
+                                         "{ evdist1 = 2 }"],
+                                        "stage_evals in [run] must name stages of this fit "
+                                        "(final), got 'evdist1'"),
+    "stage_evals of an unstaged fit": ([("run", "stage_evals"), "{ final = 2 }"],
+                                       "stage_evals in [run] needs a staged fit"),
+    "stage_evals over the budget": ([("run", "staged"), "true", ("run", "stage_evals"),
+                                     "{ final = 4 }"],
+                                    "n_evals must cover stage_evals (4) and one evaluation "
+                                    "for each other stage (0), got 3"),
+    "stage_evals of zero": ([("run", "staged"), "true", ("run", "stage_evals"),
+                             "{ evprox1 = 0 }"], "stage_evals['evprox1'] in [run] must be"),
     "unknown key in [polish]": ([("polish", "sigma"), "0.1"],
                                 "key 'sigma' in [polish] of"),
     "polish adds an unknown synapse": ([("polish.space", '"evprox1.ampa.L9_cell"'),

@@ -582,10 +582,11 @@ class Study:
             scheduler to run the evaluations on (default: the Client already
             running in this process). The study file is written only here.
         stage_evals : dict | None
-            Staged studies only: evaluations per stage (``{stage name: n}``,
-            see :attr:`stages`), instead of splitting ``n_evals`` (40% to
-            the final stage, the rest to the drive stages in proportion to
-            their number of parameters).
+            Staged studies only: evaluations of some or all stages
+            (``{stage name: n}``, see :attr:`stages`). The stages not named
+            share the rest of ``n_evals`` as they do without it: 40% to the
+            final stage, the rest to the drive stages in proportion to
+            their number of parameters.
 
         Returns
         -------
@@ -647,10 +648,11 @@ class Study:
         if unknown:
             raise ValueError(f"stage_evals keys must be stage names ({', '.join(names)}), "
                              f"got {', '.join(map(repr, unknown))}")
-        budgets = dict(split_budget(n_evals, plan, frozen))
-        for name, n in stage_evals.items():
-            budgets[name] = check_int(n, f"stage_evals[{name!r}]", low=1)
-        return budgets, frozen
+        given = {name: check_int(n, f"stage_evals[{name!r}]", low=1)
+                 for name, n in stage_evals.items()}
+        # the stages given keep their counts like finished ones; the others
+        # share what is left of n_evals
+        return split_budget(n_evals, plan, {**frozen, **given}), frozen
 
     def _stage_objective(self, stage):
         """The objective of a drive stage: its window, its weights, weighted RMSE."""
