@@ -101,7 +101,7 @@ directory, like ``--study``.
 Bad input (a missing or malformed file, an unknown key or parameter, bad
 bounds or target, an unusable study file) is reported on one line,
 ``hnnfit: error: <message>``, with exit status 2, before any study file is
-touched. Ctrl-C during a fit stops it after recording the evaluations that
+touched. Ctrl-C (or SIGTERM) during a fit stops it after recording the evaluations that
 finished (exit status 130); ``hnnfit resume`` continues it. Running ``hnnfit
 fit`` on the same configuration again continues whichever of the fit and its
 polish is unfinished.
@@ -1119,6 +1119,27 @@ def _silence_stdout():
         pass
 
 
+def _stop_on_sigterm():
+    """Make SIGTERM stop a run the way Ctrl-C does; return the undo function.
+
+    Batch schedulers (SLURM, PBS) and ``timeout`` send SIGTERM before they
+    kill: the evaluations that finished are then recorded and the command
+    says how to resume, as for Ctrl-C. Only the main thread may set a signal
+    handler, so elsewhere (an embedding program's thread) nothing changes.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     """Run the ``hnnfit`` command; return its exit status.
 
@@ -1137,6 +1158,7 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    restore = _stop_on_sigterm()
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -1151,6 +1173,8 @@ def main(argv=None):
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -504,8 +504,10 @@ def test_report(small, tmp_path, capsys):
 N_LONG = 400
 
 
-def test_ctrl_c_stops_cleanly(small, tmp_path):
-    """SIGINT during a fit: exit 130, what finished is kept, resume continues."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_cleanly(small, tmp_path, signum):
+    """SIGINT (Ctrl-C) or SIGTERM (a batch scheduler's time limit) during a
+    fit: exit 130, what finished is kept, resume continues."""
     study_path = tmp_path / "int.sqlite"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hnnfit.cli", "fit", str(small["config"]), "--study",
@@ -528,7 +530,7 @@ def test_ctrl_c_stops_cleanly(small, tmp_path):
             except sqlite3.DatabaseError:
                 pass   # not created yet, or mid-write
     assert done >= 2, "the fit did not record evaluations in time"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
