@@ -1343,16 +1343,7 @@ def network_to_params(net):
         else:
             _cannot(name, f"it has {drive['n_drive_cells']} shared drive cells; a parameter "
                           f"file's drive has one per cell or a single one")
-        if float(drive["space_constant"]) != 3.0:
-            _cannot(name, f"its space constant is {drive['space_constant']}, not 3.0")
-        probs = _per_type(drive.get("probability", 1.0), targets)
-        if any(p is not None and float(p) != 1.0 for p in probs.values()):
-            _cannot(name, f"its connection probability is {drive['probability']}, not 1")
-        delays = _per_type(drive["synaptic_delays"], targets)
-        for ct in targets:
-            if delays[ct] is None or float(delays[ct]) != _FILE_DELAYS[loc][ct]:
-                _cannot(name, f"its synaptic delay onto {ct} is {delays[ct]} ms; a "
-                              f"parameter file fixes it at {_FILE_DELAYS[loc][ct]} ms")
+        _check_file_wiring(name, drive, targets, 3.0, _FILE_DELAYS[loc])
         if drive["dynamics"].get("sync_within_trial"):
             _cannot(name, "it has sync_within_trial=True")
         by_loc[loc].append(name)
@@ -1406,6 +1397,20 @@ _FILE_POISSON_DELAYS = {"L2_basket": 1.0, "L2_pyramidal": 0.1, "L5_basket": 1.0,
                         "L5_pyramidal": 1.0}
 
 
+def _check_file_wiring(name, drive, targets, space_constant, file_delays):
+    """Raise unless the drive's connections are those a parameter file fixes."""
+    if float(drive["space_constant"]) != space_constant:
+        _cannot(name, f"its space constant is {drive['space_constant']}, not {space_constant}")
+    probs = _per_type(drive.get("probability", 1.0), targets)
+    if any(p is not None and float(p) != 1.0 for p in probs.values()):
+        _cannot(name, f"its connection probability is {drive['probability']}, not 1")
+    delays = _per_type(drive["synaptic_delays"], targets)
+    for ct in targets:
+        if delays[ct] is None or float(delays[ct]) != file_delays[ct]:
+            _cannot(name, f"its synaptic delay onto {ct} is {delays[ct]} ms; a parameter "
+                          f"file fixes it at {file_delays[ct]} ms")
+
+
 def _check_file_poisson(name, drive):
     """Raise unless ``drive`` is a Poisson drive a parameter file can describe.
 
@@ -1423,16 +1428,7 @@ def _check_file_poisson(name, drive):
     if not drive["cell_specific"]:
         _cannot(name, "it is a Poisson drive with shared drive cells; a parameter file's "
                       "has one per cell")
-    if float(drive["space_constant"]) != 100.0:
-        _cannot(name, f"its space constant is {drive['space_constant']}, not 100.0")
-    probs = _per_type(drive.get("probability", 1.0), targets)
-    if any(p is not None and float(p) != 1.0 for p in probs.values()):
-        _cannot(name, f"its connection probability is {drive['probability']}, not 1")
-    delays = _per_type(drive["synaptic_delays"], targets)
-    for ct in targets:
-        if delays[ct] is None or float(delays[ct]) != _FILE_POISSON_DELAYS[ct]:
-            _cannot(name, f"its synaptic delay onto {ct} is {delays[ct]} ms; a parameter "
-                          f"file fixes it at {_FILE_POISSON_DELAYS[ct]} ms")
+    _check_file_wiring(name, drive, targets, 100.0, _FILE_POISSON_DELAYS)
     if drive["dynamics"]["tstop"] is None:
         _cannot(name, "its trains run to the end of the simulation (tstop None); a "
                       "parameter file gives an end time")
