@@ -348,6 +348,17 @@ def test_fit_with_an_added_evoked_drive(small, tmp_path, capsys):
         assert study.n_complete == 2
         best = study.best_net().external_drives["evprox3"]
         assert best["dynamics"]["mu"] == pytest.approx(study.best_params["evprox3.mu"])
+    # the same config again resumes; another drive is another network
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    assert status == 0, err
+    assert f"resuming study {study_path} (2 evaluations so far)" in out
+    before = digest(study_path)
+    sections["network"]["evoked_drives"] = sections["network"]["evoked_drives"].replace(
+        "sigma = 2.0,", "sigma = 2.0, synaptic_delays = 0.5,")
+    write_config(config, sections)
+    status, out, err = run(["fit", config, "--study", study_path], capsys)
+    _check_error(status, out, err, "network")
+    assert digest(study_path) == before
     # the parameter file's network is unchanged: the drive lives in the config
     assert "evprox3" not in Network(read_params("default.json"),
                                     add_drives_from_params=True).external_drives
