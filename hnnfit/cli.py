@@ -602,8 +602,6 @@ def _run(study, n_evals, n_jobs, stage_evals=None):
         # refused before anything is written to the file
         raise StudyError(f"study {str(study.path)!r} is being run by another live process "
                          f"(evaluations {busy[:5]} running); only one may drive a study")
-    if stage_evals:
-        _check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)
     # remembered so that 'hnnfit resume STUDY' knows the budget
     study.storage.set_metadata(_BUDGET_KEY, str(n_evals))
     study.storage.set_metadata(_JOBS_KEY, str(n_jobs))
@@ -741,6 +739,9 @@ def _cmd_resume(args, study):
     if n_jobs is None:
         n_jobs = int(study.storage.metadata.get(_JOBS_KEY) or 1)
     stage_evals = json.loads(study.storage.metadata.get(_STAGE_EVALS_KEY) or "{}")
+    if stage_evals:
+        # the fit checked its own budget before creating the study
+        _check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)
     print(f"resuming study {study.path} ({study.n_complete + study.n_failed} evaluations "
           f"so far); budget {n_evals}, {n_jobs} job(s)")
     status = _run(study, n_evals, n_jobs, stage_evals)

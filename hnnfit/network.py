@@ -1368,6 +1368,7 @@ def add_evoked_drives(net, specs, what="evoked drive"):
     check_type(net, Network, "net")
     if not isinstance(specs, (list, tuple)):
         raise TypeError(f"{what} must be a list of drive tables, got {specs!r}")
+    known = _evoked_keywords()
     for i, spec in enumerate(specs):
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise TypeError(f"{what} #{i + 1} must be a table with a string 'name' and "
@@ -1375,7 +1376,6 @@ def add_evoked_drives(net, specs, what="evoked drive"):
         kwargs = dict(spec)
         name = kwargs.pop("name")
         kwargs.setdefault("numspikes", 1)
-        known = _evoked_keywords()
         for key in kwargs:
             if key not in known:
                 raise ValueError(f"key {key!r} of {what} {name!r} must be one of "
