@@ -29,6 +29,7 @@ _LAZY = {
     "read_spikes": "cell_response",
     "JoblibBackend": "parallel",
     "Study": "fit.api",
+    "list_studies": "fit.api",
     "read_target": "fit.targets",
     "DipoleObjective": "fit.objective",
     "sys_info": "sysinfo",

@@ -135,8 +135,8 @@ _SECTIONS = {
 }
 _PARAM_KEYS = ("low", "high", "log", "integer")
 DEFAULT_N_EVALS = 20
-# metadata entry holding the budget of the last fit/resume of a study
-_BUDGET_KEY = "cli_n_evals"
+# metadata entries of the last fit/resume of a study (its budget is
+# hnnfit.fit.api.BUDGET_KEY, which list_studies reads too)
 _JOBS_KEY = "cli_n_jobs"
 _STAGE_EVALS_KEY = "cli_stage_evals"
 
@@ -602,8 +602,10 @@ def _run(study, n_evals, n_jobs, stage_evals=None):
         # refused before anything is written to the file
         raise StudyError(f"study {str(study.path)!r} is being run by another live process "
                          f"(evaluations {busy[:5]} running); only one may drive a study")
+    from .fit.api import BUDGET_KEY
+
     # remembered so that 'hnnfit resume STUDY' knows the budget
-    study.storage.set_metadata(_BUDGET_KEY, str(n_evals))
+    study.storage.set_metadata(BUDGET_KEY, str(n_evals))
     study.storage.set_metadata(_JOBS_KEY, str(n_jobs))
     if study.stages is not None:
         study.storage.set_metadata(_STAGE_EVALS_KEY, json.dumps(stage_evals or {}))
@@ -751,7 +753,9 @@ def _cmd_resume(args, study):
 
 
 def _stored_budget(study):
-    budget = study.storage.metadata.get(_BUDGET_KEY)
+    from .fit.api import BUDGET_KEY
+
+    budget = study.storage.metadata.get(BUDGET_KEY)
     if budget is None:
         raise UsageError(f"--n-evals must be given for study {str(study.path)!r}, which "
                          f"records no budget")
@@ -790,6 +794,48 @@ def _cmd_show(args, study):
         _print_table(cols, [[r[c] if c in r else None for c in cols]
                             for r in recent.to_dict("records")])
     return EXIT_OK
+
+
+def _cmd_list(args):
+    import time
+
+    from .fit.api import _scan_studies
+
+    records = _scan_studies(args.folder)
+    if not records:
+        print(f"no study files (*.sqlite) in {args.folder}")
+        return EXIT_OK
+    studies = [r for r in records if r["state"] != "not a study"]
+    print(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} in {args.folder}:")
+    rows = []
+    for r in studies:
+        evals = f"{r['evaluations']}" + (f"/{r['budget']}" if r["budget"] is not None else "")
+        notes = [f"{r[k]} {k}" for k in ("failed", "abandoned") if r[k]]
+        if r["running"]:
+            notes.append(f"{r['running']} running (pid {r['pid']})")
+        if r["stale"]:
+            notes.append(f"{r['stale']} left running")
+        last = (None if r["last"] is None
+                else time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["last"])))
+        rows.append([r["study"], r["state"] + (f" ({r['stage']})" if r["stage"] else ""),
+                     evals + (f" ({', '.join(notes)})" if notes else ""),
+                     r["best_value"], last, _short_text(r["description"], args.width)])
+    if rows:
+        _print_table(["study", "state", "evaluations", "best", "last (UTC)",
+                      "description"], rows)
+    for r in records:
+        if r["state"] == "not a study":
+            print(f"not a study: {r['study']} ({r['error']})")
+    if any(r["state"] == "interrupted" for r in studies):
+        print(f"an interrupted study continues with: {PROG} resume <study file>")
+    return EXIT_OK
+
+
+def _short_text(text, width):
+    if not text:
+        return None
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 @_closing
@@ -1032,6 +1078,17 @@ def make_parser():
                    help="a CMA-ES study's mean averaged over the last N generations "
                    "(default: the second half)")
     p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("list", help="the studies of a folder: state, evaluations, best",
+                       description="One line per study file (*.sqlite) of a folder: its "
+                       "state (running, interrupted, stopped, done, ...), evaluations "
+                       "against the budget of its last run, best value and last "
+                       "evaluation. Nothing is written to the files.")
+    p.add_argument("folder", nargs="?", default="studies",
+                   help="folder holding the study files (default: studies)")
+    p.add_argument("--width", type=_positive_int, default=40, metavar="N",
+                   help="characters of each description shown (default 40)")
+    p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("rescore", help="score the best evaluations again on other seeds",
                        description="Score the best evaluations of a study again on "

@@ -934,6 +934,91 @@ def test_study_driven_by_another_process(study_copy, capsys, small):
         sleeper.wait()
 
 
+def _set_pid(path, row, pid):
+    con = sqlite3.connect(path)
+    con.execute("UPDATE evaluations SET pid = ? WHERE id = ?", (pid, row))
+    con.commit()
+    con.close()
+
+
+def test_list(small, tmp_path, capsys):
+    """`hnnfit list` tells done, stopped, running and interrupted studies
+    apart, names files that are not studies, and writes to none of them."""
+    from hnnfit.fit import list_studies
+
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    for name in ("done", "stopped", "running", "interrupted"):
+        shutil.copy(small["study"], folder / f"{name}.sqlite")
+    with Study.load(folder / "stopped.sqlite") as study:
+        study.storage.set_metadata("cli_n_evals", "10")
+    point = {"evprox1.mu": 30.0, "evprox1.sigma": 2.0}
+    with Study.load(folder / "interrupted.sqlite") as study:
+        (stale,) = study.storage.add_running([point])
+    with Study.load(folder / "running.sqlite") as study:
+        (live,) = study.storage.add_running([point])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _set_pid(folder / "interrupted.sqlite", stale, gone.pid)
+    (folder / "notes.sqlite").write_text("not a database")
+    (folder / "readme.txt").write_text("not listed")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _set_pid(folder / "running.sqlite", live, sleeper.pid)
+        before = {p.name: digest(p) for p in folder.iterdir()}
+        status, out, err = run(["list", folder], capsys)
+        df = list_studies(folder)
+        assert {p.name: digest(p) for p in folder.iterdir()} == before
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"4 studies in {folder}:"
+    assert lines[1].split()[:3] == ["study", "state", "evaluations"]
+    listed = {line.split()[0]: line for line in lines[2:6]}
+    with Study.load(small["study"]) as study:
+        best = study.best_value
+    assert listed["done.sqlite"].split()[1:4] == ["done", "3/3", f"{best:.6g}"]
+    assert listed["stopped.sqlite"].split()[1:3] == ["stopped", "3/10"]
+    assert (listed["running.sqlite"].split()[1:3] == ["running", "3/3"]
+            and f"1 running (pid {sleeper.pid})" in listed["running.sqlite"])
+    assert (listed["interrupted.sqlite"].split()[1:3] == ["interrupted", "3/3"]
+            and "1 left running" in listed["interrupted.sqlite"])
+    assert f"hnnfit fit {small['config']}"[:37] in listed["done.sqlite"]
+    assert lines[6].startswith("not a study: notes.sqlite (")
+    assert "not an hnnfit study file" in lines[6]
+    assert lines[7] == "an interrupted study continues with: hnnfit resume <study file>"
+    assert len(lines) == 8 and "readme" not in out
+    # the same as a DataFrame, one row per file
+    assert list(df["study"]) == ["done.sqlite", "interrupted.sqlite", "notes.sqlite",
+                                 "running.sqlite", "stopped.sqlite"]
+    rec = df.set_index("study")
+    assert list(rec["state"]) == ["done", "interrupted", "not a study", "running", "stopped"]
+    assert rec.loc["running.sqlite", "pid"] == sleeper.pid
+    assert rec.loc["interrupted.sqlite", "stale"] == 1
+    assert rec.loc["stopped.sqlite", "budget"] == 10
+    assert rec.loc["done.sqlite", "best_value"] == best
+    assert rec.loc["done.sqlite", "solver"] == "bayesian"
+    assert rec.loc["done.sqlite", "last"] >= rec.loc["done.sqlite", "created"]
+    # listing changed nothing: the stale row is still for resume to redo
+    with Study.load(folder / "interrupted.sqlite") as study:
+        assert study.counts() == {"complete": 3, "failed": 0, "running": 0, "abandoned": 1}
+
+
+def test_list_of_nothing_and_bad_folders(tmp_path, capsys):
+    from hnnfit.fit import list_studies
+
+    status, out, err = run(["list", tmp_path], capsys)
+    assert status == 0 and out == f"no study files (*.sqlite) in {tmp_path}\n"
+    assert list_studies(tmp_path).empty
+    status, out, err = run(["list", tmp_path / "missing"], capsys)
+    _check_error(status, out, err, f"folder must be an existing folder, got "
+                                   f"'{tmp_path / 'missing'}'")
+    with pytest.raises(TypeError, match="folder must be an instance of str or PathLike, got int 3"):
+        list_studies(3)
+
+
 def test_staged_fit_with_automatic_space(small, tmp_path, capsys):
     sections = base_sections(small["target"].resolve())
     del sections["space"]                          # no [space]: the automatic one

@@ -2,13 +2,13 @@
 
 The user-facing entry point is :class:`Study` (also ``hnnfit.Study``).
 """
-from .api import Study, network_to_params
+from .api import Study, list_studies, network_to_params
 from .objective import DipoleObjective, error_budget, fit_scale
 from .optimize import RunSummary, run_optimization
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace
 from .targets import Target, read_target
 
-__all__ = ["Study", "network_to_params", "DipoleObjective", "error_budget", "fit_scale",
+__all__ = ["Study", "list_studies", "network_to_params", "DipoleObjective", "error_budget", "fit_scale",
            "RunSummary", "run_optimization", "make_solver", "solver_from_settings",
            "Parameter", "ParameterSpace", "Target", "read_target"]

@@ -1478,3 +1478,140 @@ def _check_rebuild(net, params, rename):
                     _cannot(old, f"its {receptor} weight onto {ct} would change when read "
                                  f"back")
     return True
+
+
+# metadata entry holding the evaluation budget of a study's last command-line
+# fit or resume (written by hnnfit.cli; read here to tell stopped from done)
+BUDGET_KEY = "cli_n_evals"
+
+_LIST_COLUMNS = ("study", "state", "stage", "evaluations", "budget", "complete", "failed",
+                 "abandoned", "running", "stale", "best_value", "created", "last",
+                 "description", "solver", "pid", "path", "error")
+
+
+def list_studies(folder="studies"):
+    """Summarise the study files of a folder without changing any of them.
+
+    Each ``*.sqlite`` file directly in ``folder`` is read as a study (no
+    network is rebuilt, no row is marked abandoned, so a study being run
+    by another process is safe to list). Files that are not hnnfit
+    studies are listed too, with the reason in ``error``.
+
+    Parameters
+    ----------
+    folder : str | pathlib.Path
+        The folder to look in (not recursively); default ``'studies'``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per file, by name, with columns
+
+        - ``study`` (file name), ``path``;
+        - ``state``: ``'running'`` (a live process on this host is
+          evaluating it), ``'interrupted'`` (its driver died with
+          evaluations in flight: resume redoes them), ``'stopped'`` (fewer
+          evaluations than the budget of its last command-line run),
+          ``'done'`` (the budget is reached), ``'idle'`` (no recorded
+          budget: a study run from the Python API), ``'empty'`` (no
+          evaluation yet) or ``'not a study'``;
+        - ``stage``: the stage of the newest evaluation of a staged study;
+        - ``evaluations`` (complete plus failed), ``budget`` (or None),
+          and the counts ``complete``, ``failed``, ``abandoned``,
+          ``running`` (in flight in a live process) and ``stale`` (left
+          running by a process that is gone);
+        - ``best_value``: the lowest value, of the final stage for a staged
+          study (None before it starts: the stages' weighted scores are not
+          comparable with it);
+        - ``created``, ``last`` (the newest evaluation's end): UTC
+          timestamps; ``description``, ``solver`` (name), ``pid`` (of the
+          live driver, else None) and ``error``.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(_scan_studies(folder), columns=list(_LIST_COLUMNS))
+    for col in ("created", "last"):
+        df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+    # counts stay integers next to the missing ones of files that are not studies
+    for col in ("evaluations", "budget", "complete", "failed", "abandoned", "running",
+                "stale", "pid"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def _scan_studies(folder):
+    """The records of :func:`list_studies` as dicts (times in seconds since
+    the epoch, missing values None)."""
+    import os
+    import sqlite3
+    from pathlib import Path
+
+    folder = Path(check_type(folder, (str, os.PathLike), "folder"))
+    if not folder.is_dir():
+        raise ValueError(f"folder must be an existing folder, got {str(folder)!r}")
+    records = []
+    for path in sorted(folder.glob("*.sqlite")):
+        if not path.is_file():
+            continue
+        rec = dict.fromkeys(_LIST_COLUMNS)
+        rec.update(study=path.name, path=str(path))
+        try:
+            storage = _Storage.load(path, mark_abandoned=False)
+        except (StudyError, sqlite3.DatabaseError, OSError) as err:
+            rec.update(state="not a study", error=" ".join(str(err).split()))
+            records.append(rec)
+            continue
+        try:
+            rec.update(_study_record(storage))
+        finally:
+            storage.close()
+        records.append(rec)
+    return records
+
+
+def _study_record(storage):
+    """The fields of :func:`list_studies` for one open storage."""
+    meta = storage.metadata
+    # an unstaged study created by Study.create stores the JSON null
+    staged = meta.get("stages") is not None and json.loads(meta["stages"]) is not None
+    counts = storage.counts()
+    live = storage.running_elsewhere()
+    newest = storage.conn.execute(
+        "SELECT stage FROM evaluations ORDER BY id DESC LIMIT 1").fetchone()
+    last_end = storage.conn.execute(
+        "SELECT MAX(end_time) FROM evaluations WHERE status IN ('complete', 'failed')"
+    ).fetchone()[0]
+    best = storage.best(FINAL if staged else None)
+    budget = meta.get(BUDGET_KEY)
+    budget = int(budget) if budget is not None else None
+    done = counts["complete"] + counts["failed"]
+    pid = None
+    if live:
+        pid = storage.conn.execute("SELECT pid FROM evaluations WHERE id=?",
+                                   (live[0],)).fetchone()[0]
+    stale = counts["running"] - len(live)
+    if live:
+        state = "running"
+    elif stale:
+        state = "interrupted"
+    elif newest is None:
+        state = "empty"
+    elif budget is None:
+        state = "idle"
+    else:
+        state = "done" if done >= budget else "stopped"
+    solver = meta.get("solver") or {}
+    created = meta.get("created")
+    return {
+        "state": state,
+        "stage": newest[0] if staged and newest is not None else None,
+        "evaluations": done, "budget": budget,
+        "complete": counts["complete"], "failed": counts["failed"],
+        "abandoned": counts["abandoned"], "running": len(live), "stale": stale,
+        "best_value": None if best is None else float(best["value"]),
+        "created": None if created is None else float(created),
+        "last": last_end,
+        "description": meta.get("description"),
+        "solver": solver.get("name") if isinstance(solver, dict) else None,
+        "pid": pid,
+    }
