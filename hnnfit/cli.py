@@ -2,16 +2,17 @@
 
 ::
 
-    hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N]
+    hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N] [--staged]
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
-    hnnfit show STUDY
+    hnnfit list [FOLDER] [--width N]
+    hnnfit show STUDY [--last N] [--generations N]
     hnnfit rescore STUDY --seeds A-B [...] [--top N] [--n-jobs N]
     hnnfit budget STUDY --seeds A-B [...] [--k K] [--point best|cma-mean]
-                  [--segments N] [--goal G] [--dt MS] [--n-jobs N]
-    hnnfit export STUDY OUT.json [--point best|cma-mean]
+                  [--generations N] [--segments N] [--goal G] [--dt MS] [--n-jobs N]
+    hnnfit export STUDY OUT.json [--point best|cma-mean] [--generations N]
     hnnfit report STUDY OUTDIR
     hnnfit simulate PARAMS --out FILE [--tstop MS] [--n-trials N] [--smooth MS]
-                    [--scale F] [--mesh NX NY] [--dt MS]
+                    [--scale F] [--mesh NX NY] [--dt MS] [--n-jobs N]
     hnnfit info
 
 ``hnnfit fit`` with no configuration runs the demo: a quick fit of two drive
@@ -604,6 +605,12 @@ def _run(study, n_evals, n_jobs, stage_evals=None):
                          f"(evaluations {busy[:5]} running); only one may drive a study")
     from .fit.api import BUDGET_KEY
 
+    done = study.n_complete + study.n_failed
+    if done >= n_evals:
+        # nothing to run; the stored budget (resume's default) stays as it was
+        print(f"{study.path} already has {done} evaluations: the budget of {n_evals} is "
+              f"reached (a larger --n-evals continues it)")
+        return EXIT_OK
     # remembered so that 'hnnfit resume STUDY' knows the budget
     study.storage.set_metadata(BUDGET_KEY, str(n_evals))
     study.storage.set_metadata(_JOBS_KEY, str(n_jobs))
@@ -845,6 +852,12 @@ def _cmd_rescore(args, study):
     print(f"re-scoring the {args.top} best evaluations of {study.path} on seeds "
           f"{format_seeds(seeds)} (the fit's: {format_seeds(study.used_seeds())})")
     table = study.rescore(seeds, top=args.top, n_jobs=args.n_jobs)
+    g = study.objective.group_size
+    if g is not None and len(seeds) > g:
+        how = f"the mean score of {len(seeds) // g} averages of {g} trials"
+    else:
+        how = f"the score of the average of all {len(seeds)} trial(s)"
+    print(f"value: on the fit's seeds; rescored: {how}, as the fit's objective scores")
     cols = ["id", "value", "rescored"] + list(study.space.names)
     _print_table(cols, [[r[c] for c in cols] for r in table.to_dict("records")])
     return EXIT_OK
@@ -870,9 +883,15 @@ def _cmd_budget(args, study):
 
     seeds = _held_out_seeds(args)
     point, what = _point(args, study)
+    k = args.k
+    if k is None:
+        k = study.objective.group_size or study.objective.n_trials
+    if args.goal is not None and len(seeds) < k:
+        # the share below the goal counts groups of k distinct trials
+        raise UsageError(f"--goal needs at least {k} seeds (one average of {k} trials), "
+                         f"got {len(seeds)}: {format_seeds(seeds)}")
     # Study.error_budget refuses the fit's own seeds and fewer than 2
-    out = study.error_budget(seeds, params=point, k=args.k, n_jobs=args.n_jobs, dt=args.dt)
-    k = out["k"]
+    out = study.error_budget(seeds, params=point, k=k, n_jobs=args.n_jobs, dt=args.dt)
     step = "" if args.dt is None else f", time step {args.dt:g} ms"
     print(f"error budget of {what} of {study.path} on {out['n_trials']} trials (seeds "
           f"{format_seeds(seeds)}{step}), averages of {k}:")
@@ -890,6 +909,9 @@ def _cmd_budget(args, study):
         if args.goal is not None:
             print(f"share of those groups below {args.goal:g} nAm: "
                   f"{np.mean(groups < args.goal):.1%}")
+    else:
+        print(f"(fewer than {k} trials: no average of {k} distinct trials to score; the "
+              f"expected RMSE above extrapolates from the {out['n_trials']} trials)")
     times = study.target.times
     edges = np.linspace(times[0], times[-1], args.segments + 1)
     rows = []
@@ -910,8 +932,7 @@ def _cmd_export(args, study):
     out = Path(args.out)
     if out.suffix.lower() != ".json":
         raise UsageError(f"OUT must be a .json parameter file, got {str(out)!r}")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"folder {str(out.parent)!r} of OUT does not exist")
+    _writable_file(out, "OUT")
     point, what = _point(args, study)
     study.export(out, point)
     if point is None:
@@ -929,8 +950,7 @@ def _cmd_report(args, study):
 
     if study.n_complete == 0:
         raise UsageError(f"study {str(study.path)!r} has no complete evaluation to report")
-    outdir = Path(args.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = _writable_folder(args.outdir, "OUTDIR")
     for name, plot in (("convergence", study.plot_convergence), ("fit", study.plot_fit),
                        ("params", study.plot_params)):
         fig = plot()
@@ -954,15 +974,22 @@ def _cmd_simulate(args):
     from .params import read_params
     from .simulation import simulate_dipole
 
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"folder {str(out.parent)!r} of --out does not exist")
+    from .parallel import JoblibBackend
+    from .params import get_param
+
+    out = _writable_file(args.out, "--out")
     net = Network(read_params(args.params), add_drives_from_params=True,
                   mesh_shape=tuple(args.mesh))
     if not net.external_drives:
         raise UsageError(f"parameter file {args.params!r} defines no drives to simulate")
-    dpls = simulate_dipole(net, tstop=args.tstop, dt=args.dt, n_trials=args.n_trials,
-                           verbose=False)
+    n_trials = args.n_trials or get_param(net._params, "N_trials") or 1
+    tstop = args.tstop or get_param(net._params, "tstop")
+    # a file's N_trials can be 100: say what is coming before a long silence
+    print(f"simulating {n_trials} trial(s) of {tstop:g} ms on {args.n_jobs} job(s)",
+          flush=True)
+    with JoblibBackend(n_jobs=args.n_jobs):
+        dpls = simulate_dipole(net, tstop=tstop, dt=args.dt, n_trials=n_trials,
+                               verbose=False)
     dpl = average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
     if args.smooth:
         dpl.smooth(args.smooth)
@@ -973,6 +1000,51 @@ def _cmd_simulate(args):
     print(f"wrote {out}: {len(dpls)} trial(s), {dpl.times[0]:g}-{dpl.times[-1]:g} ms, "
           f"agg dipole {agg.min():.4g} to {agg.max():.4g} nAm")
     return EXIT_OK
+
+
+def _writable_file(path, what):
+    """``path`` as a Path, refused unless a file can be written there.
+
+    Checked before a long simulation, whose result would otherwise be lost
+    at the last step. Permissions are probed by writing (a temporary file
+    in the folder; the file itself opened for update, unchanged), since
+    ``os.access`` says yes to root even on read-only file systems.
+    """
+    import tempfile
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {str(path.parent)!r} of {what} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} must be a file path, got the folder {str(path)!r}")
+    try:
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".hnnfit-probe-"):
+                pass
+    except OSError as err:
+        raise PermissionError(f"{what} {str(path)!r} cannot be written "
+                              f"({err.strerror or err})") from None
+    return path
+
+
+def _writable_folder(path, what):
+    """``path`` as a Path to an existing (created if needed) writable folder."""
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} must be a folder, got the file {str(path)!r}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".hnnfit-probe-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"{what} {str(path)!r} cannot be created or written "
+                              f"({err.strerror or err})") from None
+    return path
 
 
 # ---------------------------------------------------------------------------
@@ -1070,7 +1142,12 @@ def make_parser():
                    help="evaluations run at once (default: as in the last fit)")
     p.set_defaults(func=_cmd_resume)
 
-    p = sub.add_parser("show", help="best point, counts and recent evaluations")
+    p = sub.add_parser("show", help="best point, counts and recent evaluations",
+                       description="Print a study's description, the machine it was "
+                       "created on, its parameters and ranges, its evaluations by status, "
+                       "the trial seeds it used, its best point (per stage for a staged "
+                       "fit; with CMA-ES' averaged mean for a CMA-ES study) and its last "
+                       "evaluations. Nothing is written to the file.")
     p.add_argument("study", help="study file (.sqlite)")
     p.add_argument("--last", type=_positive_int, default=10,
                    help="number of recent evaluations listed (default 10)")
@@ -1134,7 +1211,12 @@ def make_parser():
     _add_point_option(p)
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("report", help="PNG plots: convergence, fit, parameters")
+    p = sub.add_parser("report", help="PNG plots: convergence, fit, parameters",
+                       description="Write convergence.png (value per evaluation and "
+                       "best so far), fit.png (the target with the start point's and "
+                       "the best point's dipoles, simulated if the study did not record "
+                       "them) and params.png (each parameter against the value) into "
+                       "a folder.")
     p.add_argument("study", help="study file (.sqlite)")
     p.add_argument("outdir", help="output folder (created if missing)")
     p.set_defaults(func=_cmd_report)
@@ -1155,6 +1237,8 @@ def make_parser():
                    help="integration step, ms (default 0.025)")
     p.add_argument("--mesh", type=_positive_int, nargs=2, default=[10, 10],
                    metavar=("NX", "NY"), help="pyramidal grid per layer (default 10 10)")
+    p.add_argument("--n-jobs", type=_positive_int, default=1,
+                   help="trials simulated at once, in worker processes (default 1)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("info", help="the machine and library versions results depend on",

@@ -899,6 +899,12 @@ class Network:
                         if rec in weights[ct]} for ct in targets}
 
         check_type(location, str, "location")
+        if not any(location in self._reachable_locations(ct) for ct in targets):
+            groups = sorted({loc for ct in targets
+                             for loc, secs in self.cell_types[ct].sect_loc.items() if secs})
+            raise ValueError(
+                f"location must be one of {', '.join(repr(g) for g in groups)} or a "
+                f"section name of the targeted cell types, got {location!r}")
         for cell_type in targets:
             if location not in self._reachable_locations(cell_type):
                 raise ValueError(

@@ -182,9 +182,13 @@ def _resolve(fname):
         candidate = params_dir() / path.name
         if candidate.is_file():
             return candidate
+        # the bundled sets are JSON conversions of HNN's .param files
+        twin = [params_dir() / (path.stem + ext) for ext in _EXTENSIONS
+                if ext != suffix and (params_dir() / (path.stem + ext)).is_file()]
+        hint = (f"; hnnfit ships {twin[0].name!r} with the same values" if twin else "")
         raise FileNotFoundError(
             f"parameter file {str(fname)!r} found neither at {path.resolve()} "
-            f"nor in {params_dir()}"
+            f"nor in {params_dir()}{hint}"
         )
     raise FileNotFoundError(f"parameter file {str(path)!r} does not exist")
 

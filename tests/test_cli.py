@@ -18,7 +18,7 @@ import pytest
 from hnnfit import cli
 from hnnfit.demo import demo_config_path, demo_metadata
 from hnnfit.dipole import read_dipole
-from hnnfit.fit.api import Study
+from hnnfit.fit.api import BUDGET_KEY, Study
 from hnnfit.fit.targets import read_target
 from hnnfit.network import Network
 from hnnfit.params import read_params
@@ -104,7 +104,15 @@ def test_simulate_writes_readable_dipole(small, tmp_path, capsys):
     status, stdout, err = run(["simulate", "default.json", "--out", out, "--tstop", TSTOP,
                                "--n-trials", 2, "--mesh", 3, 3], capsys)
     assert status == 0, err
+    assert stdout.startswith("simulating 2 trial(s) of 40 ms on 1 job(s)\n")
     assert "2 trial(s)" in stdout and str(out) in stdout
+    # the trials in two worker processes: the same file
+    para = tmp_path / "two_jobs.txt"
+    status, stdout, err = run(["simulate", "default.json", "--out", para, "--tstop", TSTOP,
+                               "--n-trials", 2, "--mesh", 3, 3, "--n-jobs", 2], capsys)
+    assert status == 0, err
+    assert "on 2 job(s)" in stdout
+    assert para.read_bytes() == out.read_bytes()
     two = read_dipole(out)
     assert two.nave == 2 and two.scale_applied == 1.0
     assert two.times[-1] == pytest.approx(TSTOP)
@@ -152,6 +160,14 @@ def test_fit_records_and_resumes(small, tmp_path, capsys):
     status, out, err = run(["resume", study_path], capsys)
     assert status == 0, err
     assert "budget 3" in out
+    assert (f"{study_path} already has 3 evaluations: the budget of 3 is reached (a larger "
+            f"--n-evals continues it)") in out
+    # a smaller budget runs nothing and leaves the recorded one alone
+    status, out, err = run(["resume", study_path, "--n-evals", 2], capsys)
+    assert status == 0, err
+    assert "already has 3 evaluations: the budget of 2 is reached" in out
+    with Study.load(study_path) as study:
+        assert study.storage.metadata[BUDGET_KEY] == "3" and study.n_complete == 3
     # 'fit' on the existing study with the same config continues it
     status, out, err = run(["fit", small["config"], "--study", study_path, "--n-evals", 4],
                            capsys)
@@ -395,7 +411,7 @@ def test_stage_evals_set_each_stage_budget_and_resume_keeps_them(small, tmp_path
     with Study.create(fresh, parts["net"], parts["target"], parts["space"],
                       objective=parts["objective"], solver="bayesian",
                       solver_options={"n_initial_points": 2}, stages="evoked") as study:
-        study.storage.set_metadata(cli._BUDGET_KEY, "5")
+        study.storage.set_metadata(BUDGET_KEY, "5")
         study.storage.set_metadata(cli._STAGE_EVALS_KEY, '{"early": 2}')
     before = digest(fresh)
     # a budget too small for them is refused before anything runs
@@ -451,9 +467,22 @@ def test_budget(small, capsys):
     lines = out.strip().splitlines()
     assert "on 3 trials (seeds 5-7, time step 0.05 ms), averages of 3" in lines[0]
     assert f"expected RMSE of a 3-trial average: {coarse:.2f} nAm" in lines[1]
-    # the fit's own seeds, a single seed, and a non-CMA study's mean are refused
+    # fewer trials than k: the expected score extrapolates, and says there is no group
+    status, out, err = run(["budget", small["study"], "--seeds", "8-9", "--k", "3"], capsys)
+    assert status == 0, err
+    with Study.load(small["study"]) as study:
+        few = study.error_budget([8, 9], k=3)
+    lines = out.strip().splitlines()
+    assert f"expected RMSE of a 3-trial average: {few['expected']:.2f} nAm" in lines[1]
+    assert lines[3] == ("(fewer than 3 trials: no average of 3 distinct trials to score; "
+                        "the expected RMSE above extrapolates from the 2 trials)")
+    # the fit's own seeds, a single seed, a goal without a group of k trials, and a
+    # non-CMA study's mean are refused
     for argv, message in [(["--seeds", "0-2"], "seeds must be trials the fit did not use"),
                           (["--seeds", "9"], "seeds must hold at least 2 seeds, got 1"),
+                          (["--seeds", "8-9", "--k", "3", "--goal", "20"],
+                           "--goal needs at least 3 seeds (one average of 3 trials), got 2: "
+                           "8-9"),
                           (["--seeds", "8-9", "--point", "cma-mean"],
                            "--point cma-mean needs an unstaged CMA-ES study")]:
         status, out, err = run(["budget", small["study"]] + argv, capsys)
@@ -466,7 +495,9 @@ def test_rescore(small, capsys):
     status, out, err = run(["rescore", small["study"], "--seeds", "5-6", "--top", 2], capsys)
     assert status == 0, err
     assert "on seeds 5-6 (the fit's: 0)" in out
-    listed = out.strip().splitlines()[1:]
+    assert out.splitlines()[1] == ("value: on the fit's seeds; rescored: the score of the "
+                                   "average of all 2 trial(s), as the fit's objective scores")
+    listed = out.strip().splitlines()[2:]
     assert listed[0].split() == ["id", "value", "rescored", "evprox1.mu", "evprox1.sigma"]
     with Study.load(small["study"]) as study:
         table = study.rescore([5, 6], top=2)
@@ -847,7 +878,19 @@ def test_bad_command_line(study_copy, tmp_path, capsys):
              "--tstop"),
             (["simulate", "nope.json", "--out", tmp_path / "x.txt"], "nope.json"),
             (["simulate", "default.json", "--out", tmp_path / "no" / "x.txt"], "of --out"),
-            (["export", study_copy, tmp_path / "best.txt"], ".json")]:
+            # refused before simulating, not after: /proc takes no new files
+            (["simulate", "default.json", "--out", "/proc/x.txt"],
+             "--out '/proc/x.txt' cannot be written"),
+            (["simulate", "default.json", "--out", tmp_path],
+             f"--out must be a file path, got the folder '{tmp_path}'"),
+            (["simulate", "default.json", "--out", tmp_path / "x.txt", "--n-jobs", 0],
+             "--n-jobs"),
+            (["export", study_copy, tmp_path / "best.txt"], ".json"),
+            (["export", study_copy, "/proc/best.json"], "OUT '/proc/best.json' cannot be written"),
+            (["report", study_copy, study_copy],
+             f"OUTDIR must be a folder, got the file '{study_copy}'"),
+            (["report", study_copy, "/proc/hnnfit-report"],
+             "OUTDIR '/proc/hnnfit-report' cannot be created or written")]:
         status, out, err = run(argv, capsys)
         _check_error(status, out, err, expected)
     assert digest(study_copy) == before
@@ -951,7 +994,7 @@ def test_list(small, tmp_path, capsys):
     for name in ("done", "stopped", "running", "interrupted"):
         shutil.copy(small["study"], folder / f"{name}.sqlite")
     with Study.load(folder / "stopped.sqlite") as study:
-        study.storage.set_metadata("cli_n_evals", "10")
+        study.storage.set_metadata(BUDGET_KEY, "10")
     point = {"evprox1.mu": 30.0, "evprox1.sigma": 2.0}
     with Study.load(folder / "interrupted.sqlite") as study:
         (stale,) = study.storage.add_running([point])

@@ -122,7 +122,7 @@ def test_psd_band_metric_prefers_the_right_rhythm():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(metric="mse"), "metric"),
-    (dict(scale="auto"), "scale"),
+    (dict(scale="auto"), "scale must be a positive number or 'fit', got 'auto'"),
     (dict(scale=-1.0), "scale"),
     (dict(smooth_window=-5.0), "smooth_window"),
     (dict(metric="weighted_rmse"), "weights"),

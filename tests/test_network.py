@@ -518,7 +518,9 @@ def test_poisson_drive_rates(params):
     ("evoked", dict(weights_ampa=None), ValueError, "weights_ampa"),
     ("evoked", dict(location="distal", weights_ampa={"L5_basket": 0.1}), ValueError,
      "location"),
-    ("evoked", dict(location="elsewhere"), ValueError, "location"),
+    ("evoked", dict(location="elsewhere"), ValueError,
+     "location must be one of 'distal', 'proximal' or a section name of the targeted cell "
+     "types, got 'elsewhere'"),
     ("evoked", dict(synaptic_delays={"L5_pyramidal": 0.1}), ValueError, "synaptic_delays"),
     ("evoked", dict(synaptic_delays=-0.1), ValueError, "synaptic_delays"),
     ("evoked", dict(probability=0.0), ValueError, "probability"),

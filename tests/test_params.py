@@ -147,8 +147,13 @@ def test_missing_file(tmp_path):
         read_params(path)
     with pytest.raises(FileNotFoundError, match="no_such_set.param"):
         read_params("no_such_set.param")
-    with pytest.raises(FileNotFoundError, match="no_such_set"):
+    with pytest.raises(FileNotFoundError, match="no_such_set") as err:
         read_params("no_such_set")
+    assert "ships" not in str(err.value)
+    # HNN users know the sets by their .param names: point to the bundled twin
+    with pytest.raises(FileNotFoundError, match=r"ERPYes100Trials\.param' found neither .*"
+                       r"hnnfit ships 'ERPYes100Trials\.json' with the same values"):
+        read_params("ERPYes100Trials.param")
 
 
 def test_malformed_line_names_line_number(tmp_path):

@@ -256,7 +256,9 @@ class DipoleObjective:
         self.resample = check_bool(resample, "resample")
         self.smooth_window = check_nonnegative(smooth_window, "smooth_window")
         if isinstance(scale, str):
-            self.scale = check_option(scale, ("fit",), "scale")
+            if scale != "fit":
+                raise ValueError(f"scale must be a positive number or 'fit', got {scale!r}")
+            self.scale = scale
         else:
             self.scale = check_positive(scale, "scale")
         if callable(metric):
