@@ -51,8 +51,12 @@ SCALE = 3000.0
 #: Noise standard deviation, as a fraction of the clean target's peak-to-peak range.
 NOISE_LEVEL = 0.05
 NOISE_SEED = 20091201
-#: Budget of the demo fit (and the solver's random start points).
-N_EVALS, N_JOBS = 14, 2
+#: Budget of the demo fit (and the solver's random start points). The
+#: single-trial objective is rugged at the scale of a millisecond: 14
+#: evaluations found the truth's basin with some solver seeds and paths, not
+#: all; 24 found it (within 4 ms, RMSE within 1.4x the noise's) with solver
+#: seeds 0-3 on the machine the README quotes.
+N_EVALS, N_JOBS = 24, 2
 SOLVER, SOLVER_SEED, N_INITIAL_POINTS = "bayesian", 0, 6
 
 TARGET_NAME = "demo_target.txt"
