@@ -136,10 +136,6 @@ _SECTIONS = {
 }
 _PARAM_KEYS = ("low", "high", "log", "integer")
 DEFAULT_N_EVALS = 20
-# metadata entries of the last fit/resume of a study (its budget is
-# hnnfit.fit.api.BUDGET_KEY, which list_studies reads too)
-_JOBS_KEY = "cli_n_jobs"
-_STAGE_EVALS_KEY = "cli_stage_evals"
 
 
 class UsageError(ValueError):
@@ -603,19 +599,13 @@ def _run(study, n_evals, n_jobs, stage_evals=None):
         # refused before anything is written to the file
         raise StudyError(f"study {str(study.path)!r} is being run by another live process "
                          f"(evaluations {busy[:5]} running); only one may drive a study")
-    from .fit.api import BUDGET_KEY
-
     done = study.n_complete + study.n_failed
     if done >= n_evals:
         # nothing to run; the stored budget (resume's default) stays as it was
         print(f"{study.path} already has {done} evaluations: the budget of {n_evals} is "
               f"reached (a larger --n-evals continues it)")
         return EXIT_OK
-    # remembered so that 'hnnfit resume STUDY' knows the budget
-    study.storage.set_metadata(BUDGET_KEY, str(n_evals))
-    study.storage.set_metadata(_JOBS_KEY, str(n_jobs))
-    if study.stages is not None:
-        study.storage.set_metadata(_STAGE_EVALS_KEY, json.dumps(stage_evals or {}))
+    # Study.optimize stores the budget, jobs and stage budgets for 'hnnfit resume'
     try:
         summary = study.optimize(n_evals, n_jobs=n_jobs, progress=True,
                                  stage_evals=stage_evals or None)
@@ -741,13 +731,15 @@ def _closing(command):
 
 @_closing
 def _cmd_resume(args, study):
+    from .fit.api import JOBS_KEY, STAGE_EVALS_KEY
+
     n_evals = args.n_evals
     if n_evals is None:
         n_evals = _stored_budget(study)
     n_jobs = args.n_jobs
     if n_jobs is None:
-        n_jobs = int(study.storage.metadata.get(_JOBS_KEY) or 1)
-    stage_evals = json.loads(study.storage.metadata.get(_STAGE_EVALS_KEY) or "{}")
+        n_jobs = int(study.storage.metadata.get(JOBS_KEY) or 1)
+    stage_evals = json.loads(study.storage.metadata.get(STAGE_EVALS_KEY) or "{}")
     if stage_evals:
         # the fit checked its own budget before creating the study
         _check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)

@@ -18,7 +18,7 @@ import pytest
 from hnnfit import cli
 from hnnfit.demo import demo_config_path, demo_metadata
 from hnnfit.dipole import read_dipole
-from hnnfit.fit.api import BUDGET_KEY, Study
+from hnnfit.fit.api import BUDGET_KEY, STAGE_EVALS_KEY, Study
 from hnnfit.fit.targets import read_target
 from hnnfit.network import Network
 from hnnfit.params import read_params
@@ -412,7 +412,7 @@ def test_stage_evals_set_each_stage_budget_and_resume_keeps_them(small, tmp_path
                       objective=parts["objective"], solver="bayesian",
                       solver_options={"n_initial_points": 2}, stages="evoked") as study:
         study.storage.set_metadata(BUDGET_KEY, "5")
-        study.storage.set_metadata(cli._STAGE_EVALS_KEY, '{"early": 2}')
+        study.storage.set_metadata(STAGE_EVALS_KEY, '{"early": 2}')
     before = digest(fresh)
     # a budget too small for them is refused before anything runs
     status, out, err = run(["resume", fresh, "--n-evals", "3"], capsys)
@@ -914,15 +914,28 @@ def test_bad_command_line(study_copy, tmp_path, capsys):
 
 
 def test_resume_without_recorded_budget(tmp_path, capsys, small):
-    """A study made through the Python API has no CLI budget: --n-evals is needed."""
+    """A study never optimised has no budget: --n-evals is needed. Once
+    Study.optimize has run it, `hnnfit resume` knows its budget and jobs."""
     parts = cli.build_fit(cli.load_config(small["config"]))
     path = tmp_path / "api.sqlite"
     Study.create(path, parts["net"], parts["target"], parts["space"],
-                 objective=parts["objective"]).close()
+                 objective=parts["objective"], solver="bayesian",
+                 solver_options={"n_initial_points": 2}).close()
     before = digest(path)
     status, out, err = run(["resume", path], capsys)
-    _check_error(status, out, err, "--n-evals")
+    _check_error(status, out, err, "--n-evals must be given")
     assert digest(path) == before
+    with Study.load(path) as study:
+        study.optimize(2, n_jobs=2, progress=False)
+    status, out, err = run(["resume", path], capsys)
+    assert status == 0, err
+    assert f"resuming study {path} (2 evaluations so far); budget 2, 2 job(s)" in out
+    assert "the budget of 2 is reached" in out
+    status, out, err = run(["resume", path, "--n-evals", 3, "--n-jobs", 1], capsys)
+    assert status == 0, err
+    with Study.load(path) as study:
+        assert study.n_complete == 3
+        assert study.storage.metadata[BUDGET_KEY] == "3"
 
 
 def test_params_file_next_to_config(small, tmp_path):

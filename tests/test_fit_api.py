@@ -173,6 +173,27 @@ def test_load_refuses_non_study_and_newer_schema_without_touching_the_file(tmp_p
 
 
 # --------------------------------------------------------------------------- results
+def test_optimize_records_its_budget_for_resume_and_list(cobyla_study, tmp_path):
+    from hnnfit.fit.api import BUDGET_KEY, JOBS_KEY, list_studies
+
+    meta = cobyla_study.storage.metadata
+    assert (meta[BUDGET_KEY], meta[JOBS_KEY]) == ("6", "1")
+    copy = tmp_path / "copy.sqlite"
+    with sqlite3.connect(cobyla_study.path) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    assert list(list_studies(tmp_path)["state"]) == ["done"]
+    with Study.load(copy) as study:
+        # a budget already reached runs nothing and leaves the recorded one
+        summary = study.optimize(4, n_jobs=2, progress=False)
+        assert summary.n_evaluated == 0 and study.n_complete == 6
+        assert study.storage.metadata[JOBS_KEY] == "1"
+        assert study.storage.metadata[BUDGET_KEY] == "6"
+        # a run towards 8 that stopped before its first evaluation
+        study.storage.set_metadata(BUDGET_KEY, "8")
+    listed = list_studies(tmp_path).iloc[0]
+    assert (listed["state"], listed["evaluations"], listed["budget"]) == ("stopped", 6, 8)
+
+
 def test_best_net_is_the_network_with_the_best_parameters(cobyla_study):
     best = cobyla_study.best_params
     net = cobyla_study.best_net()

@@ -29,6 +29,14 @@ from .staging import FINAL, Stage, StageObjective, plan_evoked_stages, split_bud
 from .study import Study as _Storage
 from .targets import Target, read_target
 
+# metadata entries of the last optimize() that had evaluations to run: the
+# total budget, the jobs and a staged fit's stage_evals. `hnnfit resume`
+# continues with them and `hnnfit list` tells a stopped study from a done one.
+# (The "cli_" prefix is historical: the command line wrote them first.)
+BUDGET_KEY = "cli_n_evals"
+JOBS_KEY = "cli_n_jobs"
+STAGE_EVALS_KEY = "cli_stage_evals"
+
 
 def _cloudpickle():
     # joblib ships cloudpickle; it pickles hooks defined in scripts (__main__)
@@ -564,6 +572,9 @@ class Study:
         study interrupted after 40 evaluations runs the remaining 60, and
         the points proposed are those an uninterrupted run would have
         proposed. Recorded evaluations are replayed, not simulated again.
+        A run with evaluations to do records ``n_evals``, ``n_jobs`` and
+        ``stage_evals`` in the study, so that ``hnnfit resume STUDY``
+        continues it with the same settings.
 
         Parameters
         ----------
@@ -596,6 +607,7 @@ class Study:
             its own summary.
         """
         n_evals = check_int(n_evals, "n_evals", low=1)
+        n_jobs = check_int(n_jobs, "n_jobs", low=1)
         progress = check_bool(progress, "progress")
         if self.stages is not None:
             return self._optimize_staged(n_evals, n_jobs, backend, progress, callback,
@@ -603,6 +615,7 @@ class Study:
         if stage_evals is not None:
             raise ValueError("stage_evals is only for staged studies (created with "
                              "stages='evoked'), got a value for an unstaged one")
+        self._record_budget(n_evals, n_jobs)
         counts = self.storage.counts("")
         bar = _Progress(n_evals, counts["complete"] + counts["failed"], progress)
         best = self.storage.best("")
@@ -627,6 +640,25 @@ class Study:
         # in its own right when the objective is noisy)
         self.solver_ = solver
         return summary
+
+    def _record_budget(self, n_evals, n_jobs, stage_evals=None):
+        """Store the budget (and jobs, stage budgets) of a run that has work to do.
+
+        A call with a budget already reached changes nothing, so that the
+        recorded budget stays the one the study was last run towards. A
+        study another live process is running is refused before anything
+        is written.
+        """
+        busy = self.storage.running_elsewhere()
+        if busy:
+            raise StudyError(f"study {str(self.path)!r} is being run by another live process "
+                             f"(evaluations {busy[:5]} running); only one may drive a study")
+        if self.n_complete + self.n_failed >= n_evals:
+            return
+        self.storage.set_metadata(BUDGET_KEY, str(n_evals))
+        self.storage.set_metadata(JOBS_KEY, str(n_jobs))
+        if stage_evals is not None:
+            self.storage.set_metadata(STAGE_EVALS_KEY, json.dumps(stage_evals))
 
     # ----------------------------------------------------------- staged fits
     def _stage_budgets(self, n_evals, stage_evals):
@@ -741,6 +773,7 @@ class Study:
     def _optimize_staged(self, n_evals, n_jobs, backend, progress, callback, scheduler,
                          stage_evals):
         budgets, frozen = self._stage_budgets(n_evals, stage_evals)
+        self._record_budget(n_evals, n_jobs, stage_evals or {})
         settings = self.solver_settings
         point = self.space.clip(self.x0)
         total = RunSummary()
@@ -1480,9 +1513,6 @@ def _check_rebuild(net, params, rename):
     return True
 
 
-# metadata entry holding the evaluation budget of a study's last command-line
-# fit or resume (written by hnnfit.cli; read here to tell stopped from done)
-BUDGET_KEY = "cli_n_evals"
 
 _LIST_COLUMNS = ("study", "state", "stage", "evaluations", "budget", "complete", "failed",
                  "abandoned", "running", "stale", "best_value", "created", "last",
@@ -1512,11 +1542,13 @@ def list_studies(folder="studies"):
           evaluating it), ``'interrupted'`` (its driver died with
           evaluations in flight: resume redoes them), ``'stopped'`` (fewer
           evaluations than the budget of its last command-line run),
-          ``'done'`` (the budget is reached), ``'idle'`` (no recorded
-          budget: a study run from the Python API), ``'empty'`` (no
+          ``'done'`` (the budget is reached), ``'idle'`` (evaluations but no
+          recorded budget: written by an hnnfit older than
+          :meth:`Study.optimize`'s record of it), ``'empty'`` (no
           evaluation yet) or ``'not a study'``;
         - ``stage``: the stage of the newest evaluation of a staged study;
-        - ``evaluations`` (complete plus failed), ``budget`` (or None),
+        - ``evaluations`` (complete plus failed), ``budget`` (the
+          ``n_evals`` the study was last optimised towards, or None),
           and the counts ``complete``, ``failed``, ``abandoned``,
           ``running`` (in flight in a live process) and ``stale`` (left
           running by a process that is gone);
