@@ -194,6 +194,32 @@ def test_optimize_records_its_budget_for_resume_and_list(cobyla_study, tmp_path)
     assert (listed["state"], listed["evaluations"], listed["budget"]) == ("stopped", 6, 8)
 
 
+def test_bad_optimize_and_seed_arguments_are_refused_before_anything_changes(
+        cobyla_study, tmp_path):
+    copy = tmp_path / "copy.sqlite"
+    with sqlite3.connect(cobyla_study.path) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    with Study.load(copy) as study:
+        for kwargs, exc, match in [
+                (dict(backend="threads"), ValueError, "backend"),
+                (dict(scheduler="tcp://127.0.0.1:1"), ValueError,
+                 "scheduler is only used with backend='dask'"),
+                (dict(callback=5), TypeError, "callback must be callable or None, got int 5")]:
+            with pytest.raises(exc, match=match):
+                study.optimize(8, progress=False, **kwargs)
+        assert study.n_complete == 6
+        for call in (lambda: study.validate(50), lambda: study.rescore(50),
+                     lambda: study.error_budget(50)):
+            with pytest.raises(TypeError, match=r"seeds must be a sequence of trial seeds, "
+                                                r"e.g. \[50\], got the int 50"):
+                call()
+        with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+            study.error_budget([200, 201], k=0)
+    with Study.load(copy) as study:
+        assert study.storage.metadata["cli_n_evals"] == "6"
+        assert study.n_complete == 6
+
+
 def test_best_net_is_the_network_with_the_best_parameters(cobyla_study):
     best = cobyla_study.best_params
     net = cobyla_study.best_net()

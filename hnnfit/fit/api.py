@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 from ..exceptions import HnnfitError, StudyError
-from ..validation import check_bool, check_int, check_number, check_positive, check_type, format_seeds
+from ..validation import check_bool, check_int, check_number, check_option, check_positive, \
+    check_type, format_seeds
 from .objective import SETTING_KEYS, DipoleObjective
 from .optimize import RunSummary, replay_solver, run_optimization
 from .solvers import make_solver, solver_from_settings
@@ -36,6 +37,14 @@ from .targets import Target, read_target
 BUDGET_KEY = "cli_n_evals"
 JOBS_KEY = "cli_n_jobs"
 STAGE_EVALS_KEY = "cli_stage_evals"
+
+
+def _seed_list(seeds):
+    """``seeds`` as a list of non-negative ints; a lone int is refused by name."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        raise TypeError(f"seeds must be a sequence of trial seeds, e.g. [{seeds}], got the "
+                        f"int {seeds}")
+    return [check_int(s, "seed", low=0) for s in seeds]
 
 
 def _cloudpickle():
@@ -609,6 +618,17 @@ class Study:
         n_evals = check_int(n_evals, "n_evals", low=1)
         n_jobs = check_int(n_jobs, "n_jobs", low=1)
         progress = check_bool(progress, "progress")
+        # checked before the budget is recorded or anything runs
+        if backend is not None:
+            from .optimize import BACKENDS
+
+            check_option(backend, BACKENDS, "backend")
+        if scheduler is not None and backend != "dask":
+            raise ValueError(f"scheduler is only used with backend='dask', got "
+                             f"scheduler={scheduler!r} with backend={backend!r}")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got "
+                            f"{type(callback).__name__} {callback!r}")
         if self.stages is not None:
             return self._optimize_staged(n_evals, n_jobs, backend, progress, callback,
                                          scheduler, stage_evals)
@@ -939,7 +959,7 @@ class Study:
             ``seeds``, ``n_trials``, ``sim_s``, ``dipole``) plus
             ``fit_value``, the best value on the study's own seeds.
         """
-        seeds = [check_int(s, "seed", low=0) for s in seeds]
+        seeds = _seed_list(seeds)
         if not seeds:
             raise ValueError("seeds must hold at least 1 seed, got 0")
         out = self._objective_at(dt).validate(self.best_params, seeds)
@@ -990,7 +1010,7 @@ class Study:
 
     def _held_out(self, seeds, at_least=1):
         """``seeds`` checked to be at least ``at_least`` seeds the fit never ran on."""
-        seeds = [check_int(s, "seed", low=0) for s in seeds]
+        seeds = _seed_list(seeds)
         if len(seeds) < at_least:
             raise ValueError(f"seeds must hold at least {at_least} seed"
                              f"{'s' if at_least > 1 else ''}, got {len(seeds)}")
@@ -1541,7 +1561,7 @@ def list_studies(folder="studies"):
         - ``state``: ``'running'`` (a live process on this host is
           evaluating it), ``'interrupted'`` (its driver died with
           evaluations in flight: resume redoes them), ``'stopped'`` (fewer
-          evaluations than the budget of its last command-line run),
+          evaluations than the budget it was last optimised towards),
           ``'done'`` (the budget is reached), ``'idle'`` (evaluations but no
           recorded budget: written by an hnnfit older than
           :meth:`Study.optimize`'s record of it), ``'empty'`` (no

@@ -506,6 +506,8 @@ class DipoleObjective:
             raise ValueError(f"seeds must hold at least 2 seeds, got {len(seeds)}")
         if k is None:
             k = self.group_size or self.n_trials
+        # checked before the (long) simulations
+        k = check_int(k, "k", low=1)
         n_jobs = check_int(n_jobs, "n_jobs", low=1)
         dpls = self._simulate_trials(params, seeds, n_jobs=n_jobs)
         _, scale, _ = self.score_dipole(_mean_dipole(dpls))
