@@ -115,7 +115,7 @@ import math
 import sys
 from pathlib import Path
 
-from .exceptions import HnnfitError, StudyError
+from .exceptions import HnnfitError
 from .validation import check_bool, check_int, check_number, check_type, \
     format_seeds
 
@@ -594,11 +594,8 @@ def _check_stage_budget(stage_evals, names, n_evals):
 
 def _run(study, n_evals, n_jobs, stage_evals=None):
     """Optimise with the progress bar; return the exit status."""
-    busy = study.storage.running_elsewhere()
-    if busy:
-        # refused before anything is written to the file
-        raise StudyError(f"study {str(study.path)!r} is being run by another live process "
-                         f"(evaluations {busy[:5]} running); only one may drive a study")
+    # refused before anything is written to the file
+    study._refuse_if_busy()
     done = study.n_complete + study.n_failed
     if done >= n_evals:
         # nothing to run; the stored budget (resume's default) stays as it was
@@ -733,13 +730,14 @@ def _closing(command):
 def _cmd_resume(args, study):
     from .fit.api import JOBS_KEY, STAGE_EVALS_KEY
 
+    meta = study.storage.metadata
     n_evals = args.n_evals
     if n_evals is None:
-        n_evals = _stored_budget(study)
+        n_evals = _stored_budget(study, meta)
     n_jobs = args.n_jobs
     if n_jobs is None:
-        n_jobs = int(study.storage.metadata.get(JOBS_KEY) or 1)
-    stage_evals = json.loads(study.storage.metadata.get(STAGE_EVALS_KEY) or "{}")
+        n_jobs = int(meta.get(JOBS_KEY) or 1)
+    stage_evals = json.loads(meta.get(STAGE_EVALS_KEY) or "{}")
     if stage_evals:
         # the fit checked its own budget before creating the study
         _check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)
@@ -751,10 +749,10 @@ def _cmd_resume(args, study):
     return status
 
 
-def _stored_budget(study):
+def _stored_budget(study, meta):
     from .fit.api import BUDGET_KEY
 
-    budget = study.storage.metadata.get(BUDGET_KEY)
+    budget = meta.get(BUDGET_KEY)
     if budget is None:
         raise UsageError(f"--n-evals must be given for study {str(study.path)!r}, which "
                          f"records no budget")
@@ -994,16 +992,24 @@ def _cmd_simulate(args):
     return EXIT_OK
 
 
+def _probe_write(folder):
+    """Create and remove a temporary file in ``folder`` (OSError if it cannot).
+
+    Permissions are probed by writing, since ``os.access`` says yes to root
+    even on read-only file systems.
+    """
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".hnnfit-probe-"):
+        pass
+
+
 def _writable_file(path, what):
     """``path`` as a Path, refused unless a file can be written there.
 
     Checked before a long simulation, whose result would otherwise be lost
-    at the last step. Permissions are probed by writing (a temporary file
-    in the folder; the file itself opened for update, unchanged), since
-    ``os.access`` says yes to root even on read-only file systems.
+    at the last step (an existing file is opened for update, unchanged).
     """
-    import tempfile
-
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {str(path.parent)!r} of {what} does not exist")
@@ -1014,8 +1020,7 @@ def _writable_file(path, what):
             with open(path, "r+b"):
                 pass
         else:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".hnnfit-probe-"):
-                pass
+            _probe_write(path.parent)
     except OSError as err:
         raise PermissionError(f"{what} {str(path)!r} cannot be written "
                               f"({err.strerror or err})") from None
@@ -1024,15 +1029,12 @@ def _writable_file(path, what):
 
 def _writable_folder(path, what):
     """``path`` as a Path to an existing (created if needed) writable folder."""
-    import tempfile
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{what} must be a folder, got the file {str(path)!r}")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".hnnfit-probe-"):
-            pass
+        _probe_write(path)
     except OSError as err:
         raise PermissionError(f"{what} {str(path)!r} cannot be created or written "
                               f"({err.strerror or err})") from None

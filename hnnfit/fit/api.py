@@ -661,6 +661,13 @@ class Study:
         self.solver_ = solver
         return summary
 
+    def _refuse_if_busy(self):
+        """StudyError if another live process on this host is running the study."""
+        busy = self.storage.running_elsewhere()
+        if busy:
+            raise StudyError(f"study {str(self.path)!r} is being run by another live process "
+                             f"(evaluations {busy[:5]} running); only one may drive a study")
+
     def _record_budget(self, n_evals, n_jobs, stage_evals=None):
         """Store the budget (and jobs, stage budgets) of a run that has work to do.
 
@@ -669,10 +676,7 @@ class Study:
         study another live process is running is refused before anything
         is written.
         """
-        busy = self.storage.running_elsewhere()
-        if busy:
-            raise StudyError(f"study {str(self.path)!r} is being run by another live process "
-                             f"(evaluations {busy[:5]} running); only one may drive a study")
+        self._refuse_if_busy()
         if self.n_complete + self.n_failed >= n_evals:
             return
         self.storage.set_metadata(BUDGET_KEY, str(n_evals))
