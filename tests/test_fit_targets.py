@@ -126,3 +126,7 @@ def test_validation_messages(tmp_path):
         read_target(nanfile)
     with pytest.raises(TypeError, match="average_columns must be a bool"):
         read_target(good, average_columns="yes")
+    binary = tmp_path / "erp.npy"
+    np.save(binary, good)
+    with pytest.raises(ValueError, match=r"got a binary file .*erp\.npy"):
+        read_target(binary)

@@ -198,7 +198,12 @@ def _check_window(times, tmin, tmax, source):
 
 def _read_table(path):
     """Return (header or None, 2-D float array) from a text or CSV file."""
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"target file must be a text or CSV table of numbers, got a binary file {path}"
+        ) from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise ValueError(f"target file must contain data, got an empty file {path}")
