@@ -111,6 +111,13 @@ def test_negative_weight_bound_refused(base_net):
         ParameterSpace([("evprox2.ampa.L2_basket", -1.0, 1.0)]).validate(base_net)
 
 
+@pytest.mark.parametrize("name", ["evprox2.mu", "evprox2.sigma"])
+def test_negative_drive_timing_bound_refused(base_net, name):
+    with pytest.raises(ValueError, match=rf"{name}' must be >= 0 for a drive's .*got -5.0"):
+        ParameterSpace([(name, -5.0, 10.0)]).validate(base_net)
+    ParameterSpace([(name, 0.0, 10.0)]).validate(base_net)
+
+
 def test_parameter_bounds_checks():
     with pytest.raises(ValueError, match="'evprox2.mu' must satisfy low < high"):
         Parameter("evprox2.mu", 150.0, 100.0)

@@ -441,6 +441,12 @@ class ParameterSpace:
                 raise ValueError(
                     f"low bound of parameter {p.name!r} must be >= 0 for a synaptic "
                     f"{'weight' if addr.kind == 'weight' else 'delay'}, got {p.low}")
+            if addr.kind == "dynamics" and p.low < 0:
+                # every drive dynamics entry (mu, sigma, tstart, rates, counts)
+                # is a time, a spread, a rate or a count: none can be negative
+                raise ValueError(
+                    f"low bound of parameter {p.name!r} must be >= 0 for a drive's "
+                    f"{addr.key!r} (a time in ms, a spread, a rate or a count), got {p.low}")
 
     def apply(self, net, values):
         """Return a copy of ``net`` with the parameters set to ``values``.
