@@ -557,9 +557,11 @@ class Network:
                     break
             else:
                 return False
+        # _params counts: the simulator reads temperature, spike threshold and
+        # dipole scaling from it
         for attr in ("cell_types", "gid_ranges", "pos_dict", "external_drives",
                      "threshold", "delay", "_inplane_distance", "_layer_separation",
-                     "_n_pyr_x", "_n_pyr_y", "_legacy_mode"):
+                     "_n_pyr_x", "_n_pyr_y", "_legacy_mode", "_params"):
             if getattr(self, attr) != getattr(other, attr):
                 return False
         if self.cell_response is None or other.cell_response is None:

@@ -225,6 +225,16 @@ def test_mesh_shape_from_params(params, tmp_path):
         Network(bad)
 
 
+def test_equality_covers_params(params):
+    a = jones_2009_model(params, mesh_shape=(3, 3))
+    b = jones_2009_model(params, mesh_shape=(3, 3))
+    assert a == b
+    # the simulator reads celsius from the parameter set
+    b._params = params.copy()
+    b._params["celsius"] = 30.0
+    assert a != b
+
+
 def test_params_from_file_name(shared_dir):
     net = jones_2009_model(shared_dir / "params" / "default.json")
     assert len(net.connectivity) == 16
