@@ -20,6 +20,7 @@ network read back equals ``net.copy()``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -220,9 +221,11 @@ def _template_to_dict(template, cell_type):
             "Ra": _plain(sec.Ra, swhere), "cm": _plain(sec.cm, swhere),
             "nseg": _plain(sec.nseg, swhere), "v0": _plain(sec.v0, swhere),
             "end_pts": [_point(p, f"{swhere}.end_pts") for p in sec.end_pts],
-            "mechs": {mech: {par: _mech_value(val, f"{swhere}.mechs[{mech!r}]")
-                             for par, val in pars.items()}
-                      for mech, pars in sec.mechs.items()},
+            # a list keeps the order mechanisms are inserted in, which can
+            # change the order NEURON sums their currents in
+            "mechs": [[mech, [[par, _mech_value(val, f"{swhere}.mechs[{mech!r}]")]
+                              for par, val in pars.items()]]
+                      for mech, pars in sec.mechs.items()],
             "syns": _plain(list(sec.syns), f"{swhere}.syns"),
         }])
     return {
@@ -248,8 +251,8 @@ def _template_from_dict(d):
         sections[name] = SectionSpec(
             L=sec["L"], diam=sec["diam"], Ra=sec["Ra"], cm=sec["cm"], nseg=sec["nseg"],
             end_pts=[list(p) for p in sec["end_pts"]],
-            mechs={mech: {par: mech_value(val) for par, val in pars.items()}
-                   for mech, pars in sec["mechs"].items()},
+            mechs={mech: {par: mech_value(val) for par, val in pars}
+                   for mech, pars in sec["mechs"]},
             syns=list(sec["syns"]), v0=sec["v0"])
     return CellTemplate(
         cell_type=d["cell_type"], sections=sections,
@@ -416,6 +419,7 @@ def network_from_dict(d):
     """
     _check_format(d)
     _check_keys(d, _TOP_KEYS, "network description")
+    d = copy.deepcopy(d)  # the network must not share mutable values with ``d``
     net = Network(Params(d["params"]), legacy_mode=d["legacy_mode"],
                   mesh_shape=tuple(d["mesh_shape"]), add_connections=False)
     net.threshold = d["threshold"]

@@ -110,6 +110,16 @@ def test_round_trip_drives_connections_probability(custom_net):
     assert network_json(rebuilt) == network_json(custom_net)
 
 
+def test_rebuilt_network_shares_nothing_with_the_description(custom_net):
+    desc = network_to_dict(custom_net)
+    text = network_json(desc)
+    rebuilt = network_from_dict(desc)
+    rebuilt.external_drives["evprox"]["weights_ampa"]["L2_basket"] = 1.0
+    rebuilt.connectivity[0]["nc_dict"]["A_weight"] = 1.0
+    rebuilt._params["celsius"] = 1.0
+    assert network_json(desc) == text
+
+
 def test_round_trip_custom_positions():
     net = _custom_net()
     net.set_cell_positions(inplane_distance=2.5, layer_separation=1000.0)
@@ -138,6 +148,11 @@ def test_round_trip_changed_cell_template():
     assert rebuilt.cell_types["L2_basket"].sections["soma"].L == 40.0
     # distance-dependent channel densities come back as the same rules
     assert rebuilt.cell_types["L5_pyramidal"] == net.cell_types["L5_pyramidal"]
+    for ct, template in net.cell_types.items():
+        for name, sec in template.sections.items():
+            # mechanisms in the order they are inserted
+            assert list(rebuilt.cell_types[ct].sections[name].mechs) == list(sec.mechs)
+        assert list(rebuilt.cell_types[ct].sections) == list(template.sections)
 
 
 def test_round_trip_params_without_drives_keys():
@@ -171,6 +186,16 @@ def test_rebuilt_network_simulates_to_identical_dipole(custom_net):
         np.testing.assert_array_equal(dpl_b.data[key], dpl_a.data[key])
     np.testing.assert_array_equal(original.cell_response.spike_times,
                                   rebuilt.cell_response.spike_times)
+
+
+def test_rebuilt_changed_template_simulates_alike():
+    net = _custom_net()
+    net.cell_types["L5_pyramidal"].sections["soma"].mechs["hh2"]["gnabar"] = 0.2
+    rebuilt = _round_trip(net)
+    assert "cell_types" in network_to_dict(net)
+    dpl_a = simulate_dipole(net, tstop=20.0, n_trials=1, verbose=False)[0]
+    dpl_b = simulate_dipole(rebuilt, tstop=20.0, n_trials=1, verbose=False)[0]
+    np.testing.assert_array_equal(dpl_b.data["agg"], dpl_a.data["agg"])
 
 
 # --------------------------------------------------------------------------
