@@ -461,7 +461,10 @@ class Network:
     mesh_shape : tuple of int | None
         ``(n_x, n_y)``: the pyramidal grid of each layer. None: the
         parameter set's ``N_pyr_x`` and ``N_pyr_y`` (10 for a missing key;
-        every bundled parameter file gives 10 x 10).
+        every bundled parameter file gives 10 x 10), so a parameter file
+        exported from a smaller network rebuilds that network. hnn-core
+        (>= 0.4) ignores these keys and defaults to 10 x 10; the two agree
+        whenever the keys say 10 x 10.
     add_connections : bool
         Add the model's default cell-to-cell connection rules (after any
         drives from the parameters, as in the reference).
