@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cells import CellTemplate, DistanceRule, SectionSpec, cell_template
+from .cells import CellTemplate, DistanceRule, SectionSpec
 from .network import Connection, Drive, Network
 from .params import CELL_TYPES, Params
 from .validation import check_type
