@@ -413,6 +413,20 @@ def _load_params(params):
     )
 
 
+#: Side of the pyramidal grid when neither ``mesh_shape`` nor the parameter
+#: set's ``N_pyr_x``/``N_pyr_y`` give one (the published model's 10 x 10).
+DEFAULT_MESH_SIDE = 10
+
+
+def _mesh_shape_from_params(params):
+    """``(N_pyr_x, N_pyr_y)`` of a parameter set, 10 for a missing key."""
+    shape = []
+    for key in ("N_pyr_x", "N_pyr_y"):
+        value = params.get(key, DEFAULT_MESH_SIDE)
+        shape.append(check_int(value, f"params[{key!r}]", low=1))
+    return tuple(shape)
+
+
 def _check_mesh_shape(mesh_shape):
     if not isinstance(mesh_shape, (tuple, list)) or len(mesh_shape) != 2:
         raise TypeError(f"mesh_shape must be a tuple of two int, got {mesh_shape!r}")
@@ -444,8 +458,13 @@ class Network:
     legacy_mode : bool
         Connect every drive to all four cell types (with zero weights where
         the parameters give none), as the HNN GUI did; changes gid numbering.
-    mesh_shape : tuple of int
-        ``(n_x, n_y)``: the pyramidal grid of each layer.
+    mesh_shape : tuple of int | None
+        ``(n_x, n_y)``: the pyramidal grid of each layer. None: the
+        parameter set's ``N_pyr_x`` and ``N_pyr_y`` (10 for a missing key;
+        every bundled parameter file gives 10 x 10), so a parameter file
+        exported from a smaller network rebuilds that network. hnn-core
+        (>= 0.4) ignores these keys and defaults to 10 x 10; the two agree
+        whenever the keys say 10 x 10.
     add_connections : bool
         Add the model's default cell-to-cell connection rules (after any
         drives from the parameters, as in the reference).
@@ -473,10 +492,12 @@ class Network:
     """
 
     def __init__(self, params, add_drives_from_params=False, legacy_mode=False,
-                 mesh_shape=(10, 10), add_connections=True):
+                 mesh_shape=None, add_connections=True):
         params = _load_params(params)
         add_drives_from_params = check_bool(add_drives_from_params, "add_drives_from_params")
         self._legacy_mode = check_bool(legacy_mode, "legacy_mode")
+        if mesh_shape is None:
+            mesh_shape = _mesh_shape_from_params(params)
         self._n_pyr_x, self._n_pyr_y = _check_mesh_shape(mesh_shape)
         self._params = params
 
@@ -539,9 +560,11 @@ class Network:
                     break
             else:
                 return False
+        # _params counts: the simulator reads temperature, spike threshold and
+        # dipole scaling from it
         for attr in ("cell_types", "gid_ranges", "pos_dict", "external_drives",
                      "threshold", "delay", "_inplane_distance", "_layer_separation",
-                     "_n_pyr_x", "_n_pyr_y", "_legacy_mode"):
+                     "_n_pyr_x", "_n_pyr_y", "_legacy_mode", "_params"):
             if getattr(self, attr) != getattr(other, attr):
                 return False
         if self.cell_response is None or other.cell_response is None:
@@ -1287,7 +1310,7 @@ space_constant, probability, event_seed, conn_seed
 
 
 def jones_2009_model(params=None, add_drives_from_params=False, legacy_mode=False,
-                     mesh_shape=(10, 10)):
+                     mesh_shape=None):
     """The Jones et al. (2009) column with its 16 cell-to-cell connection rules.
 
     Parameters
@@ -1300,8 +1323,9 @@ def jones_2009_model(params=None, add_drives_from_params=False, legacy_mode=Fals
         cell-to-cell rules, as in the reference).
     legacy_mode : bool
         See :class:`Network`.
-    mesh_shape : tuple of int
-        ``(n_x, n_y)`` pyramidal grid of each layer.
+    mesh_shape : tuple of int | None
+        ``(n_x, n_y)`` pyramidal grid of each layer; None: the parameter
+        set's ``N_pyr_x`` and ``N_pyr_y`` (see :class:`Network`).
 
     Returns
     -------
@@ -1319,7 +1343,7 @@ def jones_2009_model(params=None, add_drives_from_params=False, legacy_mode=Fals
 
 
 def neymotin_2020_model(params=None, add_drives_from_params=False, legacy_mode=False,
-                        mesh_shape=(10, 10)):
+                        mesh_shape=None):
     """The same column under the name hnn-core >= 0.4 gives it.
 
     hnn-core's ``neymotin_2020_model`` is the network its

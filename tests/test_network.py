@@ -188,6 +188,53 @@ def test_mesh_shape_and_set_cell_positions(params):
         Network(params, mesh_shape=10)
 
 
+def test_mesh_shape_from_params(params, tmp_path):
+    from hnnfit import PARAMS_DIR
+    from hnnfit.params import read_params, write_params
+
+    # every bundled file says 10 x 10, so the default grid stays 10 x 10
+    for fname in sorted(PARAMS_DIR.glob("*.json")):
+        file_params = read_params(fname)
+        assert (file_params["N_pyr_x"], file_params["N_pyr_y"]) == (10, 10)
+        assert Network(file_params, add_connections=False)._n_pyr_x == 10
+    net = jones_2009_model()
+    assert len(net.gid_ranges["L5_pyramidal"]) == 100
+
+    # an exported parameter file of a 3 x 4 network gives that network back
+    small = params.copy()
+    small["N_pyr_x"], small["N_pyr_y"] = 3, 4
+    path = write_params(small, tmp_path / "small.json")
+    for net in (Network(read_params(path)), jones_2009_model(path),
+                Network(str(path), add_connections=False)):
+        assert (net._n_pyr_x, net._n_pyr_y) == (3, 4)
+        assert len(net.gid_ranges["L2_pyramidal"]) == 12
+    # built from the keys, the network equals one given the shape explicitly
+    assert jones_2009_model(small) == jones_2009_model(small, mesh_shape=(3, 4))
+    # an explicit mesh_shape wins over the parameters
+    net = jones_2009_model(small, mesh_shape=(2, 2))
+    assert len(net.gid_ranges["L2_pyramidal"]) == 4
+
+    # a set without the keys keeps the published 10 x 10 grid
+    bare = params.copy()
+    del bare["N_pyr_x"], bare["N_pyr_y"]
+    assert (Network(bare, add_connections=False)._n_pyr_x,
+            Network(bare, add_connections=False)._n_pyr_y) == (10, 10)
+    bad = params.copy()
+    bad["N_pyr_x"] = 0
+    with pytest.raises(ValueError, match="N_pyr_x"):
+        Network(bad)
+
+
+def test_equality_covers_params(params):
+    a = jones_2009_model(params, mesh_shape=(3, 3))
+    b = jones_2009_model(params, mesh_shape=(3, 3))
+    assert a == b
+    # the simulator reads celsius from the parameter set
+    b._params = params.copy()
+    b._params["celsius"] = 30.0
+    assert a != b
+
+
 def test_params_from_file_name(shared_dir):
     net = jones_2009_model(shared_dir / "params" / "default.json")
     assert len(net.connectivity) == 16
