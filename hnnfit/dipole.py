@@ -5,9 +5,8 @@ A dipole holds one time axis (ms) and one or more layer waveforms (nAm):
 ``'agg'`` (the sum over layers), ``'L2'`` (layer 2/3 pyramidal cells) and
 ``'L5'`` (layer 5 pyramidal cells). Recorded data usually has ``'agg'`` only.
 
-This module is pure Python; the simulation entry point
-:func:`simulate_dipole` is defined at the end of the file and only it reaches
-NEURON, through :mod:`hnnfit.simulator`.
+This module is pure Python and never reaches NEURON: simulations, which
+return Dipoles, live in :mod:`hnnfit.simulation`.
 """
 import copy
 import os
@@ -522,12 +521,3 @@ def average_dipoles(dpls):
     out.scale_applied = first.scale_applied
     return out
 
-
-# ----------------------------------------------------------------------
-# simulate_dipole: defined below by the simulation owner (lead).
-# It runs the NEURON model through hnnfit.simulator / hnnfit.parallel and,
-# per trial, builds Dipole(times, {'agg', 'L2', 'L5'} raw fA*m), then calls
-# dpl._baseline_renormalize(n_pyr_x, n_pyr_y) and dpl._convert_fAm_to_nAm().
-# ----------------------------------------------------------------------
-
-from .simulation import simulate_dipole  # noqa: E402,F401  (public home of the API)

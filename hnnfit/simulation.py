@@ -4,6 +4,8 @@ import warnings
 
 import numpy as np
 
+from .cell_response import CellResponse
+from .dipole import Dipole
 from .exceptions import SimulationError
 from .params import get_param
 from .validation import check_bool, check_int, check_option, check_positive
@@ -126,8 +128,6 @@ def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False
     ``n_threads`` are as in :func:`simulate_dipole`. ``timeout`` (s) limits
     the wall time of all trials together (SimulationError on a time-out).
     """
-    from .cell_response import CellResponse
-    from .dipole import Dipole
     from .parallel import JoblibBackend
 
     n_trials = len(trial_seeds)
