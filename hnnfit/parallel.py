@@ -1,6 +1,6 @@
 """Where simulations run: in this process or in worker processes.
 
-Each trial is simulated by :func:`hnnfit.simulator._builder.run_trial`,
+Each trial is simulated by :func:`hnnfit.simulator.run_trial`,
 here or in a worker. Cold runs build and tear down a model per trial, so
 no NEURON state survives from one simulation to the next; warm runs keep
 one model per process and replace only drive event times and NetCon
@@ -15,6 +15,7 @@ unless this process already loaded that build.
 """
 import atexit
 
+from . import simulator
 from .validation import check_int
 
 _ACTIVE = []
@@ -56,7 +57,7 @@ class JoblibBackend:
         ----------
         warm : bool
             Reuse each process's kept model (see
-            :func:`hnnfit.simulator._builder.run_trial`).
+            :func:`hnnfit.simulator.run_trial`).
         engine : str
             ``'neuron'`` or ``'coreneuron'``.
         n_threads : int
@@ -69,7 +70,7 @@ class JoblibBackend:
 
         n_jobs = min(self.n_jobs, len(trials))
         args = (tstop, dt, record_vsoma, verbose, warm, engine, n_threads, deadline)
-        if engine == "coreneuron" and not _coreneuron_loaded_here():
+        if engine == "coreneuron" and not simulator.coreneuron_loaded():
             return _run_in_coreneuron_pool(net, trials, n_jobs, args)
         if n_jobs == 1:
             return [_run_trial_in_worker(net, k, *args) for k in trials]
@@ -80,24 +81,14 @@ class JoblibBackend:
 
 def _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
                          warm=False, engine="neuron", n_threads=1, deadline=None):
-    from .simulator._builder import run_trial
-
-    return run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose,
-                     warm=warm, engine=engine, n_threads=n_threads, deadline=deadline)
-
-
-def _coreneuron_loaded_here():
-    from .simulator import _compile
-
-    return True in _compile._loaded
+    return simulator.run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose,
+                               warm=warm, engine=engine, n_threads=n_threads, deadline=deadline)
 
 
 def _run_coreneuron_trial(net, trial_idx, tstop, dt, record_vsoma, verbose, warm,
                           engine, n_threads, deadline=None):
     """Task of a CoreNEURON worker: load that build first, then simulate."""
-    from .simulator._compile import load_mechanisms
-
-    load_mechanisms(coreneuron=True)
+    simulator.load_mechanisms(coreneuron=True)
     return _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
                                 warm, engine, n_threads, deadline)
 

@@ -112,7 +112,7 @@ def sys_info():
     ['blas', 'coreneuron_flags', 'cpu']
     """
     from . import __version__
-    from .simulator._compile import coreneuron_flags
+    from .simulator import coreneuron_flags
 
     return {
         "hnnfit": __version__,

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..exceptions import SimulationError
 from ..params import get_param
-from ._compile import load_mechanisms
+from ._compile import coreneuron_loaded, load_mechanisms
 
 
 ENGINES = ("neuron", "coreneuron")
@@ -317,7 +317,7 @@ class NetworkModel:
         core = self.engine == "coreneuron"
         if core:
             _check_table_switches(h)
-        if core or _coreneuron_loaded():
+        if core or coreneuron_loaded():
             _set_coreneuron(core)
         try:
             # no argument: each node keeps the potential restored above
@@ -389,12 +389,6 @@ class NetworkModel:
     def __exit__(self, *exc):
         self.close()
         return False
-
-
-def _coreneuron_loaded():
-    from . import _compile
-
-    return True in _compile._loaded
 
 
 # The warm model of this process: kept between simulations so that a fit's

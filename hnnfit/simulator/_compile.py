@@ -331,6 +331,18 @@ def ensure_mechanisms(coreneuron=False):
     return final
 
 
+def coreneuron_loaded():
+    """Whether this process has loaded the CoreNEURON build of the mechanisms.
+
+    Returns
+    -------
+    loaded : bool
+        True once :func:`load_mechanisms` loaded it (with
+        ``coreneuron=True``); NEURON then runs either engine here.
+    """
+    return True in _loaded
+
+
 def _mechanisms_present(h):
     # point processes and artificial cells appear as attributes of h
     return all(hasattr(h, name) for name in ("EventReplay", "DipoleSum", "DipoleTip"))
