@@ -130,7 +130,7 @@ class NetworkModel:
         self._h = None
         self._pc = None
         self._cells = {}
-        self._drive_cells = {}      # drive name -> [(EventReplay, NetCon)]
+        self._drive_cells = {}      # drive name -> [(EventReplay, NetCon) | None]
         self._netcons = []          # per connection rule: per pair, [NetCon, ...]
         self._applied = []          # per connection rule: nc_dict values last applied
         self._dipole_vecs = {}
@@ -170,9 +170,18 @@ class NetworkModel:
                 if self.record_vsoma:
                     self._vsoma_vecs[gid] = cell.record_vsoma()
 
+        # Only drive cells that feed at least one synapse exist in NEURON, as
+        # in the reference implementation: a cell-specific drive thinned by
+        # ``probability`` loses the cells whose connection was dropped, and
+        # their spikes are not recorded (the network sees none of them).
+        connected = {int(src) for conn in net.connectivity
+                     for src, targets in conn["gid_pairs"].items() if len(targets)}
         for name in net.external_drives:
             arts = []
             for gid in net.gid_ranges[name]:
+                if gid not in connected:
+                    arts.append(None)
+                    continue
                 art = h.EventReplay()
                 nc = h.NetCon(art, None)
                 nc.threshold = threshold
@@ -247,7 +256,10 @@ class NetworkModel:
                 )
             trial_events = events[trial_idx]
             vec = self._play_vec
-            for idx, (art, _) in enumerate(self._drive_cells[name]):
+            for idx, cell in enumerate(self._drive_cells[name]):
+                if cell is None:      # a drive cell without connections
+                    continue
+                art = cell[0]
                 times = np.sort(np.asarray(trial_events[idx], dtype=float))
                 # play() copies the times into the cell's own buffer, so one
                 # Vector serves every cell, filled element by element: in
