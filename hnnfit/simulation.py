@@ -8,9 +8,10 @@ from . import simulator
 from .cell_response import CellResponse
 from .dipole import Dipole
 from .exceptions import CompilationError, SimulationError
+from .network import Network
 from .parallel import JoblibBackend, current_backend
 from .params import get_param
-from .validation import check_bool, check_int, check_option, check_positive
+from .validation import check_bool, check_int, check_option, check_positive, check_type
 
 
 ENGINES = ("neuron", "coreneuron", "auto")
@@ -67,6 +68,7 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
     dpls : list of Dipole
         One dipole (nAm) per trial.
     """
+    check_type(net, Network, "net")
     if tstop is None:
         tstop = get_param(net._params, "tstop")
     tstop = check_positive(tstop, "tstop")
@@ -157,6 +159,7 @@ def simulate_trials(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma
     dpls : list of Dipole
         One dipole (nAm) per entry of ``trial_seeds``.
     """
+    check_type(net, Network, "net")
     tstop = check_positive(tstop, "tstop")
     dt = check_positive(dt, "dt")
     if dt >= tstop:

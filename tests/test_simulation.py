@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hnnfit import JoblibBackend, jones_2009_model, simulate_dipole
+from hnnfit.simulation import simulate_trials
 
 TSTOP = 40.0
 
@@ -120,6 +121,26 @@ def test_record_vsoma_and_progress(capsys):
 def test_bad_run_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         simulate_dipole(_small_net(), verbose=False, **kwargs)
+
+
+@pytest.mark.parametrize("net", [None, "net", {"connectivity": []}])
+def test_simulate_dipole_refuses_what_is_not_a_network(net):
+    with pytest.raises(TypeError, match=r"net must be an instance of Network, got"):
+        simulate_dipole(net, tstop=20.0, verbose=False)
+    with pytest.raises(TypeError, match=r"net must be an instance of Network, got"):
+        simulate_trials(net, 20.0, 0.025, [0])
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((20.0, 0.025, []), ValueError, "trial_seeds must name at least one trial"),
+    ((20.0, 0.025, 3), TypeError, "trial_seeds must be a list of int"),
+    ((20.0, 0.025, [0, -1]), ValueError, r"trial_seeds\[1\] must be >= 0"),
+    ((20.0, 0.025, [0.5]), TypeError, r"trial_seeds\[0\] must be an integer"),
+    ((20.0, 25.0, [0]), ValueError, "dt must be smaller than tstop"),
+])
+def test_simulate_trials_bad_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        simulate_trials(_small_net(), *args)
 
 
 def test_thinned_drive_records_only_connected_drive_cells():
