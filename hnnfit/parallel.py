@@ -14,11 +14,19 @@ one loaded in a process, so its trials run in dedicated worker processes
 unless this process already loaded that build.
 """
 import atexit
+import multiprocessing
+import os
+import threading
+import time
 
 from . import simulator
 from .validation import check_int
 
 _ACTIVE = []
+
+# seconds between two checks of a worker's parent (see _exit_with_parent)
+_PARENT_POLL_S = 0.5
+_PARENT_WATCH = []
 
 # n_workers -> executor whose processes load the CoreNEURON build
 _CORE_POOLS = {}
@@ -79,8 +87,52 @@ class JoblibBackend:
         )
 
 
+def _exit_with_parent():
+    """In a worker process, exit soon after the process that started it dies.
+
+    A driver killed with SIGKILL (the kernel's out-of-memory killer does
+    that) cannot stop its loky workers, and they would otherwise stay alive
+    until their idle time-out (minutes), holding memory and cores. Each
+    worker therefore polls its parent process id from a daemon thread and
+    exits when it changes (the orphan was adopted by init or a subreaper).
+    Polling works wherever the worker was started from (the driver's main
+    thread or loky's manager thread), unlike ``PR_SET_PDEATHSIG``, which
+    fires when the creating *thread* exits. A process started by
+    neither multiprocessing nor loky (a driver itself) is left alone.
+    """
+    if _PARENT_WATCH and _PARENT_WATCH[-1] == os.getpid():
+        return      # already watching (a forked child has no watch thread)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    _PARENT_WATCH.append(os.getpid())
+    first_ppid = os.getppid()
+    if first_ppid != parent.pid and not _pid_exists(parent.pid):
+        os._exit(1)      # the parent died before the watch started
+
+    def watch():
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            if os.getppid() != first_ppid:
+                # os._exit: no clean-up that could wait for the dead parent
+                os._exit(1)
+
+    threading.Thread(target=watch, name="hnnfit-parent-watch", daemon=True).start()
+
+
+def _pid_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
                          warm=False, engine="neuron", n_threads=1, deadline=None):
+    _exit_with_parent()
     return simulator.run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose,
                                warm=warm, engine=engine, n_threads=n_threads, deadline=deadline)
 
