@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import viz
 from ._textio import read_text_table
 from .validation import (
     check_finite_array,
@@ -334,10 +335,8 @@ class Dipole:
         -------
         fig : matplotlib.figure.Figure
         """
-        from .viz import plot_dipole
-
-        return plot_dipole(self, tmin=tmin, tmax=tmax, ax=ax, layer=layer,
-                           decim=decim, color=color, show=show)
+        return viz.plot_dipole(self, tmin=tmin, tmax=tmax, ax=ax, layer=layer,
+                               decim=decim, color=color, show=show)
 
     def plot_psd(self, fmin=0, fmax=None, tmin=None, tmax=None, layer="agg",
                  color=None, label=None, ax=None, show=True):
@@ -350,10 +349,8 @@ class Dipole:
         -------
         fig : matplotlib.figure.Figure
         """
-        from .viz import plot_psd
-
-        return plot_psd(self, fmin=fmin, fmax=fmax, tmin=tmin, tmax=tmax,
-                        layer=layer, color=color, label=label, ax=ax, show=show)
+        return viz.plot_psd(self, fmin=fmin, fmax=fmax, tmin=tmin, tmax=tmax,
+                            layer=layer, color=color, label=label, ax=ax, show=show)
 
     # ------------------------------------------------------------------
     # I/O

@@ -20,6 +20,7 @@ import threading
 import time
 
 from . import simulator
+from .exceptions import SimulationError
 from .validation import check_int
 
 _ACTIVE = []
@@ -161,8 +162,6 @@ def _coreneuron_pool(n_workers):
 
 def _run_in_coreneuron_pool(net, trials, n_jobs, args):
     from joblib.externals.loky.process_executor import BrokenProcessPool
-
-    from .exceptions import SimulationError
 
     pool = _coreneuron_pool(n_jobs)
     futures = [pool.submit(_run_coreneuron_trial, net, k, *args) for k in trials]

@@ -7,6 +7,8 @@ the dipole as HNN users do, and compares it with a target on the target's
 own time points.
 """
 import time
+from itertools import combinations, islice
+from math import comb
 
 import numpy as np
 
@@ -76,9 +78,6 @@ def _groups(n, k, max_groups, chunk=2000):
     random ones (distinct trials within each) from a fixed generator, so
     the same trials always give the same distribution.
     """
-    from itertools import combinations, islice
-    from math import comb
-
     if comb(n, k) <= max_groups:
         subsets = combinations(range(n), k)
         while rows := list(islice(subsets, chunk)):

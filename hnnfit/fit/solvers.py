@@ -24,6 +24,7 @@ The optimisation libraries are imported only when a solver is created.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -206,8 +207,6 @@ class BayesianSolver(Solver):
         if not pending or self._x0_pending:
             points = self.ask(1)
             return points[0] if points else None
-        import copy
-
         lie = check_number(lie, "lie")
         trial = copy.deepcopy(self._opt)
         trial.rng = np.random.RandomState(self._opt.rng.randint(0, np.iinfo(np.int32).max))

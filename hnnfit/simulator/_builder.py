@@ -16,6 +16,7 @@ import numpy as np
 from ..exceptions import SimulationError
 from ..params import get_param
 from ._compile import coreneuron_loaded, load_mechanisms
+from ._rewrite import TABLE_SWITCHES
 
 
 ENGINES = ("neuron", "coreneuron")
@@ -42,8 +43,6 @@ def _set_coreneuron(enable):
 def _check_table_switches(h):
     """Refuse a CoreNEURON run with a rate table switched off: that build's
     look-ups are rewritten without the switch (see ``_rewrite``)."""
-    from ._rewrite import TABLE_SWITCHES
-
     off = [name for name in TABLE_SWITCHES if float(getattr(h, name, 1.0)) != 1.0]
     if off:
         raise SimulationError(
