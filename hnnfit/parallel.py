@@ -12,6 +12,10 @@ CoreNEURON needs the CoreNEURON build of the mechanisms to be the first
 one loaded in a process, so its trials run in dedicated worker processes
 (fresh interpreters started by loky, kept for later runs so their warm models last)
 unless this process already loaded that build.
+
+A worker process exits on its own soon after the process that started it
+dies (it starts watching with its first trial), so a driver killed without
+a chance to clean up does not leave simulations running.
 """
 import atexit
 import multiprocessing
