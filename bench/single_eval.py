@@ -7,7 +7,7 @@ One evaluation is one trial of ``jones_2009_model(add_drives_from_params=True)``
   (``simulate_dipole(..., warm=False)``); only that call is timed.
 * **warm**: this process keeps the built model; each evaluation applies
   new drive timings and synaptic weights (as a fit does) and runs it
-  (``_simulate(..., warm=True)``, the objective's call). The first warm
+  (``simulate_trials(..., warm=True)``, the objective's call). The first warm
   evaluation builds the model and is reported separately.
 * **warm CoreNEURON**: the same with ``engine='coreneuron'`` (a kept worker
   process with the CoreNEURON build), unless ``--no-coreneuron``.
@@ -50,7 +50,7 @@ _WARM_CHANGES = [
 # -- child processes -----------------------------------------------------------
 def _child_cold(mesh, tstop):
     from hnnfit import jones_2009_model, simulate_dipole
-    from hnnfit.simulator._compile import load_mechanisms
+    from hnnfit.simulator import load_mechanisms
 
     load_mechanisms()
     net = jones_2009_model(add_drives_from_params=True, mesh_shape=(mesh, mesh))
@@ -109,12 +109,12 @@ class _Warm:
                 for name, factors in _WARM_CHANGES}
 
     def evaluate(self, k):
-        from hnnfit.simulation import _simulate
+        from hnnfit.simulation import simulate_trials
 
         net = self.space.apply(self.base, self.point(k))
         t0 = time.perf_counter()
-        dpls = _simulate(net, self.tstop, DT, [0], warm=True, engine=self.engine,
-                         n_threads=self.n_threads)
+        dpls = simulate_trials(net, self.tstop, DT, [0], warm=True, engine=self.engine,
+                               n_threads=self.n_threads)
         wall = time.perf_counter() - t0
         timing = net._sim_timing[0]
         self.calls += 1
@@ -125,7 +125,7 @@ class _Warm:
 
 def _coreneuron_available():
     from hnnfit.exceptions import CompilationError
-    from hnnfit.simulator._compile import ensure_mechanisms
+    from hnnfit.simulator import ensure_mechanisms
 
     try:
         ensure_mechanisms(coreneuron=True)

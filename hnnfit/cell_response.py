@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import viz
 from ._textio import read_text_table
 from .params import CELL_TYPES
 from .validation import check_number, check_option, check_type
@@ -280,10 +281,8 @@ class CellResponse:
         -------
         fig : matplotlib.figure.Figure
         """
-        from .viz import plot_spikes_raster
-
-        return plot_spikes_raster(self, trial_idx=trial_idx, ax=ax,
-                                  cell_types=cell_types, show=show)
+        return viz.plot_spikes_raster(self, trial_idx=trial_idx, ax=ax,
+                                      cell_types=cell_types, show=show)
 
     def plot_spikes_hist(self, trial_idx=None, ax=None, bin_width=5,
                          spike_types=None, color=None, show=True):
@@ -293,11 +292,9 @@ class CellResponse:
         -------
         fig : matplotlib.figure.Figure
         """
-        from .viz import plot_spikes_hist
-
-        return plot_spikes_hist(self, trial_idx=trial_idx, ax=ax,
-                                bin_width=bin_width, spike_types=spike_types,
-                                color=color, show=show)
+        return viz.plot_spikes_hist(self, trial_idx=trial_idx, ax=ax,
+                                    bin_width=bin_width, spike_types=spike_types,
+                                    color=color, show=show)
 
     # ------------------------------------------------------------------
     def write(self, fname):

@@ -5,9 +5,8 @@ A dipole holds one time axis (ms) and one or more layer waveforms (nAm):
 ``'agg'`` (the sum over layers), ``'L2'`` (layer 2/3 pyramidal cells) and
 ``'L5'`` (layer 5 pyramidal cells). Recorded data usually has ``'agg'`` only.
 
-This module is pure Python; the simulation entry point
-:func:`simulate_dipole` is defined at the end of the file and only it reaches
-NEURON, through :mod:`hnnfit.simulator`.
+This module is pure Python and never reaches NEURON: simulations, which
+return Dipoles, live in :mod:`hnnfit.simulation`.
 """
 import copy
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import viz
 from ._textio import read_text_table
 from .validation import (
     check_finite_array,
@@ -335,10 +335,8 @@ class Dipole:
         -------
         fig : matplotlib.figure.Figure
         """
-        from .viz import plot_dipole
-
-        return plot_dipole(self, tmin=tmin, tmax=tmax, ax=ax, layer=layer,
-                           decim=decim, color=color, show=show)
+        return viz.plot_dipole(self, tmin=tmin, tmax=tmax, ax=ax, layer=layer,
+                               decim=decim, color=color, show=show)
 
     def plot_psd(self, fmin=0, fmax=None, tmin=None, tmax=None, layer="agg",
                  color=None, label=None, ax=None, show=True):
@@ -351,10 +349,8 @@ class Dipole:
         -------
         fig : matplotlib.figure.Figure
         """
-        from .viz import plot_psd
-
-        return plot_psd(self, fmin=fmin, fmax=fmax, tmin=tmin, tmax=tmax,
-                        layer=layer, color=color, label=label, ax=ax, show=show)
+        return viz.plot_psd(self, fmin=fmin, fmax=fmax, tmin=tmin, tmax=tmax,
+                            layer=layer, color=color, label=label, ax=ax, show=show)
 
     # ------------------------------------------------------------------
     # I/O
@@ -522,12 +518,3 @@ def average_dipoles(dpls):
     out.scale_applied = first.scale_applied
     return out
 
-
-# ----------------------------------------------------------------------
-# simulate_dipole: defined below by the simulation owner (lead).
-# It runs the NEURON model through hnnfit.simulator / hnnfit.parallel and,
-# per trial, builds Dipole(times, {'agg', 'L2', 'L5'} raw fA*m), then calls
-# dpl._baseline_renormalize(n_pyr_x, n_pyr_y) and dpl._convert_fAm_to_nAm().
-# ----------------------------------------------------------------------
-
-from .simulation import simulate_dipole  # noqa: E402,F401  (public home of the API)

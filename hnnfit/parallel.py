@@ -1,6 +1,6 @@
 """Where simulations run: in this process or in worker processes.
 
-Each trial is simulated by :func:`hnnfit.simulator._builder.run_trial`,
+Each trial is simulated by :func:`hnnfit.simulator.run_trial`,
 here or in a worker. Cold runs build and tear down a model per trial, so
 no NEURON state survives from one simulation to the next; warm runs keep
 one model per process and replace only drive event times and NetCon
@@ -12,12 +12,26 @@ CoreNEURON needs the CoreNEURON build of the mechanisms to be the first
 one loaded in a process, so its trials run in dedicated worker processes
 (fresh interpreters started by loky, kept for later runs so their warm models last)
 unless this process already loaded that build.
+
+A worker process exits on its own soon after the process that started it
+dies (it starts watching with its first trial), so a driver killed without
+a chance to clean up does not leave simulations running.
 """
 import atexit
+import multiprocessing
+import os
+import threading
+import time
 
+from . import simulator
+from .exceptions import SimulationError
 from .validation import check_int
 
 _ACTIVE = []
+
+# seconds between two checks of a worker's parent (see _exit_with_parent)
+_PARENT_POLL_S = 0.5
+_PARENT_WATCH = []
 
 # n_workers -> executor whose processes load the CoreNEURON build
 _CORE_POOLS = {}
@@ -56,7 +70,7 @@ class JoblibBackend:
         ----------
         warm : bool
             Reuse each process's kept model (see
-            :func:`hnnfit.simulator._builder.run_trial`).
+            :func:`hnnfit.simulator.run_trial`).
         engine : str
             ``'neuron'`` or ``'coreneuron'``.
         n_threads : int
@@ -69,7 +83,7 @@ class JoblibBackend:
 
         n_jobs = min(self.n_jobs, len(trials))
         args = (tstop, dt, record_vsoma, verbose, warm, engine, n_threads, deadline)
-        if engine == "coreneuron" and not _coreneuron_loaded_here():
+        if engine == "coreneuron" and not simulator.coreneuron_loaded():
             return _run_in_coreneuron_pool(net, trials, n_jobs, args)
         if n_jobs == 1:
             return [_run_trial_in_worker(net, k, *args) for k in trials]
@@ -78,26 +92,60 @@ class JoblibBackend:
         )
 
 
+def _exit_with_parent():
+    """In a worker process, exit soon after the process that started it dies.
+
+    A driver killed with SIGKILL (the kernel's out-of-memory killer does
+    that) cannot stop its loky workers, and they would otherwise stay alive
+    until their idle time-out (minutes), holding memory and cores. Each
+    worker therefore polls its parent process id from a daemon thread and
+    exits when it changes (the orphan was adopted by init or a subreaper).
+    Polling works wherever the worker was started from (the driver's main
+    thread or loky's manager thread), unlike ``PR_SET_PDEATHSIG``, which
+    fires when the creating *thread* exits. A process started by
+    neither multiprocessing nor loky (a driver itself) is left alone.
+    """
+    if _PARENT_WATCH and _PARENT_WATCH[-1] == os.getpid():
+        return      # already watching (a forked child has no watch thread)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    _PARENT_WATCH.append(os.getpid())
+    first_ppid = os.getppid()
+    if first_ppid != parent.pid and not _pid_exists(parent.pid):
+        os._exit(1)      # the parent died before the watch started
+
+    def watch():
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            if os.getppid() != first_ppid:
+                # os._exit: no clean-up that could wait for the dead parent
+                os._exit(1)
+
+    threading.Thread(target=watch, name="hnnfit-parent-watch", daemon=True).start()
+
+
+def _pid_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
                          warm=False, engine="neuron", n_threads=1, deadline=None):
-    from .simulator._builder import run_trial
-
-    return run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose,
-                     warm=warm, engine=engine, n_threads=n_threads, deadline=deadline)
-
-
-def _coreneuron_loaded_here():
-    from .simulator import _compile
-
-    return True in _compile._loaded
+    _exit_with_parent()
+    return simulator.run_trial(net, trial_idx, tstop, dt, record_vsoma, verbose,
+                               warm=warm, engine=engine, n_threads=n_threads, deadline=deadline)
 
 
 def _run_coreneuron_trial(net, trial_idx, tstop, dt, record_vsoma, verbose, warm,
                           engine, n_threads, deadline=None):
     """Task of a CoreNEURON worker: load that build first, then simulate."""
-    from .simulator._compile import load_mechanisms
-
-    load_mechanisms(coreneuron=True)
+    simulator.load_mechanisms(coreneuron=True)
     return _run_trial_in_worker(net, trial_idx, tstop, dt, record_vsoma, verbose,
                                 warm, engine, n_threads, deadline)
 
@@ -118,8 +166,6 @@ def _coreneuron_pool(n_workers):
 
 def _run_in_coreneuron_pool(net, trials, n_jobs, args):
     from joblib.externals.loky.process_executor import BrokenProcessPool
-
-    from .exceptions import SimulationError
 
     pool = _coreneuron_pool(n_jobs)
     futures = [pool.submit(_run_coreneuron_trial, net, k, *args) for k in trials]

@@ -4,9 +4,14 @@ import warnings
 
 import numpy as np
 
-from .exceptions import SimulationError
+from . import simulator
+from .cell_response import CellResponse
+from .dipole import Dipole
+from .exceptions import CompilationError, SimulationError
+from .network import Network
+from .parallel import JoblibBackend, current_backend
 from .params import get_param
-from .validation import check_bool, check_int, check_option, check_positive
+from .validation import check_bool, check_int, check_option, check_positive, check_type
 
 
 ENGINES = ("neuron", "coreneuron", "auto")
@@ -63,8 +68,7 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
     dpls : list of Dipole
         One dipole (nAm) per trial.
     """
-    from .parallel import current_backend
-
+    check_type(net, Network, "net")
     if tstop is None:
         tstop = get_param(net._params, "tstop")
     tstop = check_positive(tstop, "tstop")
@@ -85,9 +89,10 @@ def simulate_dipole(net, tstop=None, dt=0.025, n_trials=None, postproc=False,
     if not net.external_drives:
         warnings.warn("the network has no external drives", UserWarning, stacklevel=2)
 
-    return _simulate(net, tstop, dt, list(range(n_trials)), postproc=postproc,
-                     record_vsoma=record_vsoma, verbose=verbose, backend=current_backend(),
-                     warm=warm, engine=engine, n_threads=n_threads)
+    return simulate_trials(net, tstop, dt, list(range(n_trials)), postproc=postproc,
+                           record_vsoma=record_vsoma, verbose=verbose,
+                           backend=current_backend(), warm=warm, engine=engine,
+                           n_threads=n_threads)
 
 
 def _resolve_engine(engine):
@@ -98,11 +103,8 @@ def _resolve_engine(engine):
     """
     if engine == "neuron":
         return engine
-    from .exceptions import CompilationError
-    from .simulator._compile import ensure_mechanisms
-
     try:
-        ensure_mechanisms(coreneuron=True)
+        simulator.ensure_mechanisms(coreneuron=True)
     except CompilationError as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
         if engine == "auto":
@@ -115,21 +117,59 @@ def _resolve_engine(engine):
     return "coreneuron"
 
 
-def _simulate(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False,
-              verbose=False, backend=None, warm=False, engine="neuron", n_threads=1,
-              timeout=None):
-    """Simulate one trial per entry of ``trial_seeds`` (validated arguments).
+def simulate_trials(net, tstop, dt, trial_seeds, *, postproc=False, record_vsoma=False,
+                    verbose=False, backend=None, warm=False, engine="neuron", n_threads=1,
+                    timeout=None):
+    """Simulate chosen trials (random streams) of a network.
 
-    Trial ``j`` plays the drive events of trial index ``trial_seeds[j]``, so
-    callers can score a network on chosen random streams. Returns the list
-    of Dipoles and sets ``net.cell_response``. ``warm``, ``engine`` and
-    ``n_threads`` are as in :func:`simulate_dipole`. ``timeout`` (s) limits
-    the wall time of all trials together (SimulationError on a time-out).
+    Unlike :func:`simulate_dipole`, which runs trials ``0 .. n_trials-1``,
+    this runs one trial per entry of ``trial_seeds``: trial ``j`` plays the
+    drive events of trial index ``trial_seeds[j]``, so a network can be
+    scored on chosen random streams (as a fit's objective does). It takes
+    no defaults from the parameter file and does not warn about a network
+    without connections or drives.
+
+    Parameters
+    ----------
+    net : Network
+        The network; its drive events are redrawn for these trials and
+        ``net.cell_response`` is replaced.
+    tstop : float
+        Simulation end (ms).
+    dt : float
+        Integration time step (ms), smaller than ``tstop``.
+    trial_seeds : list of int
+        Trial indices (>= 0) whose drive events to play, one simulation each.
+    postproc : bool
+        Smooth and scale as the parameter file says (see :func:`simulate_dipole`).
+    record_vsoma : bool
+        Record every cell's somatic voltage (mV).
+    verbose : bool
+        Print progress lines.
+    backend : JoblibBackend | None
+        Where the trials run; None runs them in this process.
+    warm, engine, n_threads
+        As in :func:`simulate_dipole`.
+    timeout : float | None
+        Limit (s) on the wall time of all trials together; a time-out raises
+        :class:`~hnnfit.exceptions.SimulationError`.
+
+    Returns
+    -------
+    dpls : list of Dipole
+        One dipole (nAm) per entry of ``trial_seeds``.
     """
-    from .cell_response import CellResponse
-    from .dipole import Dipole
-    from .parallel import JoblibBackend
-
+    check_type(net, Network, "net")
+    tstop = check_positive(tstop, "tstop")
+    dt = check_positive(dt, "dt")
+    if dt >= tstop:
+        raise ValueError(f"dt must be smaller than tstop ({tstop} ms), got {dt}")
+    if isinstance(trial_seeds, (str, bytes)) or not hasattr(trial_seeds, "__len__"):
+        raise TypeError(f"trial_seeds must be a list of int, got {trial_seeds!r}")
+    if len(trial_seeds) == 0:
+        raise ValueError("trial_seeds must name at least one trial, got an empty list")
+    trial_seeds = [check_int(seed, f"trial_seeds[{idx}]", low=0)
+                   for idx, seed in enumerate(trial_seeds)]
     n_trials = len(trial_seeds)
     deadline = None if timeout is None else time.time() + timeout
     backend = backend if backend is not None else JoblibBackend(n_jobs=1)

@@ -17,6 +17,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from . import __version__
+from .simulator import coreneuron_flags
+
 #: Distributions whose versions can change a fit's values or its path.
 PACKAGES = ("neuron", "numpy", "scipy", "scikit-optimize", "scikit-learn", "joblib",
             "pandas", "matplotlib", "cma", "dask", "distributed")
@@ -111,9 +114,6 @@ def sys_info():
     >>> sorted(info)[:3]
     ['blas', 'coreneuron_flags', 'cpu']
     """
-    from . import __version__
-    from .simulator._compile import coreneuron_flags
-
     return {
         "hnnfit": __version__,
         "python": platform.python_version(),

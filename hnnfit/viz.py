@@ -95,17 +95,53 @@ def _decimate(data, times, decim):
     return data, times
 
 
-def _dipole_list(dpl):
-    from .dipole import Dipole
+# viz is a leaf module: it recognises dipoles and spike records by the
+# attributes it draws from, so the data classes can call into it without
+# an import cycle.
+_DIPOLE_ATTRS = ("times", "data", "scale_applied", "nave")
+_CELL_RESPONSE_ATTRS = ("times", "spike_times", "spike_gids", "spike_types")
 
-    if isinstance(dpl, Dipole):
+
+def _is_dipole(obj):
+    return all(hasattr(obj, attr) for attr in _DIPOLE_ATTRS) and isinstance(obj.data, dict)
+
+
+def _fmt_type(value):
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _dipole_list(dpl):
+    if _is_dipole(dpl):
         return [dpl]
-    check_type(dpl, (list, tuple), "dpl", "Dipole or list of Dipole")
+    if not isinstance(dpl, (list, tuple)):
+        raise TypeError(f"dpl must be a Dipole or list of Dipole, got {_fmt_type(dpl)}")
     if len(dpl) == 0:
         raise ValueError("dpl must contain at least one Dipole, got an empty list")
     for idx, item in enumerate(dpl):
-        check_type(item, Dipole, f"dpl[{idx}]")
+        if not _is_dipole(item):
+            raise TypeError(f"dpl[{idx}] must be a Dipole, got {_fmt_type(item)}")
     return list(dpl)
+
+
+def _check_cell_response(cell_response):
+    if not all(hasattr(cell_response, attr) for attr in _CELL_RESPONSE_ATTRS):
+        raise TypeError(
+            f"cell_response must be a CellResponse, got {_fmt_type(cell_response)}")
+
+
+def _average(dpls, layer):
+    """The ``nave``-weighted average of one layer over ``dpls`` (same times)."""
+    first = dpls[0]
+    for idx, item in enumerate(dpls[1:], start=1):
+        if len(item.times) != len(first.times) or not np.array_equal(item.times, first.times):
+            raise ValueError(
+                f"dpl must share the same times to be averaged, got dpl[{idx}].times "
+                f"differing from dpl[0].times")
+    naves = np.array([item.nave for item in dpls])
+    stack = np.array([item.data[layer] for item in dpls])
+    if (naves == naves[0]).all():
+        return stack.mean(axis=0)
+    return np.average(stack, axis=0, weights=naves)
 
 
 def _lighter(color, amount=0.5):
@@ -150,8 +186,6 @@ def plot_dipole(dpl, tmin=None, tmax=None, ax=None, layer="agg", decim=None,
     -------
     fig : matplotlib.figure.Figure
     """
-    from .dipole import average_dipoles
-
     dpls = _dipole_list(dpl)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     for name in layers:
@@ -196,7 +230,6 @@ def plot_dipole(dpl, tmin=None, tmax=None, ax=None, layer="agg", decim=None,
     fig, axes = _new_axes(ax, len(layers), sharex=True, sharey=True,
                           constrained_layout=True,
                           figsize=(6.4, max(4.8, 2.4 * len(layers))))
-    avg = average_dipoles(dpls) if average else None
     for name, this_ax in zip(layers, axes):
         colors = cycle(_plt().rcParams["axes.prop_cycle"].by_key()["color"])
         for item, this_label in zip(dpls, labels):
@@ -208,8 +241,8 @@ def plot_dipole(dpl, tmin=None, tmax=None, ax=None, layer="agg", decim=None,
                 line_color = _lighter(line_color if color is not None else "k")
             this_ax.plot(times, data, color=line_color, label=this_label,
                          lw=1.0, alpha=0.7 if average else 1.0)
-        if avg is not None:
-            data, times = avg.data[name], avg.times
+        if average:
+            data, times = _average(dpls, name), dpls[0].times
             if decim is not None:
                 data, times = _decimate(data, times, decim)
             this_ax.plot(times, data, color=color if color is not None else "k",
@@ -370,9 +403,7 @@ def plot_spikes_raster(cell_response, trial_idx=None, ax=None, cell_types=None,
     -------
     fig : matplotlib.figure.Figure
     """
-    from .cell_response import CellResponse
-
-    check_type(cell_response, CellResponse, "cell_response")
+    _check_cell_response(cell_response)
     trials = _trial_list(cell_response, trial_idx)
     times, gids, types = _gather_spikes(cell_response, trials)
     if cell_types is None:
@@ -484,9 +515,7 @@ def plot_spikes_hist(cell_response, trial_idx=None, ax=None, spike_types=None,
     -------
     fig : matplotlib.figure.Figure
     """
-    from .cell_response import CellResponse
-
-    check_type(cell_response, CellResponse, "cell_response")
+    _check_cell_response(cell_response)
     bin_width = check_number(bin_width, "bin_width", low=0, low_inclusive=False)
     trials = _trial_list(cell_response, trial_idx)
     times, _, types = _gather_spikes(cell_response, trials)

@@ -1,4 +1,4 @@
-"""Cell templates (hnnfit.cells) and their NEURON instantiation (simulator._cell).
+"""Cell templates (hnnfit.cells) and their NEURON instantiation (hnnfit.simulator.NeuronCell).
 
 Reference comparisons use the single-cell outputs of the published
 implementation in ``reference/cells`` (see its README); behaviour tests
@@ -232,7 +232,7 @@ def test_cos_to_axis(params):
 def h():
     from neuron import h as hoc
 
-    from hnnfit.simulator._compile import load_mechanisms
+    from hnnfit.simulator import load_mechanisms
 
     load_mechanisms()
     hoc.load_file("stdrun.hoc")
@@ -246,7 +246,7 @@ def _simulate(h, template, *, iclamp=None, syn=None, tstop=TSTOP, v_init=-65.0,
     iclamp: (amp nA, delay ms, dur ms[, section, loc]); syn: (section,
     receptor), one event at 20 ms through a 1 ms, 0.01 uS connection.
     """
-    from hnnfit.simulator._cell import NeuronCell
+    from hnnfit.simulator import NeuronCell
 
     cvode = h.CVode()
     cvode.use_fast_imem(1 if record_imem else 0)
@@ -319,7 +319,7 @@ def _case_stimulus(case):
 
 
 def test_instantiated_geometry_matches_reference(h, params, ref_cells):
-    from hnnfit.simulator._cell import NeuronCell
+    from hnnfit.simulator import NeuronCell
 
     for cell_type in CELL_TYPES:
         ref = ref_cells[cell_type]
@@ -387,7 +387,7 @@ def test_spike_counts_and_traces_match_reference(h, params, ref_cells, reference
 
 def test_pt3d_positions_and_translation(h, params):
     """3-D points are the template's, moved to the cell's position."""
-    from hnnfit.simulator._cell import NeuronCell
+    from hnnfit.simulator import NeuronCell
 
     pos = (125.0, -40.0, 1300.0)
     t = cell_template("L5_pyramidal", params)
@@ -408,7 +408,7 @@ def test_pt3d_positions_and_translation(h, params):
 
 def test_channel_densities_in_neuron(h, params):
     """Per-segment values, including the h-current growing with path distance."""
-    from hnnfit.simulator._cell import NeuronCell
+    from hnnfit.simulator import NeuronCell
 
     t = cell_template("L5_pyramidal", params)
     cell = NeuronCell(t)
@@ -446,7 +446,7 @@ def test_channel_densities_in_neuron(h, params):
 
 
 def test_cells_do_not_leak(h, params):
-    from hnnfit.simulator._cell import NeuronCell
+    from hnnfit.simulator import NeuronCell
 
     gc.collect()
     n_before = len(list(h.allsec()))
@@ -461,7 +461,7 @@ def test_cells_do_not_leak(h, params):
 
 def test_start_potentials_without_explicit_init(h, params):
     """finitialize() with no voltage starts each section at the model's v0."""
-    from hnnfit.simulator._cell import NeuronCell
+    from hnnfit.simulator import NeuronCell
 
     t = cell_template("L5_pyramidal", params)
     cell = NeuronCell(t)
@@ -672,7 +672,7 @@ def test_dipole_matches_reference_network_before_first_input(h, params, referenc
 
 
 def test_neuron_cell_checks_arguments(h, params):
-    from hnnfit.simulator._cell import NeuronCell
+    from hnnfit.simulator import NeuronCell
 
     with pytest.raises(TypeError, match="template"):
         NeuronCell({"cell_type": "L2_basket"})

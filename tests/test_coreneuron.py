@@ -13,8 +13,8 @@ import pytest
 
 from hnnfit import simulate_dipole
 from hnnfit.exceptions import CompilationError, SimulationError
-from hnnfit.simulation import _simulate
-from hnnfit.simulator import _compile
+from hnnfit.simulation import simulate_trials
+from hnnfit import simulator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_warm import _nets  # noqa: E402  (the same small networks)
@@ -27,7 +27,7 @@ RTOL_PEAK = 1e-10
 def coreneuron_build():
     # detect by trying: the wheel's nrnivmodl -coreneuron needs a C++ compiler
     try:
-        return _compile.ensure_mechanisms(coreneuron=True)
+        return simulator.ensure_mechanisms(coreneuron=True)
     except CompilationError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
         message = f"CoreNEURON mechanisms cannot be compiled on this machine: {first}"
@@ -38,7 +38,7 @@ def coreneuron_build():
 
 
 def _run(net, engine, seeds=(0, 3), warm=False):
-    dpls = _simulate(net, TSTOP, 0.025, list(seeds), engine=engine, warm=warm)
+    dpls = simulate_trials(net, TSTOP, 0.025, list(seeds), engine=engine, warm=warm)
     cr = net.cell_response
     return dpls, cr.spike_times, cr.spike_gids, net._sim_timing
 
@@ -93,11 +93,11 @@ def test_unavailable_coreneuron_is_reported(monkeypatch):
     def fail(coreneuron=False):
         if coreneuron:
             raise CompilationError("nrnivmodl -coreneuron failed: c++: not found")
-        return _compile.ensure_mechanisms.__wrapped__(coreneuron)
+        return simulator.ensure_mechanisms.__wrapped__(coreneuron)
 
-    real = _compile.ensure_mechanisms
+    real = simulator.ensure_mechanisms
     fail.__wrapped__ = real
-    monkeypatch.setattr(_compile, "ensure_mechanisms", fail)
+    monkeypatch.setattr(simulator, "ensure_mechanisms", fail)
     with pytest.raises(SimulationError, match=r"engine 'coreneuron' is not available.*c\+\+: not found"):
         simulate_dipole(_nets()[0], tstop=10.0, n_trials=1, verbose=False,
                         engine="coreneuron")
@@ -135,15 +135,15 @@ def test_coreneuron_flags_select_their_own_build(monkeypatch):
     # the CoreNEURON build's compiler flags are part of its cache key; the
     # plain build (the bit-exact path) never sees them
     monkeypatch.delenv("HNNFIT_CORENEURON_FLAGS", raising=False)
-    default_core = _compile.build_key(coreneuron=True)
-    plain = _compile.build_key(coreneuron=False)
-    assert _compile.coreneuron_flags() == _compile.DEFAULT_CORENEURON_FLAGS
+    default_core = simulator.build_key(coreneuron=True)
+    plain = simulator.build_key(coreneuron=False)
+    assert simulator.coreneuron_flags() == simulator.DEFAULT_CORENEURON_FLAGS
     monkeypatch.setenv("HNNFIT_CORENEURON_FLAGS", "")
-    assert _compile.coreneuron_flags() == ""
-    assert _compile.build_key(coreneuron=True) != default_core
-    assert _compile.build_key(coreneuron=False) == plain
+    assert simulator.coreneuron_flags() == ""
+    assert simulator.build_key(coreneuron=True) != default_core
+    assert simulator.build_key(coreneuron=False) == plain
     monkeypatch.setenv("HNNFIT_CORENEURON_FLAGS", "-O2")
-    assert _compile.build_key(coreneuron=True) not in (default_core, plain)
+    assert simulator.build_key(coreneuron=True) not in (default_core, plain)
 
 
 # -- branch-free table look-ups (hnnfit/simulator/_rewrite.py) -------------------

@@ -18,7 +18,7 @@ from hnnfit.fit import (DipoleObjective, Parameter, ParameterSpace, Study, Targe
 from hnnfit.fit.objective import fit_scale
 from hnnfit.network import jones_2009_model
 from hnnfit.params import read_params
-from hnnfit.simulation import _simulate
+from hnnfit.simulation import simulate_trials
 
 TSTOP = 40.0
 TIMES = np.arange(0.0, TSTOP + 1e-9, 0.5)
@@ -370,8 +370,8 @@ def test_export_reproduces_the_best_network(cobyla_study, tmp_path):
     best_net = cobyla_study.best_net()
     assert list(rebuilt.external_drives) == ["evprox1"]
     assert rebuilt.gid_ranges == best_net.gid_ranges
-    dpl_best = _simulate(best_net, TSTOP, 0.025, [0, 1])
-    dpl_file = _simulate(rebuilt, TSTOP, 0.025, [0, 1])
+    dpl_best = simulate_trials(best_net, TSTOP, 0.025, [0, 1])
+    dpl_file = simulate_trials(rebuilt, TSTOP, 0.025, [0, 1])
     assert rebuilt.external_drives["evprox1"]["events"] == \
         best_net.external_drives["evprox1"]["events"]
     for a, b in zip(dpl_best, dpl_file):
@@ -442,8 +442,8 @@ def test_export_keeps_the_poisson_drive_of_the_hnn_files():
     assert list(rebuilt.external_drives) == ["evdist1", "evprox1", "evprox2", "evprox3",
                                              "extpois"]
     assert rebuilt.gid_ranges["extpois"][0] > net.gid_ranges["extpois"][0]
-    dpl_net = _simulate(net, TSTOP, 0.025, [0])
-    dpl_file = _simulate(rebuilt, TSTOP, 0.025, [0])
+    dpl_net = simulate_trials(net, TSTOP, 0.025, [0])
+    dpl_file = simulate_trials(rebuilt, TSTOP, 0.025, [0])
     for name in ("extpois", "evprox3", "evprox1"):
         assert rebuilt.external_drives[name]["events"] == net.external_drives[name]["events"]
     assert sum(len(t) for t in net.external_drives["extpois"]["events"][0]) > 0
@@ -456,7 +456,7 @@ def test_export_keeps_the_poisson_drive_of_the_hnn_files():
                            weights_ampa={"L2_basket": 0.0, "L2_pyramidal": 0.02,
                                          "L5_basket": 0.01, "L5_pyramidal": 0.05},
                            synaptic_delays=PROX_DELAYS)
-    dpl_quiet = _simulate(quiet, TSTOP, 0.025, [0])
+    dpl_quiet = simulate_trials(quiet, TSTOP, 0.025, [0])
     assert not np.allclose(dpl_net[0].data["agg"], dpl_quiet[0].data["agg"], rtol=0, atol=1e-9)
 
 

@@ -55,7 +55,7 @@ def test_nothing_compiled_or_loaded_at_import():
     out = _run_python(
         """
         import sys, json
-        import hnnfit, hnnfit.simulator._compile
+        import hnnfit, hnnfit.simulator
         print(json.dumps("neuron" in sys.modules))
         """, {})
     assert _last_json(out) is False
@@ -165,7 +165,7 @@ def test_load_mechanisms_from_clean_cache_is_idempotent(tmp_path):
     out = _run_python(
         """
         import json
-        from hnnfit.simulator._compile import load_mechanisms
+        from hnnfit.simulator import load_mechanisms
         from hnnfit.exceptions import SimulationError
         first = load_mechanisms()
         second = load_mechanisms()
@@ -587,7 +587,7 @@ def test_coreneuron_build_runs_and_matches_neuron(tmp_path):
     code = f"""
         import json, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from hnnfit.simulator._compile import load_mechanisms, mechanism_library
+        from hnnfit.simulator import load_mechanisms, mechanism_library
         build = load_mechanisms(coreneuron=True)
         from neuron import h, coreneuron
         from test_mechanisms import _build_dipole_toy
@@ -655,7 +655,7 @@ def _replay_buffer_script(library, counter, body):
     spikes to ``out``."""
     prelude = f"""
         import ctypes, json
-        from hnnfit.simulator._compile import load_mechanisms
+        from hnnfit.simulator import load_mechanisms
         build = load_mechanisms(coreneuron=True)
         from neuron import h, coreneuron
         h.load_file("stdrun.hoc")

@@ -4,7 +4,7 @@ import pytest
 
 from hnnfit.network import jones_2009_model
 from hnnfit.optimization import Optimizer
-from hnnfit.simulation import _simulate
+from hnnfit.simulation import simulate_trials
 
 TSTOP = 40.0
 # deliberately different ranges: each parameter must keep to its own
@@ -29,7 +29,7 @@ def set_params(net, params):
 @pytest.fixture(scope="module")
 def target():
     """The true network's dipole, smoothed and scaled as the fit will be (a Dipole)."""
-    dpl = _simulate(make_net(), TSTOP, 0.025, [0])[0]
+    dpl = simulate_trials(make_net(), TSTOP, 0.025, [0])[0]
     return dpl.smooth(5.0).scale(3000.0) or dpl
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hnnfit import JoblibBackend, jones_2009_model, simulate_dipole
+from hnnfit.simulation import simulate_trials
 
 TSTOP = 40.0
 
@@ -120,3 +121,54 @@ def test_record_vsoma_and_progress(capsys):
 def test_bad_run_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         simulate_dipole(_small_net(), verbose=False, **kwargs)
+
+
+@pytest.mark.parametrize("net", [None, "net", {"connectivity": []}])
+def test_simulate_dipole_refuses_what_is_not_a_network(net):
+    with pytest.raises(TypeError, match=r"net must be an instance of Network, got"):
+        simulate_dipole(net, tstop=20.0, verbose=False)
+    with pytest.raises(TypeError, match=r"net must be an instance of Network, got"):
+        simulate_trials(net, 20.0, 0.025, [0])
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((20.0, 0.025, []), ValueError, "trial_seeds must name at least one trial"),
+    ((20.0, 0.025, 3), TypeError, "trial_seeds must be a list of int"),
+    ((20.0, 0.025, [0, -1]), ValueError, r"trial_seeds\[1\] must be >= 0"),
+    ((20.0, 0.025, [0.5]), TypeError, r"trial_seeds\[0\] must be an integer"),
+    ((20.0, 25.0, [0]), ValueError, "dt must be smaller than tstop"),
+])
+def test_simulate_trials_bad_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        simulate_trials(_small_net(), *args)
+
+
+def test_thinned_drive_records_only_connected_drive_cells():
+    # probability < 1 on a cell-specific drive drops some drive cells'
+    # only connection; like the reference implementation, those cells do
+    # not exist in the simulation and none of their spikes is recorded
+    net = jones_2009_model(mesh_shape=(3, 3))
+    weights = {"L2_basket": 0.08, "L2_pyramidal": 0.02, "L5_basket": 0.04,
+               "L5_pyramidal": 0.04}
+    net.add_evoked_drive("evprox1", mu=20.0, sigma=3.0, numspikes=2, location="proximal",
+                         weights_ampa=weights, probability=0.7, conn_seed=5, event_seed=2)
+    drive_gids = set(net.gid_ranges["evprox1"])
+    connected = {src for conn in net.connectivity if conn["src_type"] == "evprox1"
+                 for src, targets in conn["gid_pairs"].items() if targets}
+    assert connected < drive_gids and len(connected) > len(drive_gids) // 2
+
+    dpls = simulate_dipole(net, tstop=TSTOP, n_trials=2, verbose=False)
+    cr = net.cell_response
+    events = net.external_drives["evprox1"]["events"]
+    start = net.gid_ranges["evprox1"].start
+    for trial in range(2):
+        gids = np.asarray(cr.spike_gids[trial])
+        times = np.asarray(cr.spike_times[trial])
+        recorded = set(gids[np.isin(gids, list(drive_gids))].tolist())
+        assert recorded == connected
+        # each kept drive cell fires exactly its own events
+        for gid in connected:
+            expected = np.sort(events[trial][gid - start])
+            assert len(expected) >= 1
+            np.testing.assert_array_equal(np.sort(times[gids == gid]), expected)
+        assert np.ptp(dpls[trial].data["agg"]) > 1e-3

@@ -8,9 +8,9 @@ import pytest
 
 from hnnfit import JoblibBackend, jones_2009_model, simulate_dipole
 from hnnfit.fit.space import Parameter, ParameterSpace
-from hnnfit.simulation import _simulate
-from hnnfit.simulator import _builder
-from hnnfit.simulator._builder import release_warm_model, structure_key, warm_model_key
+from hnnfit.simulation import simulate_trials
+from hnnfit import simulator
+from hnnfit.simulator import release_warm_model, structure_key, warm_model_key
 
 TSTOP = 40.0
 SEEDS = [0, 3]
@@ -70,7 +70,7 @@ def _structure_changed(net):
 
 
 def _run(net, warm, n_seeds=SEEDS):
-    dpls = _simulate(net, TSTOP, 0.025, list(n_seeds), warm=warm)
+    dpls = simulate_trials(net, TSTOP, 0.025, list(n_seeds), warm=warm)
     spikes = [(np.asarray(t), np.asarray(g)) for t, g in
               zip(net.cell_response.spike_times, net.cell_response.spike_gids)]
     return dpls, spikes, net._sim_timing
@@ -145,9 +145,9 @@ def test_warm_runs_equal_fresh_builds(cold_results):
 def test_single_trial_and_other_tstop_dt_on_a_kept_model(cold_results):
     release_warm_model()
     net = _nets()[2]
-    cold = _simulate(net.copy(), 25.0, 0.05, [5], warm=False)
+    cold = simulate_trials(net.copy(), 25.0, 0.05, [5], warm=False)
     _run(_nets()[1], warm=True)                    # keep a model
-    warm = _simulate(net.copy(), 25.0, 0.05, [5], warm=True)
+    warm = simulate_trials(net.copy(), 25.0, 0.05, [5], warm=True)
     assert np.array_equal(cold[0].data["agg"], warm[0].data["agg"])
     assert len(warm[0].times) == int(round(25.0 / 0.05)) + 1
     release_warm_model()
@@ -161,8 +161,8 @@ def test_warm_in_worker_processes(cold_results):
         # trial indices 0, 1 here; compare with a cold in-process run
         second = simulate_dipole(net, tstop=TSTOP, n_trials=2, verbose=False, warm=True)
         timing = net._sim_timing
-    cold_first = _simulate(_nets()[0], TSTOP, 0.025, [0, 1])
-    cold_second = _simulate(_nets()[1], TSTOP, 0.025, [0, 1])
+    cold_first = simulate_trials(_nets()[0], TSTOP, 0.025, [0, 1])
+    cold_second = simulate_trials(_nets()[1], TSTOP, 0.025, [0, 1])
     for a, b in zip(first + second, cold_first + cold_second):
         assert np.array_equal(a.data["agg"], b.data["agg"])
     # loky keeps its workers, so at least one of them reused its model
@@ -185,7 +185,7 @@ def test_update_refuses_other_structure():
     release_warm_model()
     net = _nets()[0]
     net._instantiate_drives(TSTOP, 1)
-    model = _builder.NetworkModel(net)
+    model = simulator.NetworkModel(net)
     try:
         model.build()
         other = _structure_changed(net)
@@ -221,7 +221,7 @@ def test_threads_give_the_same_bits(cold_results):
 
 
 def _run_threads(net, n_threads):
-    dpls = _simulate(net, TSTOP, 0.025, list(SEEDS), warm=True, n_threads=n_threads)
+    dpls = simulate_trials(net, TSTOP, 0.025, list(SEEDS), warm=True, n_threads=n_threads)
     spikes = [(np.asarray(t), np.asarray(g)) for t, g in
               zip(net.cell_response.spike_times, net.cell_response.spike_gids)]
     return dpls, spikes, net._sim_timing
@@ -242,7 +242,7 @@ def test_objective_evaluations_are_warm_and_equal_cold_ones():
     release_warm_model()
     for p, value in zip(POINTS, warm_values):
         net = objective.make_net(p)
-        dpl = average_dipoles(_simulate(net, objective.tstop, objective.dt, [1, 2],
+        dpl = average_dipoles(simulate_trials(net, objective.tstop, objective.dt, [1, 2],
                                         warm=False))
         assert objective.score_dipole(dpl)[0] == value
     assert len(set(warm_values)) == len(POINTS)
@@ -261,12 +261,12 @@ def test_warm_runs_keep_no_python_memory_per_trial():
     release_warm_model()
     try:
         for trial in range(5):          # the first runs allocate what is kept
-            _builder.run_trial(net, trial, 10.0, warm=True)
+            simulator.run_trial(net, trial, 10.0, warm=True)
         gc.collect()
         tracemalloc.start()
         try:
             for trial in range(5, n_trials):
-                _builder.run_trial(net, trial, 10.0, warm=True)
+                simulator.run_trial(net, trial, 10.0, warm=True)
             gc.collect()
             kept, _ = tracemalloc.get_traced_memory()
         finally:

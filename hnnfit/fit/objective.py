@@ -7,11 +7,18 @@ the dipole as HNN users do, and compares it with a target on the target's
 own time points.
 """
 import time
+from itertools import combinations, islice
+from math import comb
 
 import numpy as np
 
+from ..dipole import average_dipoles
+from ..parallel import JoblibBackend
+from ..simulation import simulate_trials
 from ..validation import (check_bool, check_int, check_nonnegative, check_option, check_positive,
                           check_type)
+from .space import ParameterSpace
+from .targets import Target
 
 METRICS = ("rmse", "nrmse", "corr", "weighted_rmse", "psd_band", "hnn_rmse")
 LAYERS = ("agg", "L2", "L5")
@@ -71,9 +78,6 @@ def _groups(n, k, max_groups, chunk=2000):
     random ones (distinct trials within each) from a fixed generator, so
     the same trials always give the same distribution.
     """
-    from itertools import combinations, islice
-    from math import comb
-
     if comb(n, k) <= max_groups:
         subsets = combinations(range(n), k)
         while rows := list(islice(subsets, chunk)):
@@ -150,8 +154,6 @@ def error_budget(trials, target, k=1, max_groups=MAX_GROUPS):
 
 def _mean_dipole(dpls):
     """The average of a list of dipoles (the dipole itself for one)."""
-    from ..dipole import average_dipoles
-
     return average_dipoles(dpls) if len(dpls) > 1 else dpls[0]
 
 
@@ -236,9 +238,6 @@ class DipoleObjective:
     def __init__(self, net, target, space, *, n_trials=1, seeds=None, group_size=None,
                  resample=False, smooth_window=30.0, scale=3000.0, metric="rmse", weights=None,
                  band=None, layer="agg", dt=0.025, timeout=None, engine="neuron"):
-        from .space import ParameterSpace
-        from .targets import Target
-
         self.net = net
         self.target = check_type(target, Target, "target")
         self.space = check_type(space, ParameterSpace, "space")
@@ -365,15 +364,13 @@ class DipoleObjective:
         return _mean_dipole(self._simulate_trials(params, seeds))
 
     def _simulate_trials(self, params, seeds, n_jobs=1):
-        from ..parallel import JoblibBackend
-        from ..simulation import _simulate
-
         seeds = self.seeds if seeds is None else [check_int(s, "seed", low=0) for s in seeds]
         net = self.make_net(params)
         # warm: the worker keeps its built model between evaluations (the
         # result is bit-identical to a fresh build)
-        return _simulate(net, self.tstop, self.dt, seeds, warm=True, timeout=self.timeout,
-                         engine=self.engine, backend=JoblibBackend(n_jobs=n_jobs))
+        return simulate_trials(net, self.tstop, self.dt, seeds, warm=True,
+                               timeout=self.timeout, engine=self.engine,
+                               backend=JoblibBackend(n_jobs=n_jobs))
 
     def _check_groups(self, n, what):
         if n % self.group_size:

@@ -24,6 +24,7 @@ The optimisation libraries are imported only when a solver is created.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -34,8 +35,26 @@ from .space import ParameterSpace
 SOLVERS = ("bayesian", "cobyla", "cma", "pattern")
 
 
-class _Solver:
-    """Shared bookkeeping: start point, seed, the points awaiting values."""
+class Solver:
+    """Base class of the ask/tell solvers (see the module's description).
+
+    It keeps what every method shares: the start point, the seed and the
+    points asked for that await their values. Subclasses implement ``ask``
+    and ``tell``; :func:`make_solver` creates them by name.
+
+    Parameters
+    ----------
+    space : ParameterSpace
+        The parameters and their bounds.
+    x0 : dict | sequence of float | None
+        Start point in the parameters' own units (a dict by name, or values
+        in ``space.names`` order); moved onto the nearest bound if outside.
+        None starts at the middle of the space.
+    seed : int
+        Seed (>= 0) of the method's random choices.
+    **options
+        Method-specific settings, recorded by :meth:`settings`.
+    """
 
     name = ""
 
@@ -100,7 +119,7 @@ class _Solver:
         return f"<{type(self).__name__} seed={self.seed} told={self.n_told}>"
 
 
-class BayesianSolver(_Solver):
+class BayesianSolver(Solver):
     """Gaussian-process Bayesian optimisation (scikit-optimize).
 
     Parameters
@@ -188,8 +207,6 @@ class BayesianSolver(_Solver):
         if not pending or self._x0_pending:
             points = self.ask(1)
             return points[0] if points else None
-        import copy
-
         lie = check_number(lie, "lie")
         trial = copy.deepcopy(self._opt)
         trial.rng = np.random.RandomState(self._opt.rng.randint(0, np.iinfo(np.int32).max))
@@ -251,7 +268,7 @@ def _cobyla_box(d):
     return {"constraints": cons}
 
 
-class CobylaSolver(_Solver):
+class CobylaSolver(Solver):
     """COBYLA (scipy) driven point by point through replay.
 
     scipy runs its own loop, so each ``ask`` reruns COBYLA from the start
@@ -327,7 +344,7 @@ class CobylaSolver(_Solver):
         return self._done
 
 
-class CmaSolver(_Solver):
+class CmaSolver(Solver):
     """CMA-ES (the ``cma`` package, optional) on the unit cube.
 
     Parameters
@@ -464,7 +481,7 @@ class CmaSolver(_Solver):
         return self._gen is None and bool(self._es.stop())
 
 
-class PatternSolver(_Solver):
+class PatternSolver(Solver):
     """A coordinate stencil with a line search along its gradient, on the unit cube.
 
     Each iteration evaluates the ``2 n`` points one ``step`` either side of
@@ -636,6 +653,9 @@ class PatternSolver(_Solver):
     def is_done(self):
         return self._batch is None and self.step < self.options["min_step"]
 
+
+# the base class's former private name, until every caller imports Solver
+_Solver = Solver
 
 _CLASSES = {"bayesian": BayesianSolver, "cobyla": CobylaSolver, "cma": CmaSolver,
             "pattern": PatternSolver}

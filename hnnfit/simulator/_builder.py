@@ -15,7 +15,8 @@ import numpy as np
 
 from ..exceptions import SimulationError
 from ..params import get_param
-from ._compile import load_mechanisms
+from ._compile import coreneuron_loaded, load_mechanisms
+from ._rewrite import TABLE_SWITCHES
 
 
 ENGINES = ("neuron", "coreneuron")
@@ -42,8 +43,6 @@ def _set_coreneuron(enable):
 def _check_table_switches(h):
     """Refuse a CoreNEURON run with a rate table switched off: that build's
     look-ups are rewritten without the switch (see ``_rewrite``)."""
-    from ._rewrite import TABLE_SWITCHES
-
     off = [name for name in TABLE_SWITCHES if float(getattr(h, name, 1.0)) != 1.0]
     if off:
         raise SimulationError(
@@ -130,7 +129,7 @@ class NetworkModel:
         self._h = None
         self._pc = None
         self._cells = {}
-        self._drive_cells = {}      # drive name -> [(EventReplay, NetCon)]
+        self._drive_cells = {}      # drive name -> [(EventReplay, NetCon) | None]
         self._netcons = []          # per connection rule: per pair, [NetCon, ...]
         self._applied = []          # per connection rule: nc_dict values last applied
         self._dipole_vecs = {}
@@ -170,9 +169,18 @@ class NetworkModel:
                 if self.record_vsoma:
                     self._vsoma_vecs[gid] = cell.record_vsoma()
 
+        # Only drive cells that feed at least one synapse exist in NEURON, as
+        # in the reference implementation: a cell-specific drive thinned by
+        # ``probability`` loses the cells whose connection was dropped, and
+        # their spikes are not recorded (the network sees none of them).
+        connected = {int(src) for conn in net.connectivity
+                     for src, targets in conn["gid_pairs"].items() if len(targets)}
         for name in net.external_drives:
             arts = []
             for gid in net.gid_ranges[name]:
+                if gid not in connected:
+                    arts.append(None)
+                    continue
                 art = h.EventReplay()
                 nc = h.NetCon(art, None)
                 nc.threshold = threshold
@@ -247,7 +255,10 @@ class NetworkModel:
                 )
             trial_events = events[trial_idx]
             vec = self._play_vec
-            for idx, (art, _) in enumerate(self._drive_cells[name]):
+            for idx, cell in enumerate(self._drive_cells[name]):
+                if cell is None:      # a drive cell without connections
+                    continue
+                art = cell[0]
                 times = np.sort(np.asarray(trial_events[idx], dtype=float))
                 # play() copies the times into the cell's own buffer, so one
                 # Vector serves every cell, filled element by element: in
@@ -317,7 +328,7 @@ class NetworkModel:
         core = self.engine == "coreneuron"
         if core:
             _check_table_switches(h)
-        if core or _coreneuron_loaded():
+        if core or coreneuron_loaded():
             _set_coreneuron(core)
         try:
             # no argument: each node keeps the potential restored above
@@ -389,12 +400,6 @@ class NetworkModel:
     def __exit__(self, *exc):
         self.close()
         return False
-
-
-def _coreneuron_loaded():
-    from . import _compile
-
-    return True in _compile._loaded
 
 
 # The warm model of this process: kept between simulations so that a fit's

@@ -32,6 +32,7 @@ from pathlib import Path
 from .._resources import mod_dir
 from ..exceptions import CompilationError, SimulationError
 from ..validation import check_bool
+from ._rewrite import rewrite_build
 
 # Bump when the layout of a build folder or the build recipe changes, so old
 # cache entries are not reused.
@@ -223,8 +224,6 @@ def _run_nrnivmodl(source, workdir, coreneuron):
         shutil.copy2(path, src_copy / path.name)
     log = _nrnivmodl_once(source, workdir, coreneuron)
     if coreneuron:
-        from ._rewrite import rewrite_build
-
         report = {}
         for generated in workdir.glob("*/corenrn/mod2c"):
             report.update(rewrite_build(generated, [p.stem for p in _mod_files(source)]))
@@ -329,6 +328,18 @@ def ensure_mechanisms(coreneuron=False):
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
     return final
+
+
+def coreneuron_loaded():
+    """Whether this process has loaded the CoreNEURON build of the mechanisms.
+
+    Returns
+    -------
+    loaded : bool
+        True once :func:`load_mechanisms` loaded it (with
+        ``coreneuron=True``); NEURON then runs either engine here.
+    """
+    return True in _loaded
 
 
 def _mechanisms_present(h):
