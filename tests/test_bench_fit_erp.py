@@ -237,43 +237,43 @@ RUN21_POLISH = {"evprox2.mu": (80, 115), "evprox2.sigma": (4, 25),
 def test_the_four_drive_example_config_is_run_21(fit_erp, shared_dir, monkeypatch):
     # examples/supra_four_drives.toml claims to repeat bench run 21 from the
     # command line: the same network, target, space, objective and polish
-    from hnnfit import cli
+    from hnnfit.config import build_fit, load_config
     from hnnfit.fit.space import evoked_space
     from hnnfit.fit.targets import read_target
 
     monkeypatch.setenv("HNNFIT_DATA", str(shared_dir / "data" / "MEG_detection_data"))
-    config = cli.load_config(BENCH.parents[1] / "examples" / "supra_four_drives.toml")
-    parts = cli.build_fit(config)
+    config = load_config(BENCH.parents[1] / "examples" / "supra_four_drives.toml")
+    parts = build_fit(config)
 
     net = fit_erp._add_drives(fit_erp._network("ERPYesSupraT.param", shared_dir / "params"),
                               [RUN21_SPEC])
-    assert list(parts["net"].external_drives) == list(net.external_drives)
+    assert list(parts.net.external_drives) == list(net.external_drives)
     for name, drive in net.external_drives.items():
-        mine = parts["net"].external_drives[name]
+        mine = parts.net.external_drives[name]
         for key in ("type", "location", "dynamics", "weights_ampa", "weights_nmda",
                     "event_seed", "synaptic_delays", "cell_specific", "n_drive_cells"):
             assert mine[key] == drive[key], (name, key)
     target = read_target(shared_dir / "data" / "MEG_detection_data" / "S1_SupraT.txt")
-    assert parts["target"] == target
+    assert parts.target == target
     overrides = fit_erp.wide_overrides(net, float(target.times[-1]))
     overrides.update(fit_erp._parse_pairs(RUN21_OVERRIDES, "--override", fit_erp._range))
     space = evoked_space(net, tstop=float(target.times[-1]), overrides=overrides)
-    assert [p.to_dict() for p in parts["space"]] == [p.to_dict() for p in space]
-    assert parts["objective"] == {"n_trials": 3, "seeds": [0, 1, 2], "group_size": 3,
+    assert [p.to_dict() for p in parts.space] == [p.to_dict() for p in space]
+    assert parts.objective == {"n_trials": 3, "seeds": [0, 1, 2], "group_size": 3,
                                   "smooth_window": fit_erp.TASKS["supra"]["smooth"],
                                   "scale": 3000.0, "metric": "rmse", "engine": "auto"}
-    assert config["run"]["stage_evals"] == {"evprox1": 40, "evdist1+evprox2+evprox3": 100,
+    assert config.run.stage_evals == {"evprox1": 40, "evdist1+evprox2+evprox3": 100,
                                             "final": 1}
-    assert parts["stage_names"] == list(config["run"]["stage_evals"])
-    polish = parts["polish"]
-    assert polish["solver"] == "pattern" and polish["options"] == {"step": 0.05}
-    assert polish["n_evals"] == 190
-    assert polish["objective"]["seeds"] == list(range(fit_erp.REFINE_SEED0,
+    assert parts.stage_names == list(config.run.stage_evals)
+    polish = parts.polish
+    assert polish.solver == "pattern" and polish.options == {"step": 0.05}
+    assert polish.n_evals == 190
+    assert polish.objective["seeds"] == list(range(fit_erp.REFINE_SEED0,
                                                       fit_erp.REFINE_SEED0 + 12))
-    assert polish["objective"]["dt"] == 0.05 and polish["objective"]["group_size"] == 3
-    assert sorted(polish["only"]) == sorted(
+    assert polish.objective["dt"] == 0.05 and polish.objective["group_size"] == 3
+    assert sorted(polish.only) == sorted(
         [f"evprox{k}.{p}" for k in (2, 3) for p in
          ("mu", "sigma", "ampa.L5_pyramidal", "ampa.L2_pyramidal", "ampa.L5_basket")]
         + ["evdist1.mu", "evdist1.sigma"])
-    got = {p.name: (p.low, p.high, p.log) for p in polish["space"]}
+    got = {p.name: (p.low, p.high, p.log) for p in polish.space}
     assert got == {k: (float(v[0]), float(v[1]), len(v) == 3) for k, v in RUN21_POLISH.items()}

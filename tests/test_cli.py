@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from hnnfit import cli
-from hnnfit.demo import demo_config_path, demo_metadata
+from hnnfit.config import build_fit, load_config
+from hnnfit.demo import demo_metadata
 from hnnfit.dipole import read_dipole
 from hnnfit.fit.api import BUDGET_KEY, STAGE_EVALS_KEY, Study
-from hnnfit.fit.targets import read_target
 from hnnfit.network import Network
 from hnnfit.params import read_params
 from hnnfit.sysinfo import machine_summary, sys_info
@@ -406,10 +406,10 @@ def test_stage_evals_set_each_stage_budget_and_resume_keeps_them(small, tmp_path
                 ("early", "evprox1", "final")] == [2, 2, 3]
     # a fit stopped before its first evaluation: resume follows the stored
     # stage_evals, not the default split
-    parts = cli.build_fit(cli.load_config(config))
+    setup = build_fit(load_config(config))
     fresh = tmp_path / "fresh.sqlite"
-    with Study.create(fresh, parts["net"], parts["target"], parts["space"],
-                      objective=parts["objective"], solver="bayesian",
+    with Study.create(fresh, setup.net, setup.target, setup.space,
+                      objective=setup.objective, solver="bayesian",
                       solver_options={"n_initial_points": 2}, stages="evoked") as study:
         study.storage.set_metadata(BUDGET_KEY, "5")
         study.storage.set_metadata(STAGE_EVALS_KEY, '{"early": 2}')
@@ -599,43 +599,6 @@ def test_console_script_help():
 # --------------------------------------------------------------------------
 # the demo
 # --------------------------------------------------------------------------
-def test_demo_config_target_and_truth():
-    config = cli.load_config(demo_config_path())
-    meta = demo_metadata()
-    space = {p.name: p for p in config["space"]}
-    assert set(space) == set(meta["true_values"]) == {"evprox1.mu", "evdist1.mu"}
-    assert [(p["name"], p["low"], p["high"]) for p in meta["space"]] == \
-        [(p.name, p.low, p.high) for p in config["space"]]
-    for name, true in meta["true_values"].items():
-        p = space[name]
-        assert p.low < true < p.high
-        # inside, but not at the centre: the fit has to find it
-        assert abs((true - p.low) / (p.high - p.low) - 0.5) > 0.1
-        # and moved away from the parameter file's published value
-        assert abs(meta["published_values"][name] - true) > 2.0
-    # the target file is the one described, and reads and validates
-    target_path = demo_config_path().parent / meta["target_file"]
-    assert hashlib.sha256(target_path.read_bytes()).hexdigest() == meta["target_sha256"]
-    assert config["target"]["file"] == str(target_path)
-    target = read_target(target_path, tmin=config["target"]["tmin"],
-                         tmax=config["target"]["tmax"])
-    assert target.tmin == meta["window"]["tmin"] and target.tmax == meta["window"]["tmax"]
-    assert target.dt == pytest.approx(meta["window"]["sample_dt"])
-    # processing and budget as described; a quick fit
-    assert config["objective"]["smooth_window"] == meta["processing"]["smooth_window"]
-    assert config["objective"]["scale"] == meta["processing"]["scale"]
-    assert config["objective"]["seeds"] == meta["simulation"]["seeds"]
-    assert Path(config["network"]["params"]).name == meta["network"]["params"]
-    assert tuple(config["network"]["mesh_shape"]) == tuple(meta["network"]["mesh_shape"])
-    assert 20 <= config["run"]["n_evals"] <= 30 and config["run"]["n_jobs"] == 2
-    # the noise is what the description says (target minus clean signal has that RMS)
-    assert meta["clean_rmse_to_target"] == pytest.approx(meta["noise"]["sd_nAm"], rel=0.3)
-    # the parameter names address the full-size demo network (built, not simulated)
-    parts = cli.build_fit(config)
-    assert parts["space"].current_values(parts["net"]) == meta["published_values"]
-    assert parts["target"] == target
-
-
 @pytest.mark.slow
 def test_demo_fit_recovers_the_true_drive_times(tmp_path, monkeypatch, capsys):
     """The README's first command: `hnnfit fit` with no argument (full-size network)."""
@@ -651,17 +614,6 @@ def test_demo_fit_recovers_the_true_drive_times(tmp_path, monkeypatch, capsys):
         assert abs(best[name] - true) < 4.0, (name, best[name], true)
     assert value < 1.5 * meta["clean_rmse_to_target"]
     assert "recovery of the demo's generating parameters:" in out
-
-
-def test_dataset_target(small, tmp_path, shared_dir, monkeypatch):
-    monkeypatch.setenv("HNNFIT_DATA", str(shared_dir / "data" / "MEG_detection_data"))
-    sections = base_sections("unused.txt")
-    del sections["target"]["file"]
-    del sections["target"]["columns"]
-    sections["target"]["dataset"] = '"yes_trial_S1_ERP_all_avg"'
-    sections["target"]["tmax"] = "100.0"
-    parts = cli.build_fit(cli.load_config(write_config(tmp_path / "d.toml", sections)))
-    assert parts["target"].tmax <= 100.0 and parts["target"].n_times > 50
 
 
 # --------------------------------------------------------------------------
@@ -916,10 +868,10 @@ def test_bad_command_line(study_copy, tmp_path, capsys):
 def test_resume_without_recorded_budget(tmp_path, capsys, small):
     """A study never optimised has no budget: --n-evals is needed. Once
     Study.optimize has run it, `hnnfit resume` knows its budget and jobs."""
-    parts = cli.build_fit(cli.load_config(small["config"]))
+    setup = build_fit(load_config(small["config"]))
     path = tmp_path / "api.sqlite"
-    Study.create(path, parts["net"], parts["target"], parts["space"],
-                 objective=parts["objective"], solver="bayesian",
+    Study.create(path, setup.net, setup.target, setup.space,
+                 objective=setup.objective, solver="bayesian",
                  solver_options={"n_initial_points": 2}).close()
     before = digest(path)
     status, out, err = run(["resume", path], capsys)
@@ -938,22 +890,6 @@ def test_resume_without_recorded_budget(tmp_path, capsys, small):
         assert study.storage.metadata[BUDGET_KEY] == "3"
 
 
-def test_params_file_next_to_config(small, tmp_path):
-    params = read_params("default.json")
-    params["t_evprox_1"] = 22.5
-    from hnnfit.params import write_params
-
-    write_params(params, tmp_path / "mine.json")
-    sections = base_sections(small["target"])
-    sections["network"]["params"] = '"mine.json"'
-    parts = cli.build_fit(cli.load_config(write_config(tmp_path / "c.toml", sections)))
-    assert parts["net"].external_drives["evprox1"]["dynamics"]["mu"] == 22.5
-    # a bare name found nowhere next to the config is hnnfit's own file
-    sections["network"]["params"] = '"default"'
-    config = cli.load_config(write_config(tmp_path / "c.toml", sections))
-    assert config["network"]["params"].endswith("default.json")
-
-
 def test_make_demo_target_small(tmp_path, monkeypatch):
     """The demo generator on a 3x3 network: deterministic, self-consistent files."""
     from hnnfit import demo
@@ -970,10 +906,8 @@ def test_make_demo_target_small(tmp_path, monkeypatch):
     assert meta["drives"]["evprox1"]["dynamics"]["mu"] == meta["true_values"]["evprox1.mu"]
     assert meta["drives"]["evdist1"]["dynamics"]["mu"] == meta["true_values"]["evdist1.mu"]
     # the target is the objective's own output at the true values plus the noise
-    config = cli.load_config(first["config"])
-    parts = cli.build_fit(config)
-    objective = DipoleObjective(parts["net"], parts["target"], parts["space"],
-                                **parts["objective"])
+    setup = build_fit(load_config(first["config"]))
+    objective = DipoleObjective(setup.net, setup.target, setup.space, **setup.objective)
     at_truth = objective(meta["true_values"])["value"]
     assert at_truth == pytest.approx(meta["clean_rmse_to_target"], rel=1e-6)
     elsewhere = objective(meta["published_values"])["value"]
