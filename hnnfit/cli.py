@@ -2,10 +2,11 @@
 
 ::
 
+    hnnfit [--debug] COMMAND ...
     hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N] [--staged]
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
-    hnnfit list [FOLDER] [--width N]
-    hnnfit show STUDY [--last N] [--generations N]
+    hnnfit list [FOLDER] [--width N] [--json]
+    hnnfit show STUDY [--last N] [--generations N] [--json]
     hnnfit rescore STUDY --seeds A-B [...] [--top N] [--n-jobs N]
     hnnfit budget STUDY --seeds A-B [...] [--k K] [--point best|cma-mean]
                   [--generations N] [--segments N] [--goal G] [--dt MS] [--n-jobs N]
@@ -23,28 +24,51 @@ prints the recovered values next to the true ones.
 The configuration file (TOML) is described in :mod:`hnnfit.config`, which
 reads and checks it; this module only runs the commands.
 
-Bad input (a missing or malformed file, an unknown key or parameter, bad
-bounds or target, an unusable study file) is reported on one line,
-``hnnfit: error: <message>``, with exit status 2, before any study file is
-touched. Ctrl-C (or SIGTERM) during a fit stops it after recording the evaluations that
-finished (exit status 130); ``hnnfit resume`` continues it. Running ``hnnfit
-fit`` on the same configuration again continues whichever of the fit and its
-polish is unfinished.
+``hnnfit list --json`` and ``hnnfit show --json`` print one JSON document
+instead of tables, for scripts: ``list`` an array with one object per file
+(the fields of :func:`hnnfit.fit.list_studies`; times in seconds since the
+epoch, ``state`` ``"not a study"`` with an ``error`` for a file that is
+not one), ``show`` an object with the keys ``study``, ``description``,
+``machine``, ``parameters`` (name, low, high, log, integer), ``counts``
+(evaluations by status), ``seeds_used``, ``stages`` (one object per stage,
+or null), ``best`` (``value`` and ``params``, or null), ``cma_mean``
+(``params``, ``generations_averaged``, ``generations``, or null) and
+``last`` (the last evaluations: ``id``, ``status``, ``value``, ``params``).
+A missing number is ``null``.
+
+Errors are reported on one line, ``hnnfit: error: <message>`` (with
+``--debug``: the traceback instead). Exit statuses:
+
+* 0: success;
+* 2: bad input (a missing or malformed file, an unknown key or parameter,
+  bad bounds or target, a file that is not a usable study), reported
+  before any study file is touched;
+* 74 (``EX_IOERR``): a file could not be read or written (disk full, an
+  I/O error, read-only media, a corrupt study file);
+* 130: interrupted. Ctrl-C (or SIGTERM) during a fit stops it after
+  recording the evaluations that finished; ``hnnfit resume`` continues it.
+
+Running ``hnnfit fit`` on the same configuration again continues whichever
+of the fit and its polish is unfinished.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sqlite3
 import sys
 from pathlib import Path
 
 from .config import build_fit, check_stage_budget, load_config
-from .exceptions import HnnfitError
+from .exceptions import HnnfitError, StudyIOError
 from .validation import format_seeds
 
 PROG = "hnnfit"
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+#: Exit statuses: success, bad input, I/O failure (sysexits.h EX_IOERR), interrupted.
+EXIT_OK, EXIT_USAGE, EXIT_IO, EXIT_INTERRUPTED = 0, 2, 74, 130
+# a path that names nothing usable: the user's input, not a failing disk
+_BAD_PATH = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 class UsageError(ValueError):
@@ -332,6 +356,9 @@ def _cmd_show(args, study):
     if args.generations is not None and cma_mean is None:
         raise UsageError(f"--generations {args.generations} needs an unstaged CMA-ES "
                          f"study with a completed generation; {study.path} has none")
+    if args.json:
+        _print_json(_show_record(study, cma_mean, args.last))
+        return EXIT_OK
     df = study.trials
     print(f"study: {study.path}")
     if study.description:
@@ -359,12 +386,61 @@ def _cmd_show(args, study):
     return EXIT_OK
 
 
+def _show_record(study, cma_mean, last):
+    """What ``hnnfit show`` prints, as one JSON-able dict (see the module docstring)."""
+    df = study.trials
+    space = study.space
+    best = None
+    if study.n_complete:
+        final = study.stages is None or study.storage.best("final") is not None
+        best = {"value": float(study.best_value) if final else None,
+                "params": {n: float(v) for n, v in study.best_params.items()}}
+    mean = None
+    if cma_mean is not None:
+        point, k, n = cma_mean
+        mean = {"params": {name: float(v) for name, v in point.items()},
+                "generations_averaged": k, "generations": n}
+    recent = [{"id": int(r["id"]), "status": r["status"], "value": r.get("value"),
+               "params": {n: r.get(n) for n in space.names}}
+              for r in df.tail(last).to_dict("records")]
+    return {"study": str(study.path), "description": study.description,
+            "machine": study.machine, "parameters": [p.to_dict() for p in space],
+            "counts": study.counts(), "seeds_used": study.used_seeds(),
+            "stages": (None if study.stages is None
+                       else study.stage_summary().to_dict("records")),
+            "best": best, "cma_mean": mean, "last": recent}
+
+
+def _jsonable(value):
+    """``value`` with numpy scalars as Python numbers and NaN or inf as None."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(value):
+    print(json.dumps(_jsonable(value), indent=2, allow_nan=False))
+
+
 def _cmd_list(args):
     import time
 
     from .fit.api import _scan_studies
 
     records = _scan_studies(args.folder)
+    if args.json:
+        _print_json(records)
+        return EXIT_OK
     if not records:
         print(f"no study files (*.sqlite) in {args.folder}")
         return EXIT_OK
@@ -483,9 +559,21 @@ def _cmd_budget(args, study):
     return EXIT_OK
 
 
+def _same_file_as_study(out, study_path):
+    """True if writing ``out`` would overwrite the study file or its SQLite journals."""
+    out, study_path = Path(out).resolve(), Path(study_path).resolve()
+    if out.parent != study_path.parent:
+        return False
+    return out.name in {study_path.name + tail for tail in ("", "-wal", "-shm", "-journal")}
+
+
 @_closing
 def _cmd_export(args, study):
     out = Path(args.out)
+    if _same_file_as_study(out, args.study):
+        # writing there would destroy the study being read
+        raise UsageError(f"OUT must not be the study file or its journal, got "
+                         f"{str(out)!r}")
     if out.suffix.lower() != ".json":
         raise UsageError(f"OUT must be a .json parameter file, got {str(out)!r}")
     _writable_file(out, "OUT")
@@ -588,8 +676,9 @@ def _writable_file(path, what):
         else:
             _probe_write(path.parent)
     except OSError as err:
-        raise PermissionError(f"{what} {str(path)!r} cannot be written "
-                              f"({err.strerror or err})") from None
+        # the path given cannot take a file: bad input, found before any work
+        raise UsageError(f"{what} {str(path)!r} cannot be written "
+                         f"({err.strerror or err})") from None
     return path
 
 
@@ -602,8 +691,8 @@ def _writable_folder(path, what):
         path.mkdir(parents=True, exist_ok=True)
         _probe_write(path)
     except OSError as err:
-        raise PermissionError(f"{what} {str(path)!r} cannot be created or written "
-                              f"({err.strerror or err})") from None
+        raise UsageError(f"{what} {str(path)!r} cannot be created or written "
+                         f"({err.strerror or err})") from None
     return path
 
 
@@ -674,10 +763,17 @@ def make_parser():
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the traceback instead of one line")
+    # also accepted after the command; SUPPRESS keeps the global value otherwise
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the traceback instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("fit", help="run (or continue) a fit described by a TOML file",
+    p = sub.add_parser("fit", parents=[common],
+                       help="run (or continue) a fit described by a TOML file",
                        description="Fit the model as a TOML configuration describes "
                        "(see 'python -m pydoc hnnfit.cli'); with no configuration, run "
                        "the demo fit into studies/demo.sqlite. An existing study is "
@@ -692,7 +788,8 @@ def make_parser():
                    "order, each on its own weighted window, then all parameters")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("resume", help="continue a study",
+    p = sub.add_parser("resume", parents=[common],
+                       help="continue a study",
                        description="Continue a study: the solver is rebuilt from its "
                        "log and proposes the points an uninterrupted run would.")
     p.add_argument("study", help="study file (.sqlite)")
@@ -702,7 +799,8 @@ def make_parser():
                    help="evaluations run at once (default: as in the last fit)")
     p.set_defaults(func=_cmd_resume)
 
-    p = sub.add_parser("show", help="best point, counts and recent evaluations",
+    p = sub.add_parser("show", parents=[common],
+                       help="best point, counts and recent evaluations",
                        description="Print a study's description, the machine it was "
                        "created on, its parameters and ranges, its evaluations by status, "
                        "the trial seeds it used, its best point (per stage for a staged "
@@ -714,9 +812,12 @@ def make_parser():
     p.add_argument("--generations", type=_positive_int, default=None, metavar="N",
                    help="a CMA-ES study's mean averaged over the last N generations "
                    "(default: the second half)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead (see 'python -m pydoc hnnfit.cli')")
     p.set_defaults(func=_cmd_show)
 
-    p = sub.add_parser("list", help="the studies of a folder: state, evaluations, best",
+    p = sub.add_parser("list", parents=[common],
+                       help="the studies of a folder: state, evaluations, best",
                        description="One line per study file (*.sqlite) of a folder: its "
                        "state (running, interrupted, stopped, done, ...), evaluations "
                        "against the budget of its last run, best value and last "
@@ -725,9 +826,12 @@ def make_parser():
                    help="folder holding the study files (default: studies)")
     p.add_argument("--width", type=_positive_int, default=40, metavar="N",
                    help="characters of each description shown (default 40)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON array, one object per file, with full descriptions")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("rescore", help="score the best evaluations again on other seeds",
+    p = sub.add_parser("rescore", parents=[common],
+                       help="score the best evaluations again on other seeds",
                        description="Score the best evaluations of a study again on "
                        "trials (seeds) the fit did not use, and list them best first "
                        "there: with a stochastic objective the lowest value is partly "
@@ -740,7 +844,8 @@ def make_parser():
                    help="evaluations run at once (default 1)")
     p.set_defaults(func=_cmd_rescore)
 
-    p = sub.add_parser("budget", help="split the held-out error into bias and trial noise",
+    p = sub.add_parser("budget", parents=[common],
+                       help="split the held-out error into bias and trial noise",
                        description="Simulate the best point (or CMA-ES' mean) on trials "
                        "the fit did not use and split the mean square error that K-trial "
                        "averages score into the mean waveform's squared error (bias^2) "
@@ -763,7 +868,8 @@ def make_parser():
                    help="trials simulated at once (default 1)")
     p.set_defaults(func=_cmd_budget)
 
-    p = sub.add_parser("export", help="write the best network as a parameter file",
+    p = sub.add_parser("export", parents=[common],
+                       help="write the best network as a parameter file",
                        description="Write the best point as a JSON parameter file that "
                        "read_params/Network (add_drives_from_params=True) load.")
     p.add_argument("study", help="study file (.sqlite)")
@@ -771,7 +877,8 @@ def make_parser():
     _add_point_option(p)
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("report", help="PNG plots: convergence, fit, parameters",
+    p = sub.add_parser("report", parents=[common],
+                       help="PNG plots: convergence, fit, parameters",
                        description="Write convergence.png (value per evaluation and "
                        "best so far), fit.png (the target with the start point's and "
                        "the best point's dipoles, simulated if the study did not record "
@@ -781,7 +888,8 @@ def make_parser():
     p.add_argument("outdir", help="output folder (created if missing)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("simulate", help="simulate a parameter file and write its dipole",
+    p = sub.add_parser("simulate", parents=[common],
+                       help="simulate a parameter file and write its dipole",
                        description="Simulate the network and drives a parameter file "
                        "defines and write the (trial-averaged) dipole, nAm.")
     p.add_argument("params", help="parameter file (.json or .param, or a bare name "
@@ -801,7 +909,8 @@ def make_parser():
                    help="trials simulated at once, in worker processes (default 1)")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("info", help="the machine and library versions results depend on",
+    p = sub.add_parser("info", parents=[common],
+                       help="the machine and library versions results depend on",
                        description="Print the CPU, BLAS, the CoreNEURON build's compiler "
                        "flags and the versions of Python, NEURON and the libraries a fit "
                        "uses: a fit repeats exactly on the same machine and software, "
@@ -853,7 +962,8 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 2 on bad input, 130 when interrupted.
+        0 on success, 2 on bad input, 74 when a file could not be read or
+        written, 130 when interrupted.
     """
     parser = make_parser()
     try:
@@ -870,13 +980,31 @@ def main(argv=None):
         # output piped into e.g. `head`, which stopped reading: not an error of ours
         _silence_stdout()
         return EXIT_OK
-    except (ValueError, TypeError, OSError, HnnfitError) as err:
-        # FileNotFoundError is an OSError; input errors get one line, no traceback
+    except (ValueError, TypeError, OSError, HnnfitError, sqlite3.DatabaseError) as err:
+        status = _exit_status(err)
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+            return status
+        # one line, no traceback
         message = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, sqlite3.DatabaseError) and getattr(args, "study", None):
+            # SQLite's messages do not name the file
+            message = f"study file {str(args.study)!r}: {message}"
         print(f"{PROG}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return status
     finally:
         restore()
+
+
+def _exit_status(err):
+    """The exit status of an error: 74 when a file could not be read or written."""
+    if isinstance(err, (StudyIOError, sqlite3.DatabaseError)):
+        return EXIT_IO
+    if isinstance(err, OSError) and not isinstance(err, _BAD_PATH):
+        return EXIT_IO
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

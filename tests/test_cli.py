@@ -4,6 +4,7 @@ The target of the fits is the dipole of a 3x3 network simulated by
 ``hnnfit simulate`` (40 ms), so each evaluation takes about a second.
 """
 import hashlib
+import json
 import shutil
 import signal
 import sqlite3
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hnnfit import cli
@@ -974,6 +976,7 @@ def test_list(small, tmp_path, capsys):
         _set_pid(folder / "running.sqlite", live, sleeper.pid)
         before = {p.name: digest(p) for p in folder.iterdir()}
         status, out, err = run(["list", folder], capsys)
+        json_status, json_out, _ = run(["list", folder, "--json"], capsys)
         df = list_studies(folder)
         assert {p.name: digest(p) for p in folder.iterdir()} == before
     finally:
@@ -1008,6 +1011,21 @@ def test_list(small, tmp_path, capsys):
     assert rec.loc["done.sqlite", "best_value"] == best
     assert rec.loc["done.sqlite", "solver"] == "bayesian"
     assert rec.loc["done.sqlite", "last"] >= rec.loc["done.sqlite", "created"]
+    # --json: the same records, machine-readable
+    assert json_status == 0
+    records = json.loads(json_out)
+    assert [r["study"] for r in records] == list(df["study"])
+    for r, row in zip(records, df.to_dict("records")):
+        assert set(r) == set(row)
+        for key, value in row.items():
+            missing = value is None or value is pd.NaT or (isinstance(value, float)
+                                                           and np.isnan(value))
+            if key in ("created", "last") and not missing:
+                # the DataFrame's times are UTC timestamps; JSON has epoch seconds
+                assert r[key] == pytest.approx(value.timestamp(), abs=1e-3), key
+            else:
+                assert r[key] is None if missing else r[key] == value, (r["study"], key)
+    assert records[1]["state"] == "interrupted" and records[1]["stale"] == 1
     # listing changed nothing: the stale row is still for resume to redo
     with Study.load(folder / "interrupted.sqlite") as study:
         assert study.counts() == {"complete": 3, "failed": 0, "running": 0, "abandoned": 1}
@@ -1048,3 +1066,81 @@ def test_staged_fit_with_automatic_space(small, tmp_path, capsys):
         study.close()
     status, out, err = run(["show", str(study_path)], capsys)
     assert status == 0 and "stages:" in out
+
+
+# --------------------------------------------------------------------------
+# machine-readable output, --debug, exit statuses of I/O failures
+# --------------------------------------------------------------------------
+def test_show_json(small, capsys):
+    before = digest(small["study"])
+    status, out, err = run(["show", small["study"], "--json", "--last", 2], capsys)
+    assert status == 0, err
+    assert digest(small["study"]) == before
+    record = json.loads(out)
+    with Study.load(small["study"]) as study:
+        assert record["study"] == str(study.path)
+        assert record["description"] == study.description
+        assert record["machine"] == study.machine
+        assert record["parameters"] == [p.to_dict() for p in study.space]
+        assert record["counts"] == study.counts()
+        assert record["seeds_used"] == study.used_seeds() == [0]
+        assert record["best"] == {"value": study.best_value, "params": study.best_params}
+        rows = study.trials.tail(2).to_dict("records")
+    assert record["stages"] is None and record["cma_mean"] is None
+    assert [r["id"] for r in record["last"]] == [r["id"] for r in rows]
+    for mine, row in zip(record["last"], rows):
+        assert mine["status"] == row["status"] and mine["value"] == row["value"]
+        assert mine["params"] == {n: row[n] for n in ("evprox1.mu", "evprox1.sigma")}
+
+
+def test_debug_prints_the_traceback(tmp_path, capsys):
+    missing = tmp_path / "none.sqlite"
+    for argv in (["--debug", "show", missing], ["show", missing, "--debug"]):
+        status, out, err = run(argv, capsys)
+        assert status == 2
+        assert err.startswith("Traceback (most recent call last):")
+        assert err.strip().splitlines()[-1] == (f"FileNotFoundError: study file "
+                                                f"'{missing}' does not exist")
+    # without it, one line
+    status, out, err = run(["show", missing], capsys)
+    _check_error(status, out, err, "none.sqlite")
+
+
+def _check_io_error(status, out, err, expected):
+    assert status == cli.EXIT_IO == 74
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err + out, err
+    assert lines[0].startswith("hnnfit: error:") and expected in lines[0]
+
+
+def test_io_failures_exit_74(small, tmp_path, capsys):
+    # a study file damaged past its header: SQLite finds it when reading rows
+    corrupt = tmp_path / "corrupt.sqlite"
+    data = bytearray(small["study"].read_bytes())
+    for i in range(8192, len(data), 97):
+        data[i] = (data[i] + 77) % 256
+    corrupt.write_bytes(data)
+    status, out, err = run(["show", corrupt], capsys)
+    _check_io_error(status, out, err, f"study file '{corrupt}': database disk image is "
+                                      f"malformed")
+    # a full disk: /dev/full takes the file open, then refuses every write
+    status, out, err = run(["simulate", "default.json", "--out", "/dev/full", "--tstop",
+                            "10", "--mesh", "3", "3"], capsys)
+    _check_io_error(status, out, err, "No space left on device")
+    assert cli._exit_status(OSError(5, "Input/output error")) == 74
+    from hnnfit.exceptions import StudyIOError
+
+    assert cli._exit_status(StudyIOError("read-only")) == 74
+    assert cli._exit_status(FileNotFoundError("no such file")) == 2
+
+
+def test_export_refuses_to_overwrite_the_study(study_copy, capsys):
+    before = digest(study_copy)
+    for out in (study_copy, Path(f"{study_copy}-wal"), Path(f"{study_copy}-shm"),
+                study_copy.parent / ".." / study_copy.parent.name / study_copy.name):
+        status, stdout, err = run(["export", study_copy, out], capsys)
+        _check_error(status, stdout, err, f"OUT must not be the study file or its "
+                                          f"journal, got '{out}'")
+    assert digest(study_copy) == before
+    with Study.load(study_copy) as study:
+        assert study.n_complete == 3
