@@ -231,18 +231,14 @@ def _cmd_fit(args):
     existed = study_path.exists()
     if not study_path.parent.is_dir():
         study_path.parent.mkdir(parents=True)
-    sol = setup.solver
     staged = args.staged or run.staged
     if run.stage_evals:
         if not staged:
             raise UsageError(f"stage_evals in [run] needs a staged fit (staged = true or "
                              f"--staged), got an unstaged one")
         check_stage_budget(run.stage_evals, setup.stage_names, n_evals)
-    study = Study.create(study_path, setup.net, setup.target, setup.space,
-                         objective=setup.objective, solver=sol.name,
-                         solver_options=sol.options, seed=sol.seed, x0=sol.x0,
-                         description=f"hnnfit fit {config_path}", exist_ok=True,
-                         stages="evoked" if staged else None)
+    study = Study.create(study_path, **setup.study_kwargs(staged=staged),
+                         description=f"hnnfit fit {config_path}", exist_ok=True)
     try:
         status = _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo,
                             run.stage_evals)
@@ -259,11 +255,9 @@ def _polish_study(study, polish, study_path, n_jobs):
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True)
     existed = path.exists()
-    polished = study.create_polish(
-        path, overrides={p.name: p for p in polish.space}, only=polish.only,
-        objective=polish.objective, solver=polish.solver,
-        solver_options=polish.options, seed=polish.seed,
-        description=f"hnnfit fit: polish of {study_path}", exist_ok=True)
+    polished = study.create_polish(path, **polish.polish_kwargs(),
+                                   description=f"hnnfit fit: polish of {study_path}",
+                                   exist_ok=True)
     try:
         print(f"\n{'resuming' if existed else 'created'} polish {path} "
               f"({polished.n_complete + polished.n_failed} evaluations so far) from the "
@@ -775,7 +769,7 @@ def make_parser():
     p = sub.add_parser("fit", parents=[common],
                        help="run (or continue) a fit described by a TOML file",
                        description="Fit the model as a TOML configuration describes "
-                       "(see 'python -m pydoc hnnfit.cli'); with no configuration, run "
+                       "(see 'python -m pydoc hnnfit.config'); with no configuration, run "
                        "the demo fit into studies/demo.sqlite. An existing study is "
                        "continued.")
     p.add_argument("config", nargs="?", help="configuration file (default: the demo)")

@@ -281,6 +281,19 @@ class PolishConfig:
         fit_study = Path(fit_study)
         return fit_study.with_name(f"{fit_study.stem}_polish.sqlite")
 
+    def polish_kwargs(self):
+        """Keyword arguments of ``Study.create_polish`` for this polish.
+
+        Returns
+        -------
+        dict
+            ``overrides``, ``only``, ``objective``, ``solver``,
+            ``solver_options`` and ``seed``.
+        """
+        return {"overrides": {p.name: p for p in self.space}, "only": self.only,
+                "objective": self.objective, "solver": self.solver,
+                "solver_options": self.options, "seed": self.seed}
+
 
 @dataclass
 class FitConfig:
@@ -712,6 +725,8 @@ class FitSetup:
         The stages of a staged fit, when ``[run] stage_evals`` is given.
     polish : PolishConfig | None
         The checked ``[polish]`` section.
+    staged : bool
+        ``[run] staged``: one stage per evoked drive group, then all.
     """
 
     net: object
@@ -721,6 +736,27 @@ class FitSetup:
     solver: SolverConfig
     stage_names: list | None = None
     polish: PolishConfig | None = None
+    staged: bool = False
+
+    def study_kwargs(self, staged=None):
+        """Keyword arguments of ``Study.create`` for this fit (all but the path).
+
+        Parameters
+        ----------
+        staged : bool | None
+            Override ``self.staged`` (the command line's ``--staged``).
+
+        Returns
+        -------
+        dict
+            ``net``, ``target``, ``space``, ``objective``, ``solver``,
+            ``solver_options``, ``seed``, ``x0`` and ``stages``.
+        """
+        staged = self.staged if staged is None else staged
+        return {"net": self.net, "target": self.target, "space": self.space,
+                "objective": self.objective, "solver": self.solver.name,
+                "solver_options": self.solver.options, "seed": self.solver.seed,
+                "x0": self.solver.x0, "stages": "evoked" if staged else None}
 
 
 def build_fit(config):
@@ -735,10 +771,9 @@ def build_fit(config):
     -------
     setup : FitSetup
         The network, target, space, objective settings and solver; create
-        the study with ``Study.create(path, setup.net, setup.target,
-        setup.space, objective=setup.objective, solver=setup.solver.name,
-        solver_options=setup.solver.options, seed=setup.solver.seed,
-        x0=setup.solver.x0, stages='evoked' if config.run.staged else None)``.
+        the study with ``Study.create(path, **setup.study_kwargs())`` and
+        its polish with ``study.create_polish(polish_path,
+        **setup.polish.polish_kwargs())``.
 
     Raises
     ------
@@ -815,7 +850,8 @@ def build_fit(config):
         _check_solver(polish.solver, pspace, px0, polish.seed or 0, polish.options,
                       "polish")
     return FitSetup(net=net, target=target, space=space, objective=objective,
-                    solver=solver, stage_names=names, polish=polish)
+                    solver=solver, stage_names=names, polish=polish,
+                    staged=config.run.staged)
 
 
 def check_stage_budget(stage_evals, names, n_evals):

@@ -132,6 +132,12 @@ def test_study_paths(target, tmp_path):
     config.run.study = "fits/x.sqlite"
     assert config.study_path() == Path("fits/x.sqlite")
     assert PolishConfig().study_path("fits/x.sqlite") == Path("fits/x_polish.sqlite")
+    polish = PolishConfig(solver="pattern", only=["evprox1"], objective={"dt": 0.05},
+                          space=[Parameter("evprox1.mu", 20.0, 30.0)], seed=3)
+    assert polish.polish_kwargs() == {
+        "overrides": {"evprox1.mu": Parameter("evprox1.mu", 20.0, 30.0)},
+        "only": ["evprox1"], "objective": {"dt": 0.05}, "solver": "pattern",
+        "solver_options": {}, "seed": 3}
     assert PolishConfig(study="p.sqlite").study_path("fits/x.sqlite") == Path("p.sqlite")
 
 
@@ -143,7 +149,13 @@ def test_build_fit(target):
     assert setup.target == read_target(target, tmin=0.0, tmax=TSTOP)
     assert setup.objective["smooth_window"] == 10.0
     assert setup.solver.name == "bayesian" and setup.solver.x0 is None
-    assert setup.stage_names is None and setup.polish is None
+    assert setup.stage_names is None and setup.polish is None and not setup.staged
+    kwargs = setup.study_kwargs()
+    assert kwargs == {"net": setup.net, "target": setup.target, "space": setup.space,
+                      "objective": setup.objective, "solver": "bayesian",
+                      "solver_options": {"n_initial_points": 2}, "seed": 0, "x0": None,
+                      "stages": None}
+    assert setup.study_kwargs(staged=True)["stages"] == "evoked"
     with pytest.raises(TypeError, match="config must be"):
         build_fit(sections(target))
 
