@@ -2,10 +2,11 @@
 
 ::
 
+    hnnfit [--debug] COMMAND ...
     hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N] [--staged]
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
-    hnnfit list [FOLDER] [--width N]
-    hnnfit show STUDY [--last N] [--generations N]
+    hnnfit list [FOLDER] [--width N] [--json]
+    hnnfit show STUDY [--last N] [--generations N] [--json]
     hnnfit rescore STUDY --seeds A-B [...] [--top N] [--n-jobs N]
     hnnfit budget STUDY --seeds A-B [...] [--k K] [--point best|cma-mean]
                   [--generations N] [--segments N] [--goal G] [--dt MS] [--n-jobs N]
@@ -20,122 +21,54 @@ times of the Jones et al. (2009) network to a synthetic target with known
 parameters (see :mod:`hnnfit.demo`), into ``studies/demo.sqlite``; it
 prints the recovered values next to the true ones.
 
-The configuration file (TOML) has these sections; every key is checked and
-an unknown one is an error::
+The configuration file (TOML) is described in :mod:`hnnfit.config`, which
+reads and checks it; this module only runs the commands.
 
-    [network]
-    params = "default.json"        # parameter file: a path, or a bare name
-                                   # found in hnnfit's params folder
-    mesh_shape = [10, 10]          # pyramidal grid per layer
-    add_drives_from_params = true  # the drives the parameter file defines
-    legacy_mode = false
-    [[network.evoked_drives]]      # optional, repeatable: another evoked drive
-    name = "evprox3"               # (Network.add_evoked_drive's keywords;
-    mu = 130.0                     # numspikes = 1 unless given); the
-    sigma = 5.0                    # automatic space and the stages cover it
-    location = "proximal"          # like the file's own drives
-    weights_ampa = { L5_pyramidal = 2.0 }   # uS
+``hnnfit list --json`` and ``hnnfit show --json`` print one JSON document
+instead of tables, for scripts: ``list`` an array with one object per file
+(the fields of :func:`hnnfit.fit.list_studies`; times in seconds since the
+epoch, ``state`` ``"not a study"`` with an ``error`` for a file that is
+not one), ``show`` an object with the keys ``study``, ``description``,
+``machine``, ``parameters`` (name, low, high, log, integer), ``counts``
+(evaluations by status), ``seeds_used``, ``stages`` (one object per stage,
+or null), ``best`` (``value`` and ``params``, or null), ``cma_mean``
+(``params``, ``generations_averaged``, ``generations``, or null) and
+``last`` (the last evaluations: ``id``, ``status``, ``value``, ``params``).
+A missing number is ``null``.
 
-    [target]
-    file = "erp.txt"               # or: dataset = "yes_trial_S1_ERP_all_avg"
-    tmin = 0.0                     # window (ms); the simulation runs to tmax
-    tmax = 170.0
-    columns = [1]                  # optional: data columns to average
+Errors are reported on one line, ``hnnfit: error: <message>`` (with
+``--debug``: the traceback instead). Exit statuses:
 
-    [objective]                    # DipoleObjective keyword arguments
-    n_trials = 1
-    seeds = [0]
-    # group_size = 3               # score k-trial averages: the mean RMSE of
-                                   # the groups of k seeds (n_trials = 6)
-    # resample = true              # new seeds for each batch (a CMA-ES
-                                   # generation): seeds + k * their span
-    smooth_window = 30.0           # ms
-    scale = 3000.0                 # or "fit"
-    metric = "rmse"                # nrmse, corr, weighted_rmse, psd_band,
-                                   # hnn_rmse (hnn-core's resampled RMSE)
-    # layer = "agg"; dt = 0.025; band = [15.0, 30.0]
-    # timeout = 600.0              # s per evaluation; a slower one is a failed row
-    # engine = "coreneuron"        # or "neuron" (default), "auto"
+* 0: success;
+* 2: bad input (a missing or malformed file, an unknown key or parameter,
+  bad bounds or target, a file that is not a usable study), reported
+  before any study file is touched;
+* 74 (``EX_IOERR``): a file could not be read or written (disk full, an
+  I/O error, read-only media, a corrupt study file);
+* 130: interrupted. Ctrl-C (or SIGTERM) during a fit stops it after
+  recording the evaluations that finished; ``hnnfit resume`` continues it.
 
-    [space]                        # name = [low, high], or a table
-    "evprox2.mu" = [100.0, 150.0]
-    "evprox2.ampa.L5_pyramidal" = { low = 0.01, high = 1.0, log = true }
-    # auto = true                  # the automatic space of the evoked drives
-                                   # (timings, sigmas, non-zero weights), the
-                                   # entries above overriding its ranges; a
-                                   # missing [space] means auto = true
-
-    [solver]
-    name = "bayesian"              # cobyla, cma
-    seed = 0
-    options = { n_initial_points = 10 }
-    # x0 = { "evprox2.mu" = 120.0, ... }   start point
-
-    [run]
-    n_evals = 50                   # total budget of the study
-    n_jobs = 1
-    staged = false                 # true (or --staged): one stage per evoked
-                                   # drive group, then all (hnnfit.fit.staging)
-    # stage_evals = { evprox1 = 40, final = 60 }   # evaluations of these
-                                   # stages; the others share the rest of n_evals
-    study = "studies/erp.sqlite"   # default: studies/<config name>.sqlite
-
-    [polish]                       # optional: once the fit has its budget, a
-                                   # second study refines its best point
-    solver = "cma"                 # default; or cobyla, bayesian
-    n_evals = 200
-    options = { sigma0 = 0.06, popsize = 12 }   # seed = the fit's by default
-    # only = ["evprox2", "evdist1.mu"]   # fit just these (the rest stay at
-                                   # the fit's best values)
-    # study = "studies/erp_polish.sqlite"   # default: <fit study>_polish.sqlite
-    [polish.objective]             # what differs from [objective]
-    seeds = [1000, 1001, 1002]     # new trials, far from held-out seeds
-    group_size = 3
-    resample = true
-    [polish.space]                 # ranges to change, or parameters to add
-    "evprox2.nmda.L5_pyramidal" = [0.0, 2.0]
-
-Input files (``params``, ``file``) given as relative paths are relative to
-the configuration file's folder; the study path is relative to the working
-directory, like ``--study``.
-
-Bad input (a missing or malformed file, an unknown key or parameter, bad
-bounds or target, an unusable study file) is reported on one line,
-``hnnfit: error: <message>``, with exit status 2, before any study file is
-touched. Ctrl-C (or SIGTERM) during a fit stops it after recording the evaluations that
-finished (exit status 130); ``hnnfit resume`` continues it. Running ``hnnfit
-fit`` on the same configuration again continues whichever of the fit and its
-polish is unfinished.
+Running ``hnnfit fit`` on the same configuration again continues whichever
+of the fit and its polish is unfinished.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sqlite3
 import sys
 from pathlib import Path
 
-from .exceptions import HnnfitError
-from .validation import check_bool, check_int, check_number, check_type, \
-    format_seeds
+from .config import build_fit, check_stage_budget, load_config
+from .exceptions import HnnfitError, StudyIOError
+from .validation import format_seeds
 
 PROG = "hnnfit"
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
-
-# the configuration schema: section -> allowed keys ([space] is free-form)
-_SECTIONS = {
-    "network": ("params", "mesh_shape", "add_drives_from_params", "legacy_mode",
-                "evoked_drives"),
-    "target": ("file", "dataset", "tmin", "tmax", "columns"),
-    "objective": ("n_trials", "seeds", "group_size", "resample", "smooth_window", "scale",
-                  "metric", "layer", "dt", "band", "timeout", "engine"),
-    "space": None,
-    "solver": ("name", "seed", "options", "x0"),
-    "run": ("n_evals", "n_jobs", "study", "staged", "stage_evals"),
-    "polish": ("solver", "seed", "options", "n_evals", "only", "study", "objective", "space"),
-}
-_PARAM_KEYS = ("low", "high", "log", "integer")
-DEFAULT_N_EVALS = 20
+#: Exit statuses: success, bad input, I/O failure (sysexits.h EX_IOERR), interrupted.
+EXIT_OK, EXIT_USAGE, EXIT_IO, EXIT_INTERRUPTED = 0, 2, 74, 130
+# a path that names nothing usable: the user's input, not a failing disk
+_BAD_PATH = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 class UsageError(ValueError):
@@ -146,335 +79,6 @@ class _Parser(argparse.ArgumentParser):
     # one line on stderr, like every other input error of the command
     def error(self, message):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
-
-
-# ---------------------------------------------------------------------------
-# configuration
-# ---------------------------------------------------------------------------
-def _known(keys):
-    return ", ".join(repr(k) for k in keys)
-
-
-def _flatten_space(table, prefix="", section="space"):
-    """Flatten ``[space]``: unquoted dotted names arrive as nested tables."""
-    out = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and not ({"low", "high"} & set(value)):
-            if not value:
-                raise ValueError(f"parameter {name!r} in [{section}] must have bounds, got {{}}")
-            out.update(_flatten_space(value, name + ".", section))
-        else:
-            out[name] = value
-    return out
-
-
-def _parse_parameter(name, spec, section="space"):
-    from .fit.space import Parameter
-
-    where = f"parameter {name!r} in [{section}]"
-    if isinstance(spec, list):
-        if len(spec) != 2:
-            raise ValueError(f"{where} must be [low, high] or a table with low and high, "
-                             f"got {spec!r}")
-        low, high, log, integer = spec[0], spec[1], False, False
-    elif isinstance(spec, dict):
-        unknown = [k for k in spec if k not in _PARAM_KEYS]
-        if unknown:
-            raise ValueError(f"key {unknown[0]!r} of {where} must be one of "
-                             f"{_known(_PARAM_KEYS)}, got {unknown[0]!r}")
-        missing = [k for k in ("low", "high") if k not in spec]
-        if missing:
-            raise ValueError(f"{where} must give {' and '.join(missing)}, got {spec!r}")
-        low, high = spec["low"], spec["high"]
-        log = check_bool(spec.get("log", False), f"log of {where}")
-        integer = check_bool(spec.get("integer", False), f"integer of {where}")
-    else:
-        raise ValueError(f"{where} must be [low, high] or a table with low and high, "
-                         f"got {spec!r}")
-    low = check_number(low, f"low bound of {where}")
-    high = check_number(high, f"high bound of {where}")
-    if low >= high:
-        raise ValueError(f"low bound of {where} must be < its high bound {high}, got {low}")
-    return Parameter(name, low, high, log=log, integer=integer)
-
-
-def _params_path(name, base, config_path):
-    """A parameter file named in a config: next to the config, else hnnfit's own."""
-    from ._resources import params_dir
-
-    given = Path(name).expanduser()
-    candidate = given if given.is_absolute() else base / given
-    if candidate.is_file() or given.parent != Path("."):
-        if not candidate.is_file():
-            raise FileNotFoundError(f"params file {str(candidate)!r} in [network] of "
-                                    f"{config_path} does not exist")
-        return str(candidate)
-    # a bare name: hnnfit's parameter sets ('default.json', or 'default')
-    for option in ([given.name] if given.suffix else [given.name + ".json",
-                                                       given.name + ".param"]):
-        if (params_dir() / option).is_file():
-            return str(params_dir() / option)
-    raise FileNotFoundError(
-        f"params {name!r} in [network] of {config_path} must be a parameter file next "
-        f"to the config ({base}) or in hnnfit's params folder ({params_dir()})")
-
-
-def load_config(path):
-    """Read and check a fit configuration file.
-
-    Parameters
-    ----------
-    path : str | Path
-        A TOML file (see the module docstring for its sections).
-
-    Returns
-    -------
-    config : dict
-        Sections with defaults filled in; ``config['space']`` is a list of
-        :class:`~hnnfit.fit.space.Parameter`; relative input paths are
-        resolved against the file's folder; ``config['path']`` is the file.
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    ValueError
-        Invalid TOML, an unknown section or key, or a value of the wrong
-        kind. (Names of parameters are checked against the network later,
-        by :func:`build_fit`.)
-    """
-    import tomllib
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    for section, value in raw.items():
-        if section not in _SECTIONS:
-            raise ValueError(f"section [{section}] of {path} must be one of "
-                             f"{_known(_SECTIONS)}, got {section!r}")
-        if not isinstance(value, dict):
-            raise ValueError(f"[{section}] of {path} must be a table, got {value!r}")
-        allowed = _SECTIONS[section]
-        if allowed is not None:
-            for key in value:
-                if key not in allowed:
-                    raise ValueError(f"key {key!r} in [{section}] of {path} must be one "
-                                     f"of {_known(allowed)}, got {key!r}")
-    base = path.resolve().parent
-    net_s = dict(raw.get("network", {}))
-    tgt_s = dict(raw.get("target", {}))
-    obj_s = dict(raw.get("objective", {}))
-    sol_s = dict(raw.get("solver", {}))
-    run_s = dict(raw.get("run", {}))
-    space_raw = dict(raw.get("space", {}))
-    auto = check_bool(space_raw.pop("auto", "space" not in raw), "auto in [space]")
-    space_s = _flatten_space(space_raw)
-
-    if "params" not in net_s:
-        raise ValueError(f"[network] of {path} must give params (a parameter file), got none")
-    net_s["params"] = _params_path(
-        check_type(net_s["params"], str, "params in [network]"), base, path)
-    mesh = net_s.get("mesh_shape", [10, 10])
-    if not (isinstance(mesh, list) and len(mesh) == 2):
-        raise ValueError(f"mesh_shape in [network] must be [n_x, n_y], got {mesh!r}")
-    net_s["mesh_shape"] = tuple(check_int(m, "mesh_shape in [network]", low=1) for m in mesh)
-    net_s["add_drives_from_params"] = check_bool(
-        net_s.get("add_drives_from_params", True), "add_drives_from_params in [network]")
-    net_s["legacy_mode"] = check_bool(net_s.get("legacy_mode", False),
-                                      "legacy_mode in [network]")
-    drives = net_s.get("evoked_drives", [])
-    if not (isinstance(drives, list) and all(isinstance(d, dict) for d in drives)):
-        raise ValueError(f"evoked_drives in [network] of {path} must be an array of tables "
-                         f"([[network.evoked_drives]]), got {drives!r}")
-    net_s["evoked_drives"] = drives
-
-    if ("file" in tgt_s) == ("dataset" in tgt_s):
-        raise ValueError(f"[target] of {path} must give exactly one of 'file' and "
-                         f"'dataset', got {sorted(k for k in tgt_s if k in ('file', 'dataset'))}")
-    if "file" in tgt_s:
-        tgt_s["file"] = str(base / check_type(tgt_s["file"], str, "file in [target]"))
-    else:
-        check_type(tgt_s["dataset"], str, "dataset in [target]")
-    for key in ("tmin", "tmax"):
-        if key in tgt_s:
-            tgt_s[key] = check_number(tgt_s[key], f"{key} in [target]")
-
-    obj_s = _parse_objective(obj_s, "objective")
-
-    if not space_s and not auto:
-        raise ValueError(f"[space] of {path} must name at least one parameter or set "
-                         f"auto = true, got neither")
-    space = [_parse_parameter(name, spec) for name, spec in space_s.items()]
-
-    solver = {"name": sol_s.get("name", "bayesian"), "seed": sol_s.get("seed", 0),
-              "options": sol_s.get("options", {}), "x0": sol_s.get("x0")}
-    check_type(solver["name"], str, "name in [solver]")
-    solver["seed"] = check_int(solver["seed"], "seed in [solver]", low=0)
-    if not isinstance(solver["options"], dict):
-        raise ValueError(f"options in [solver] must be a table, got {solver['options']!r}")
-    if solver["x0"] is not None:
-        if not isinstance(solver["x0"], dict):
-            raise ValueError(f"x0 in [solver] must be a table of parameter values, "
-                             f"got {solver['x0']!r}")
-        solver["x0"] = _flatten_space(solver["x0"])
-
-    run = {"n_evals": check_int(run_s.get("n_evals", DEFAULT_N_EVALS), "n_evals in [run]",
-                                low=1),
-           "n_jobs": check_int(run_s.get("n_jobs", 1), "n_jobs in [run]", low=1),
-           "study": run_s.get("study"),
-           "staged": check_bool(run_s.get("staged", False), "staged in [run]")}
-    if run["study"] is not None:
-        check_type(run["study"], str, "study in [run]")
-    stage_evals = run_s.get("stage_evals")
-    if stage_evals is not None:
-        if not isinstance(stage_evals, dict) or not stage_evals:
-            raise ValueError(f"stage_evals in [run] of {path} must be a table of stage name = "
-                             f"evaluations, got {stage_evals!r}")
-        stage_evals = {name: check_int(n, f"stage_evals[{name!r}] in [run]", low=1)
-                       for name, n in stage_evals.items()}
-    run["stage_evals"] = stage_evals
-    polish = None if "polish" not in raw else _parse_polish(raw["polish"], path)
-    return {"path": path, "network": net_s, "target": tgt_s, "objective": obj_s,
-            "space": space, "space_auto": auto, "solver": solver, "run": run,
-            "polish": polish}
-
-
-def _parse_objective(obj_s, section):
-    if "scale" in obj_s and not isinstance(obj_s["scale"], str):
-        obj_s["scale"] = check_number(obj_s["scale"], f"scale in [{section}]")
-    if "band" in obj_s:
-        obj_s["band"] = tuple(obj_s["band"]) if isinstance(obj_s["band"], list) else obj_s["band"]
-    return obj_s
-
-
-def _parse_polish(pol_s, path):
-    """Check ``[polish]``: a second study refining the fit's best point."""
-    for key in ("objective", "space", "options"):
-        if not isinstance(pol_s.get(key, {}), dict):
-            raise ValueError(f"{key} in [polish] of {path} must be a table, "
-                             f"got {pol_s[key]!r}")
-    obj = dict(pol_s.get("objective", {}))
-    for key in obj:
-        if key not in _SECTIONS["objective"]:
-            raise ValueError(f"key {key!r} in [polish.objective] of {path} must be one of "
-                             f"{_known(_SECTIONS['objective'])}, got {key!r}")
-    only = pol_s.get("only")
-    if only is not None and not (isinstance(only, list) and only
-                                 and all(isinstance(o, str) for o in only)):
-        raise ValueError(f"only in [polish] must be a list of parameter or drive names, "
-                         f"got {only!r}")
-    seed = pol_s.get("seed")
-    polish = {"solver": check_type(pol_s.get("solver", "cma"), str, "solver in [polish]"),
-              "seed": None if seed is None else check_int(seed, "seed in [polish]", low=0),
-              "options": dict(pol_s.get("options", {})),
-              "n_evals": check_int(pol_s.get("n_evals", DEFAULT_N_EVALS),
-                                   "n_evals in [polish]", low=1),
-              "only": only, "study": pol_s.get("study"),
-              "objective": _parse_objective(obj, "polish.objective"),
-              "space": [_parse_parameter(name, spec, "polish.space") for name, spec in
-                        _flatten_space(dict(pol_s.get("space", {})), "",
-                                       "polish.space").items()]}
-    if polish["study"] is not None:
-        check_type(polish["study"], str, "study in [polish]")
-    return polish
-
-
-def build_fit(config):
-    """Build and check everything a fit needs, without touching any study file.
-
-    Returns
-    -------
-    parts : dict
-        ``net`` (Network), ``target`` (Target), ``space`` (ParameterSpace),
-        ``objective`` (dict of DipoleObjective keyword arguments), ``solver``
-        (dict: name, seed, options, x0), ``polish`` (the checked ``[polish]``
-        section, or None).
-    """
-    from .fit.objective import DipoleObjective
-    from .fit.space import ParameterSpace
-    from .fit.targets import read_target
-    from .network import Network
-    from .params import read_params
-
-    net_s, tgt_s = config["network"], config["target"]
-    net = Network(read_params(net_s["params"]),
-                  add_drives_from_params=net_s["add_drives_from_params"],
-                  legacy_mode=net_s["legacy_mode"], mesh_shape=net_s["mesh_shape"])
-    if net_s.get("evoked_drives"):
-        from .network import add_evoked_drives
-
-        add_evoked_drives(net, net_s["evoked_drives"], what="[[network.evoked_drives]]")
-    if "dataset" in tgt_s:
-        from .datasets import fetch_dataset
-
-        source = fetch_dataset(tgt_s["dataset"])
-    else:
-        source = tgt_s["file"]
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"target file {source!r} does not exist")
-    target = read_target(source, tmin=tgt_s.get("tmin"), tmax=tgt_s.get("tmax"),
-                         columns=tgt_s.get("columns"))
-    if config.get("space_auto"):
-        from .fit.space import evoked_space
-
-        space = evoked_space(net, tstop=float(target.times[-1]),
-                             overrides={p.name: p for p in config["space"]})
-    else:
-        space = ParameterSpace(config["space"])
-    objective = dict(config["objective"])
-    # the objective checks its settings and the space against the network
-    checked = DipoleObjective(net, target, space, **objective)
-    solver = dict(config["solver"])
-    if solver["x0"] is not None:
-        solver["x0"] = space.check_values(solver["x0"])
-    _check_solver(solver["name"], space, solver["x0"], solver["seed"], solver["options"],
-                  "solver")
-    stage_evals = config["run"].get("stage_evals")
-    names = None
-    if stage_evals:
-        from .fit.staging import plan_evoked_stages
-
-        names = [st.name for st in plan_evoked_stages(net, space, target.times,
-                                                      checked.smooth_window)]
-        unknown = [n for n in stage_evals if n not in names]
-        if unknown:
-            raise ValueError(f"stage_evals in [run] must name stages of this fit "
-                             f"({', '.join(names)}), got {', '.join(map(repr, unknown))}")
-    polish = config.get("polish")
-    if polish is not None:
-        from .fit.api import _objective_kwargs_of, polish_setup
-
-        # the polish will start from the fit's best point; its start point
-        # stands in for it, so that a bad [polish] fails before any study
-        start = solver["x0"] or space.clip(space.current_values(net))
-        pnet, pspace, px0, psettings = polish_setup(
-            net, space, start, _objective_kwargs_of(checked),
-            overrides={p.name: p for p in polish["space"]}, only=polish["only"],
-            objective=polish["objective"], what="fit's space")
-        DipoleObjective(pnet, target, pspace, **psettings)
-        _check_solver(polish["solver"], pspace, px0, polish["seed"] or 0, polish["options"],
-                      "polish")
-    return {"net": net, "target": target, "space": space, "objective": objective,
-            "solver": solver, "polish": polish, "stage_names": names}
-
-
-def _check_solver(name, space, x0, seed, options, section):
-    from .fit.solvers import make_solver
-
-    try:
-        make_solver(name, space, x0=x0, seed=seed, **options)
-    except TypeError as err:
-        if "unexpected keyword argument" not in str(err):
-            raise
-        bad = str(err).rsplit(" ", 1)[-1]
-        raise ValueError(f"options in [{section}] must be options of the {name!r} "
-                         f"solver (see hnnfit.fit.solvers), got {bad}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -584,14 +188,6 @@ def _study_api():
     return Study
 
 
-def _check_stage_budget(stage_evals, names, n_evals):
-    others = [n for n in names if n not in stage_evals]
-    given = sum(stage_evals.values())
-    if given + len(others) > n_evals:
-        raise UsageError(f"n_evals must cover stage_evals ({given}) and one evaluation for "
-                         f"each other stage ({len(others)}), got {n_evals}")
-
-
 def _run(study, n_evals, n_jobs, stage_evals=None):
     """Optimise with the progress bar; return the exit status."""
     # refused before anything is written to the file
@@ -626,59 +222,47 @@ def _cmd_fit(args):
     is_demo = args.config is None
     config_path = demo.demo_config_path() if is_demo else Path(args.config)
     config = load_config(config_path)
-    run = config["run"]
-    n_evals = run["n_evals"] if args.n_evals is None else args.n_evals
-    n_jobs = run["n_jobs"] if args.n_jobs is None else args.n_jobs
-    if args.study is not None:
-        study_path = Path(args.study)
-    elif run["study"] is not None:
-        study_path = Path(run["study"])
-    else:
-        study_path = Path("studies") / f"{config_path.stem}.sqlite"
-    parts = build_fit(config)
+    run = config.run
+    n_evals = run.n_evals if args.n_evals is None else args.n_evals
+    n_jobs = run.n_jobs if args.n_jobs is None else args.n_jobs
+    study_path = Path(args.study) if args.study is not None else config.study_path()
+    setup = build_fit(config)
     Study = _study_api()
     existed = study_path.exists()
     if not study_path.parent.is_dir():
         study_path.parent.mkdir(parents=True)
-    sol = parts["solver"]
-    staged = args.staged or run["staged"]
-    if run["stage_evals"]:
+    staged = args.staged or run.staged
+    if run.stage_evals:
         if not staged:
             raise UsageError(f"stage_evals in [run] needs a staged fit (staged = true or "
                              f"--staged), got an unstaged one")
-        _check_stage_budget(run["stage_evals"], parts["stage_names"], n_evals)
-    study = Study.create(study_path, parts["net"], parts["target"], parts["space"],
-                         objective=parts["objective"], solver=sol["name"],
-                         solver_options=sol["options"], seed=sol["seed"], x0=sol["x0"],
-                         description=f"hnnfit fit {config_path}", exist_ok=True,
-                         stages="evoked" if staged else None)
+        check_stage_budget(run.stage_evals, setup.stage_names, n_evals)
+    study = Study.create(study_path, **setup.study_kwargs(staged=staged),
+                         description=f"hnnfit fit {config_path}", exist_ok=True)
     try:
         status = _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo,
-                            run["stage_evals"])
-        if status != EXIT_OK or parts["polish"] is None:
+                            run.stage_evals)
+        if status != EXIT_OK or setup.polish is None:
             return status
-        return _polish_study(study, parts["polish"], study_path, n_jobs)
+        return _polish_study(study, setup.polish, study_path, n_jobs)
     finally:
         study.close()
 
 
 def _polish_study(study, polish, study_path, n_jobs):
     """Run (or resume) the ``[polish]`` study from the fit's best point."""
-    path = Path(polish["study"]) if polish["study"] is not None else \
-        study_path.with_name(f"{study_path.stem}_polish.sqlite")
+    path = polish.study_path(study_path)
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True)
     existed = path.exists()
-    polished = study.create_polish(
-        path, overrides={p.name: p for p in polish["space"]}, only=polish["only"],
-        objective=polish["objective"], solver=polish["solver"],
-        solver_options=polish["options"], seed=polish["seed"],
-        description=f"hnnfit fit: polish of {study_path}", exist_ok=True)
+    polished = study.create_polish(path, **polish.polish_kwargs(),
+                                   description=f"hnnfit fit: polish of {study_path}",
+                                   exist_ok=True)
     try:
         print(f"\n{'resuming' if existed else 'created'} polish {path} "
               f"({polished.n_complete + polished.n_failed} evaluations so far) from the "
-              f"best point of {study_path}; budget {polish['n_evals']}, {n_jobs} job(s)")
-        status = _run(polished, polish["n_evals"], n_jobs)
+              f"best point of {study_path}; budget {polish.n_evals}, {n_jobs} job(s)")
+        status = _run(polished, polish.n_evals, n_jobs)
         if status == EXIT_OK:
             _print_best(polished)
             if _cma_mean(polished) is not None:
@@ -740,7 +324,7 @@ def _cmd_resume(args, study):
     stage_evals = json.loads(meta.get(STAGE_EVALS_KEY) or "{}")
     if stage_evals:
         # the fit checked its own budget before creating the study
-        _check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)
+        check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)
     print(f"resuming study {study.path} ({study.n_complete + study.n_failed} evaluations "
           f"so far); budget {n_evals}, {n_jobs} job(s)")
     status = _run(study, n_evals, n_jobs, stage_evals)
@@ -766,6 +350,9 @@ def _cmd_show(args, study):
     if args.generations is not None and cma_mean is None:
         raise UsageError(f"--generations {args.generations} needs an unstaged CMA-ES "
                          f"study with a completed generation; {study.path} has none")
+    if args.json:
+        _print_json(_show_record(study, cma_mean, args.last))
+        return EXIT_OK
     df = study.trials
     print(f"study: {study.path}")
     if study.description:
@@ -793,12 +380,61 @@ def _cmd_show(args, study):
     return EXIT_OK
 
 
+def _show_record(study, cma_mean, last):
+    """What ``hnnfit show`` prints, as one JSON-able dict (see the module docstring)."""
+    df = study.trials
+    space = study.space
+    best = None
+    if study.n_complete:
+        final = study.stages is None or study.storage.best("final") is not None
+        best = {"value": float(study.best_value) if final else None,
+                "params": {n: float(v) for n, v in study.best_params.items()}}
+    mean = None
+    if cma_mean is not None:
+        point, k, n = cma_mean
+        mean = {"params": {name: float(v) for name, v in point.items()},
+                "generations_averaged": k, "generations": n}
+    recent = [{"id": int(r["id"]), "status": r["status"], "value": r.get("value"),
+               "params": {n: r.get(n) for n in space.names}}
+              for r in df.tail(last).to_dict("records")]
+    return {"study": str(study.path), "description": study.description,
+            "machine": study.machine, "parameters": [p.to_dict() for p in space],
+            "counts": study.counts(), "seeds_used": study.used_seeds(),
+            "stages": (None if study.stages is None
+                       else study.stage_summary().to_dict("records")),
+            "best": best, "cma_mean": mean, "last": recent}
+
+
+def _jsonable(value):
+    """``value`` with numpy scalars as Python numbers and NaN or inf as None."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(value):
+    print(json.dumps(_jsonable(value), indent=2, allow_nan=False))
+
+
 def _cmd_list(args):
     import time
 
     from .fit.api import _scan_studies
 
     records = _scan_studies(args.folder)
+    if args.json:
+        _print_json(records)
+        return EXIT_OK
     if not records:
         print(f"no study files (*.sqlite) in {args.folder}")
         return EXIT_OK
@@ -917,9 +553,21 @@ def _cmd_budget(args, study):
     return EXIT_OK
 
 
+def _same_file_as_study(out, study_path):
+    """True if writing ``out`` would overwrite the study file or its SQLite journals."""
+    out, study_path = Path(out).resolve(), Path(study_path).resolve()
+    if out.parent != study_path.parent:
+        return False
+    return out.name in {study_path.name + tail for tail in ("", "-wal", "-shm", "-journal")}
+
+
 @_closing
 def _cmd_export(args, study):
     out = Path(args.out)
+    if _same_file_as_study(out, args.study):
+        # writing there would destroy the study being read
+        raise UsageError(f"OUT must not be the study file or its journal, got "
+                         f"{str(out)!r}")
     if out.suffix.lower() != ".json":
         raise UsageError(f"OUT must be a .json parameter file, got {str(out)!r}")
     _writable_file(out, "OUT")
@@ -1022,8 +670,9 @@ def _writable_file(path, what):
         else:
             _probe_write(path.parent)
     except OSError as err:
-        raise PermissionError(f"{what} {str(path)!r} cannot be written "
-                              f"({err.strerror or err})") from None
+        # the path given cannot take a file: bad input, found before any work
+        raise UsageError(f"{what} {str(path)!r} cannot be written "
+                         f"({err.strerror or err})") from None
     return path
 
 
@@ -1036,8 +685,8 @@ def _writable_folder(path, what):
         path.mkdir(parents=True, exist_ok=True)
         _probe_write(path)
     except OSError as err:
-        raise PermissionError(f"{what} {str(path)!r} cannot be created or written "
-                              f"({err.strerror or err})") from None
+        raise UsageError(f"{what} {str(path)!r} cannot be created or written "
+                         f"({err.strerror or err})") from None
     return path
 
 
@@ -1108,12 +757,19 @@ def make_parser():
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the traceback instead of one line")
+    # also accepted after the command; SUPPRESS keeps the global value otherwise
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the traceback instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("fit", help="run (or continue) a fit described by a TOML file",
+    p = sub.add_parser("fit", parents=[common],
+                       help="run (or continue) a fit described by a TOML file",
                        description="Fit the model as a TOML configuration describes "
-                       "(see 'python -m pydoc hnnfit.cli'); with no configuration, run "
+                       "(see 'python -m pydoc hnnfit.config'); with no configuration, run "
                        "the demo fit into studies/demo.sqlite. An existing study is "
                        "continued.")
     p.add_argument("config", nargs="?", help="configuration file (default: the demo)")
@@ -1126,7 +782,8 @@ def make_parser():
                    "order, each on its own weighted window, then all parameters")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("resume", help="continue a study",
+    p = sub.add_parser("resume", parents=[common],
+                       help="continue a study",
                        description="Continue a study: the solver is rebuilt from its "
                        "log and proposes the points an uninterrupted run would.")
     p.add_argument("study", help="study file (.sqlite)")
@@ -1136,7 +793,8 @@ def make_parser():
                    help="evaluations run at once (default: as in the last fit)")
     p.set_defaults(func=_cmd_resume)
 
-    p = sub.add_parser("show", help="best point, counts and recent evaluations",
+    p = sub.add_parser("show", parents=[common],
+                       help="best point, counts and recent evaluations",
                        description="Print a study's description, the machine it was "
                        "created on, its parameters and ranges, its evaluations by status, "
                        "the trial seeds it used, its best point (per stage for a staged "
@@ -1148,9 +806,12 @@ def make_parser():
     p.add_argument("--generations", type=_positive_int, default=None, metavar="N",
                    help="a CMA-ES study's mean averaged over the last N generations "
                    "(default: the second half)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead (see 'python -m pydoc hnnfit.cli')")
     p.set_defaults(func=_cmd_show)
 
-    p = sub.add_parser("list", help="the studies of a folder: state, evaluations, best",
+    p = sub.add_parser("list", parents=[common],
+                       help="the studies of a folder: state, evaluations, best",
                        description="One line per study file (*.sqlite) of a folder: its "
                        "state (running, interrupted, stopped, done, ...), evaluations "
                        "against the budget of its last run, best value and last "
@@ -1159,9 +820,12 @@ def make_parser():
                    help="folder holding the study files (default: studies)")
     p.add_argument("--width", type=_positive_int, default=40, metavar="N",
                    help="characters of each description shown (default 40)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON array, one object per file, with full descriptions")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("rescore", help="score the best evaluations again on other seeds",
+    p = sub.add_parser("rescore", parents=[common],
+                       help="score the best evaluations again on other seeds",
                        description="Score the best evaluations of a study again on "
                        "trials (seeds) the fit did not use, and list them best first "
                        "there: with a stochastic objective the lowest value is partly "
@@ -1174,7 +838,8 @@ def make_parser():
                    help="evaluations run at once (default 1)")
     p.set_defaults(func=_cmd_rescore)
 
-    p = sub.add_parser("budget", help="split the held-out error into bias and trial noise",
+    p = sub.add_parser("budget", parents=[common],
+                       help="split the held-out error into bias and trial noise",
                        description="Simulate the best point (or CMA-ES' mean) on trials "
                        "the fit did not use and split the mean square error that K-trial "
                        "averages score into the mean waveform's squared error (bias^2) "
@@ -1197,7 +862,8 @@ def make_parser():
                    help="trials simulated at once (default 1)")
     p.set_defaults(func=_cmd_budget)
 
-    p = sub.add_parser("export", help="write the best network as a parameter file",
+    p = sub.add_parser("export", parents=[common],
+                       help="write the best network as a parameter file",
                        description="Write the best point as a JSON parameter file that "
                        "read_params/Network (add_drives_from_params=True) load.")
     p.add_argument("study", help="study file (.sqlite)")
@@ -1205,7 +871,8 @@ def make_parser():
     _add_point_option(p)
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("report", help="PNG plots: convergence, fit, parameters",
+    p = sub.add_parser("report", parents=[common],
+                       help="PNG plots: convergence, fit, parameters",
                        description="Write convergence.png (value per evaluation and "
                        "best so far), fit.png (the target with the start point's and "
                        "the best point's dipoles, simulated if the study did not record "
@@ -1215,7 +882,8 @@ def make_parser():
     p.add_argument("outdir", help="output folder (created if missing)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("simulate", help="simulate a parameter file and write its dipole",
+    p = sub.add_parser("simulate", parents=[common],
+                       help="simulate a parameter file and write its dipole",
                        description="Simulate the network and drives a parameter file "
                        "defines and write the (trial-averaged) dipole, nAm.")
     p.add_argument("params", help="parameter file (.json or .param, or a bare name "
@@ -1235,7 +903,8 @@ def make_parser():
                    help="trials simulated at once, in worker processes (default 1)")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("info", help="the machine and library versions results depend on",
+    p = sub.add_parser("info", parents=[common],
+                       help="the machine and library versions results depend on",
                        description="Print the CPU, BLAS, the CoreNEURON build's compiler "
                        "flags and the versions of Python, NEURON and the libraries a fit "
                        "uses: a fit repeats exactly on the same machine and software, "
@@ -1287,7 +956,8 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 2 on bad input, 130 when interrupted.
+        0 on success, 2 on bad input, 74 when a file could not be read or
+        written, 130 when interrupted.
     """
     parser = make_parser()
     try:
@@ -1304,13 +974,31 @@ def main(argv=None):
         # output piped into e.g. `head`, which stopped reading: not an error of ours
         _silence_stdout()
         return EXIT_OK
-    except (ValueError, TypeError, OSError, HnnfitError) as err:
-        # FileNotFoundError is an OSError; input errors get one line, no traceback
+    except (ValueError, TypeError, OSError, HnnfitError, sqlite3.DatabaseError) as err:
+        status = _exit_status(err)
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+            return status
+        # one line, no traceback
         message = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, sqlite3.DatabaseError) and getattr(args, "study", None):
+            # SQLite's messages do not name the file
+            message = f"study file {str(args.study)!r}: {message}"
         print(f"{PROG}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return status
     finally:
         restore()
+
+
+def _exit_status(err):
+    """The exit status of an error: 74 when a file could not be read or written."""
+    if isinstance(err, (StudyIOError, sqlite3.DatabaseError)):
+        return EXIT_IO
+    if isinstance(err, OSError) and not isinstance(err, _BAD_PATH):
+        return EXIT_IO
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

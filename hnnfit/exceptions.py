@@ -20,3 +20,7 @@ class SimulationError(HnnfitError):
 
 class StudyError(HnnfitError):
     """A study file cannot be used as asked (wrong target, schema, ...)."""
+
+
+class StudyIOError(StudyError):
+    """A study file could not be read or written (disk full, I/O error, read-only media)."""

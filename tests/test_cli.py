@@ -4,6 +4,7 @@ The target of the fits is the dipole of a 3x3 network simulated by
 ``hnnfit simulate`` (40 ms), so each evaluation takes about a second.
 """
 import hashlib
+import json
 import shutil
 import signal
 import sqlite3
@@ -13,13 +14,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hnnfit import cli
-from hnnfit.demo import demo_config_path, demo_metadata
+from hnnfit.config import build_fit, load_config
+from hnnfit.demo import demo_metadata
 from hnnfit.dipole import read_dipole
 from hnnfit.fit.api import BUDGET_KEY, STAGE_EVALS_KEY, Study
-from hnnfit.fit.targets import read_target
 from hnnfit.network import Network
 from hnnfit.params import read_params
 from hnnfit.sysinfo import machine_summary, sys_info
@@ -406,10 +408,10 @@ def test_stage_evals_set_each_stage_budget_and_resume_keeps_them(small, tmp_path
                 ("early", "evprox1", "final")] == [2, 2, 3]
     # a fit stopped before its first evaluation: resume follows the stored
     # stage_evals, not the default split
-    parts = cli.build_fit(cli.load_config(config))
+    setup = build_fit(load_config(config))
     fresh = tmp_path / "fresh.sqlite"
-    with Study.create(fresh, parts["net"], parts["target"], parts["space"],
-                      objective=parts["objective"], solver="bayesian",
+    with Study.create(fresh, setup.net, setup.target, setup.space,
+                      objective=setup.objective, solver="bayesian",
                       solver_options={"n_initial_points": 2}, stages="evoked") as study:
         study.storage.set_metadata(BUDGET_KEY, "5")
         study.storage.set_metadata(STAGE_EVALS_KEY, '{"early": 2}')
@@ -599,43 +601,6 @@ def test_console_script_help():
 # --------------------------------------------------------------------------
 # the demo
 # --------------------------------------------------------------------------
-def test_demo_config_target_and_truth():
-    config = cli.load_config(demo_config_path())
-    meta = demo_metadata()
-    space = {p.name: p for p in config["space"]}
-    assert set(space) == set(meta["true_values"]) == {"evprox1.mu", "evdist1.mu"}
-    assert [(p["name"], p["low"], p["high"]) for p in meta["space"]] == \
-        [(p.name, p.low, p.high) for p in config["space"]]
-    for name, true in meta["true_values"].items():
-        p = space[name]
-        assert p.low < true < p.high
-        # inside, but not at the centre: the fit has to find it
-        assert abs((true - p.low) / (p.high - p.low) - 0.5) > 0.1
-        # and moved away from the parameter file's published value
-        assert abs(meta["published_values"][name] - true) > 2.0
-    # the target file is the one described, and reads and validates
-    target_path = demo_config_path().parent / meta["target_file"]
-    assert hashlib.sha256(target_path.read_bytes()).hexdigest() == meta["target_sha256"]
-    assert config["target"]["file"] == str(target_path)
-    target = read_target(target_path, tmin=config["target"]["tmin"],
-                         tmax=config["target"]["tmax"])
-    assert target.tmin == meta["window"]["tmin"] and target.tmax == meta["window"]["tmax"]
-    assert target.dt == pytest.approx(meta["window"]["sample_dt"])
-    # processing and budget as described; a quick fit
-    assert config["objective"]["smooth_window"] == meta["processing"]["smooth_window"]
-    assert config["objective"]["scale"] == meta["processing"]["scale"]
-    assert config["objective"]["seeds"] == meta["simulation"]["seeds"]
-    assert Path(config["network"]["params"]).name == meta["network"]["params"]
-    assert tuple(config["network"]["mesh_shape"]) == tuple(meta["network"]["mesh_shape"])
-    assert 20 <= config["run"]["n_evals"] <= 30 and config["run"]["n_jobs"] == 2
-    # the noise is what the description says (target minus clean signal has that RMS)
-    assert meta["clean_rmse_to_target"] == pytest.approx(meta["noise"]["sd_nAm"], rel=0.3)
-    # the parameter names address the full-size demo network (built, not simulated)
-    parts = cli.build_fit(config)
-    assert parts["space"].current_values(parts["net"]) == meta["published_values"]
-    assert parts["target"] == target
-
-
 @pytest.mark.slow
 def test_demo_fit_recovers_the_true_drive_times(tmp_path, monkeypatch, capsys):
     """The README's first command: `hnnfit fit` with no argument (full-size network)."""
@@ -651,17 +616,6 @@ def test_demo_fit_recovers_the_true_drive_times(tmp_path, monkeypatch, capsys):
         assert abs(best[name] - true) < 4.0, (name, best[name], true)
     assert value < 1.5 * meta["clean_rmse_to_target"]
     assert "recovery of the demo's generating parameters:" in out
-
-
-def test_dataset_target(small, tmp_path, shared_dir, monkeypatch):
-    monkeypatch.setenv("HNNFIT_DATA", str(shared_dir / "data" / "MEG_detection_data"))
-    sections = base_sections("unused.txt")
-    del sections["target"]["file"]
-    del sections["target"]["columns"]
-    sections["target"]["dataset"] = '"yes_trial_S1_ERP_all_avg"'
-    sections["target"]["tmax"] = "100.0"
-    parts = cli.build_fit(cli.load_config(write_config(tmp_path / "d.toml", sections)))
-    assert parts["target"].tmax <= 100.0 and parts["target"].n_times > 50
 
 
 # --------------------------------------------------------------------------
@@ -916,10 +870,10 @@ def test_bad_command_line(study_copy, tmp_path, capsys):
 def test_resume_without_recorded_budget(tmp_path, capsys, small):
     """A study never optimised has no budget: --n-evals is needed. Once
     Study.optimize has run it, `hnnfit resume` knows its budget and jobs."""
-    parts = cli.build_fit(cli.load_config(small["config"]))
+    setup = build_fit(load_config(small["config"]))
     path = tmp_path / "api.sqlite"
-    Study.create(path, parts["net"], parts["target"], parts["space"],
-                 objective=parts["objective"], solver="bayesian",
+    Study.create(path, setup.net, setup.target, setup.space,
+                 objective=setup.objective, solver="bayesian",
                  solver_options={"n_initial_points": 2}).close()
     before = digest(path)
     status, out, err = run(["resume", path], capsys)
@@ -938,22 +892,6 @@ def test_resume_without_recorded_budget(tmp_path, capsys, small):
         assert study.storage.metadata[BUDGET_KEY] == "3"
 
 
-def test_params_file_next_to_config(small, tmp_path):
-    params = read_params("default.json")
-    params["t_evprox_1"] = 22.5
-    from hnnfit.params import write_params
-
-    write_params(params, tmp_path / "mine.json")
-    sections = base_sections(small["target"])
-    sections["network"]["params"] = '"mine.json"'
-    parts = cli.build_fit(cli.load_config(write_config(tmp_path / "c.toml", sections)))
-    assert parts["net"].external_drives["evprox1"]["dynamics"]["mu"] == 22.5
-    # a bare name found nowhere next to the config is hnnfit's own file
-    sections["network"]["params"] = '"default"'
-    config = cli.load_config(write_config(tmp_path / "c.toml", sections))
-    assert config["network"]["params"].endswith("default.json")
-
-
 def test_make_demo_target_small(tmp_path, monkeypatch):
     """The demo generator on a 3x3 network: deterministic, self-consistent files."""
     from hnnfit import demo
@@ -970,10 +908,8 @@ def test_make_demo_target_small(tmp_path, monkeypatch):
     assert meta["drives"]["evprox1"]["dynamics"]["mu"] == meta["true_values"]["evprox1.mu"]
     assert meta["drives"]["evdist1"]["dynamics"]["mu"] == meta["true_values"]["evdist1.mu"]
     # the target is the objective's own output at the true values plus the noise
-    config = cli.load_config(first["config"])
-    parts = cli.build_fit(config)
-    objective = DipoleObjective(parts["net"], parts["target"], parts["space"],
-                                **parts["objective"])
+    setup = build_fit(load_config(first["config"]))
+    objective = DipoleObjective(setup.net, setup.target, setup.space, **setup.objective)
     at_truth = objective(meta["true_values"])["value"]
     assert at_truth == pytest.approx(meta["clean_rmse_to_target"], rel=1e-6)
     elsewhere = objective(meta["published_values"])["value"]
@@ -1040,6 +976,7 @@ def test_list(small, tmp_path, capsys):
         _set_pid(folder / "running.sqlite", live, sleeper.pid)
         before = {p.name: digest(p) for p in folder.iterdir()}
         status, out, err = run(["list", folder], capsys)
+        json_status, json_out, _ = run(["list", folder, "--json"], capsys)
         df = list_studies(folder)
         assert {p.name: digest(p) for p in folder.iterdir()} == before
     finally:
@@ -1074,6 +1011,21 @@ def test_list(small, tmp_path, capsys):
     assert rec.loc["done.sqlite", "best_value"] == best
     assert rec.loc["done.sqlite", "solver"] == "bayesian"
     assert rec.loc["done.sqlite", "last"] >= rec.loc["done.sqlite", "created"]
+    # --json: the same records, machine-readable
+    assert json_status == 0
+    records = json.loads(json_out)
+    assert [r["study"] for r in records] == list(df["study"])
+    for r, row in zip(records, df.to_dict("records")):
+        assert set(r) == set(row)
+        for key, value in row.items():
+            missing = value is None or value is pd.NaT or (isinstance(value, float)
+                                                           and np.isnan(value))
+            if key in ("created", "last") and not missing:
+                # the DataFrame's times are UTC timestamps; JSON has epoch seconds
+                assert r[key] == pytest.approx(value.timestamp(), abs=1e-3), key
+            else:
+                assert r[key] is None if missing else r[key] == value, (r["study"], key)
+    assert records[1]["state"] == "interrupted" and records[1]["stale"] == 1
     # listing changed nothing: the stale row is still for resume to redo
     with Study.load(folder / "interrupted.sqlite") as study:
         assert study.counts() == {"complete": 3, "failed": 0, "running": 0, "abandoned": 1}
@@ -1114,3 +1066,81 @@ def test_staged_fit_with_automatic_space(small, tmp_path, capsys):
         study.close()
     status, out, err = run(["show", str(study_path)], capsys)
     assert status == 0 and "stages:" in out
+
+
+# --------------------------------------------------------------------------
+# machine-readable output, --debug, exit statuses of I/O failures
+# --------------------------------------------------------------------------
+def test_show_json(small, capsys):
+    before = digest(small["study"])
+    status, out, err = run(["show", small["study"], "--json", "--last", 2], capsys)
+    assert status == 0, err
+    assert digest(small["study"]) == before
+    record = json.loads(out)
+    with Study.load(small["study"]) as study:
+        assert record["study"] == str(study.path)
+        assert record["description"] == study.description
+        assert record["machine"] == study.machine
+        assert record["parameters"] == [p.to_dict() for p in study.space]
+        assert record["counts"] == study.counts()
+        assert record["seeds_used"] == study.used_seeds() == [0]
+        assert record["best"] == {"value": study.best_value, "params": study.best_params}
+        rows = study.trials.tail(2).to_dict("records")
+    assert record["stages"] is None and record["cma_mean"] is None
+    assert [r["id"] for r in record["last"]] == [r["id"] for r in rows]
+    for mine, row in zip(record["last"], rows):
+        assert mine["status"] == row["status"] and mine["value"] == row["value"]
+        assert mine["params"] == {n: row[n] for n in ("evprox1.mu", "evprox1.sigma")}
+
+
+def test_debug_prints_the_traceback(tmp_path, capsys):
+    missing = tmp_path / "none.sqlite"
+    for argv in (["--debug", "show", missing], ["show", missing, "--debug"]):
+        status, out, err = run(argv, capsys)
+        assert status == 2
+        assert err.startswith("Traceback (most recent call last):")
+        assert err.strip().splitlines()[-1] == (f"FileNotFoundError: study file "
+                                                f"'{missing}' does not exist")
+    # without it, one line
+    status, out, err = run(["show", missing], capsys)
+    _check_error(status, out, err, "none.sqlite")
+
+
+def _check_io_error(status, out, err, expected):
+    assert status == cli.EXIT_IO == 74
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err + out, err
+    assert lines[0].startswith("hnnfit: error:") and expected in lines[0]
+
+
+def test_io_failures_exit_74(small, tmp_path, capsys):
+    # a study file damaged past its header: SQLite finds it when reading rows
+    corrupt = tmp_path / "corrupt.sqlite"
+    data = bytearray(small["study"].read_bytes())
+    for i in range(8192, len(data), 97):
+        data[i] = (data[i] + 77) % 256
+    corrupt.write_bytes(data)
+    status, out, err = run(["show", corrupt], capsys)
+    _check_io_error(status, out, err, f"study file '{corrupt}': database disk image is "
+                                      f"malformed")
+    # a full disk: /dev/full takes the file open, then refuses every write
+    status, out, err = run(["simulate", "default.json", "--out", "/dev/full", "--tstop",
+                            "10", "--mesh", "3", "3"], capsys)
+    _check_io_error(status, out, err, "No space left on device")
+    assert cli._exit_status(OSError(5, "Input/output error")) == 74
+    from hnnfit.exceptions import StudyIOError
+
+    assert cli._exit_status(StudyIOError("read-only")) == 74
+    assert cli._exit_status(FileNotFoundError("no such file")) == 2
+
+
+def test_export_refuses_to_overwrite_the_study(study_copy, capsys):
+    before = digest(study_copy)
+    for out in (study_copy, Path(f"{study_copy}-wal"), Path(f"{study_copy}-shm"),
+                study_copy.parent / ".." / study_copy.parent.name / study_copy.name):
+        status, stdout, err = run(["export", study_copy, out], capsys)
+        _check_error(status, stdout, err, f"OUT must not be the study file or its "
+                                          f"journal, got '{out}'")
+    assert digest(study_copy) == before
+    with Study.load(study_copy) as study:
+        assert study.n_complete == 3
