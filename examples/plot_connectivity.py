@@ -48,7 +48,7 @@ plot_cell_connectivity(net_erp, conn_idx, src_gid, show=False)
 
 # %%
 # Simulate the default network; its spikes are kept in ``net.cell_response``.
-dpl_erp = simulate_dipole(net_erp, tstop=170., n_trials=1)
+dpl_erp = simulate_dipole(net_erp, tstop=170., n_trials=1, verbose=False)
 net_erp.cell_response.plot_spikes_raster(show=False)
 
 # %%
@@ -85,13 +85,13 @@ def get_network(probability=1.0):
 
 
 net_all = get_network()
-dpl_all = simulate_dipole(net_all, tstop=170., n_trials=1)
+dpl_all = simulate_dipole(net_all, tstop=170., n_trials=1, verbose=False)
 
 # %%
 # The same pattern, keeping half of the pairs (HNN's page keeps 10 % of
 # the full-size network's pairs; a 3 x 3 grid has too few for that).
 net_sparse = get_network(probability=0.5)
-dpl_sparse = simulate_dipole(net_sparse, tstop=170., n_trials=1)
+dpl_sparse = simulate_dipole(net_sparse, tstop=170., n_trials=1, verbose=False)
 
 # %%
 # Spike rasters of the all-to-all and the sparse network.

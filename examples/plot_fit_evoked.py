@@ -41,7 +41,7 @@ truth_net = net.copy()
 for key, value in TRUTH.items():
     drive = key.split(".")[0]
     truth_net.external_drives[drive]["dynamics"]["mu"] = value
-dipole = simulate_dipole(truth_net, tstop=100.0, n_trials=1)[0]
+dipole = simulate_dipole(truth_net, tstop=100.0, n_trials=1, verbose=False)[0]
 dipole.smooth(30.0).scale(3000.0)
 waveform = dipole.data["agg"]
 rng = np.random.default_rng(0)

@@ -92,7 +92,7 @@ net.add_evoked_drive(
 # ``dipole_scalefctr``. With ``n_jobs=2`` the trials would run in two
 # worker processes.
 with JoblibBackend(n_jobs=1):
-    dpls = simulate_dipole(net, n_trials=2, postproc=True)
+    dpls = simulate_dipole(net, n_trials=2, postproc=True, verbose=False)
 
 # %%
 # Plot the aggregate dipole of both trials with their average, above a
@@ -131,7 +131,7 @@ print(net_sync.external_drives["evdist1"]["dynamics"])
 # %%
 # Simulate one trial of the synchronous network and plot its dipole and the
 # histogram of its drive spikes.
-dpls_sync = simulate_dipole(net_sync, n_trials=1, postproc=True)
+dpls_sync = simulate_dipole(net_sync, n_trials=1, postproc=True, verbose=False)
 
 trial_idx = 0
 dpls_sync[trial_idx].plot(show=False)
