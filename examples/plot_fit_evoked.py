@@ -64,6 +64,7 @@ study = Study.create(
 study.optimize(n_evals=12, n_jobs=1, progress=False)
 print(f"start: {study.x0}")
 print(f"best:  {study.best_params} (RMSE {study.best_value:.2f} nAm)")
+print(f"truth: {TRUTH}")
 
 # %%
 # The table of evaluations, one row per simulated point.
