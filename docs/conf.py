@@ -41,7 +41,8 @@ root_doc = "index"
 
 # The API reference: one page per public module, written from the package
 # (every name of hnnfit.__all__ and the submodules' public names).
-apiref.write_api_pages(HERE / "api")
+_api_entries = apiref.write_api_pages(HERE / "api")
+apiref.remove_stale_stubs(HERE / "generated", _api_entries)
 autosummary_generate = True
 autosummary_imported_members = True
 autodoc_default_options = {"member-order": "bysource"}

@@ -181,7 +181,20 @@ def write_api_pages(out_dir, package=PACKAGE):
         _write(out_dir / f"{entry.name}.rst", _module_page(entry) + "\n")
     index.append("")
     _write(out_dir / "index.rst", "\n".join(index) + "\n")
+    # pages of modules that no longer exist would be orphans (a warning)
+    current = {f"{entry.name}.rst" for entry in entries} | {"index.rst"}
+    for path in out_dir.glob("*.rst"):
+        if path.name not in current:
+            path.unlink()
     return entries
+
+
+def remove_stale_stubs(stub_dir, entries):
+    """Delete autosummary pages of names no module page lists any more."""
+    expected = {f"{entry.name}.{name}" for entry in entries for name in entry.documented}
+    for path in Path(stub_dir).glob("*.rst"):
+        if path.stem not in expected:
+            path.unlink()
 
 
 def _write(path, text):
