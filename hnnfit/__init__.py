@@ -35,6 +35,9 @@ _LAZY = {
     "sys_info": "sysinfo",
 }
 
+# the public names, kept lazy: listing them imports nothing
+__all__ = sorted(["PARAMS_DIR", *_LAZY])
+
 
 def __getattr__(name):
     if name in _LAZY:
