@@ -20,3 +20,11 @@ class SimulationError(HnnfitError):
 
 class StudyError(HnnfitError):
     """A study file cannot be used as asked (wrong target, schema, ...)."""
+
+
+class StudyIOError(StudyError):
+    """A study file could not be read or written (disk full, I/O error).
+
+    Not a matter of bad input: what the study recorded is kept, and it can
+    be resumed once the storage works again.
+    """
