@@ -635,23 +635,32 @@ class StudyStorage:
 
     @staticmethod
     def _connect_readonly(path):
-        """A connection that cannot write to the study, its log or its folder."""
-        wal = Path(str(path) + "-wal")
+        """A connection that cannot write to the study, its log or its folder.
+
+        With a shared-memory index beside the file (a driver runs, or one
+        crashed) it is opened read-only too (``readonly_shm``), so a running
+        driver's newest rows are read and nothing beside the file changes.
+        Without one, the file is read as it is (``immutable``): no log or
+        index is created; a log left without its index is not read.
+        """
         uri = "file:" + quote(str(Path(path).absolute())) + "?mode=ro"
-        if not wal.exists() or wal.stat().st_size == 0:
-            # no driver is writing and nothing waits in a log: read the file
-            # as it is, without creating a log or shared-memory file beside it
-            uri += "&immutable=1"
-            return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
-        try:
-            conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
-            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            return conn
-        except sqlite3.OperationalError:
-            # a log without its shared-memory file in a folder we cannot
-            # write to: read the file without the log's transactions
-            return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30.0,
+
+        def connect(extra):
+            conn = sqlite3.connect(uri + extra, uri=True, timeout=30.0,
                                    isolation_level=None)
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        if Path(str(path) + "-shm").exists():
+            try:
+                return connect("&readonly_shm=1")
+            except sqlite3.OperationalError:
+                pass
+        return connect("&immutable=1")
 
     @classmethod
     def create(cls, path, *, target, space, objective=None, solver=None, network=None,
@@ -1376,11 +1385,11 @@ def _check_schema(conn, path):
     """The schema version of an hnnfit study file; StudyError for any other file."""
     try:
         row = conn.execute("SELECT app, version FROM hnnfit_schema").fetchone()
-    except sqlite3.DatabaseError as err:
-        text = " ".join(str(err).split())
-        if getattr(err, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR):
-            raise
-        raise StudyError(f"{str(path)!r} is not an hnnfit study file ({text})") from None
+    except sqlite3.OperationalError as err:
+        if "no such table" not in str(err):
+            raise   # translated by the caller
+        raise StudyError(f"{str(path)!r} is not an hnnfit study file (it has no "
+                         f"hnnfit_schema table)") from None
     if row is None or row[0] != _APP_ID:
         raise StudyError(f"{str(path)!r} is not an hnnfit study file")
     if row[1] > SCHEMA_VERSION:
