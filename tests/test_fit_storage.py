@@ -566,3 +566,24 @@ def test_unusable_paths_give_one_line_study_errors(tmp_path):
     for readonly in (True, False):
         with pytest.raises(StudyError, match="not an hnnfit study file"):
             StudyStorage.load(tmp_path / "junk.sqlite", readonly=readonly)
+
+
+def _try_to_open(path, queue):
+    try:
+        StudyStorage.load(path).close()
+        queue.put("opened")
+    except StudyError as err:
+        queue.put(str(err))
+
+
+def test_a_forked_child_does_not_share_its_parent_s_hold(tmp_path):
+    path = tmp_path / "s.sqlite"
+    ctx = multiprocessing.get_context("fork")
+    with _new(path):
+        queue = ctx.Queue()
+        child = ctx.Process(target=_try_to_open, args=(path, queue))
+        child.start()
+        message = queue.get(timeout=60)
+        child.join(timeout=60)
+    assert f"being run by pid {os.getpid()}" in message
+    assert not lock_path(path).exists()

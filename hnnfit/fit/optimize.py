@@ -292,8 +292,8 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
 
     Parameters
     ----------
-    study : Study
-        Where evaluations are recorded; if it already holds evaluations of
+    study : StudyStorage
+        Where evaluations are recorded (opened for writing); if it already holds evaluations of
         this stage, the run resumes them (see the module docstring).
     solver : solver
         A fresh solver from :func:`~hnnfit.fit.solvers.make_solver`; its
@@ -548,7 +548,8 @@ def replay_solver(study, solver, stage="", failure_value=None):
 
     Parameters
     ----------
-    study : Study
+    study : StudyStorage
+        Opened for writing or read-only.
     solver : solver
         A fresh solver with the study's (or the stage's) settings.
     stage : str

@@ -522,7 +522,9 @@ class _DriverLock:
     the process dies.
     """
 
-    _held = {}   # real path of the lock file -> [lock, number of opens]
+    # real path of the lock file -> [lock, number of opens, owning pid]; a
+    # forked child finds its parent's entries and must not take them as its own
+    _held = {}
 
     def __init__(self, path):
         self.path = lock_path(path)
@@ -532,12 +534,12 @@ class _DriverLock:
     def acquire(cls, study_path, take_over=False):
         key = os.path.realpath(lock_path(study_path))
         held = cls._held.get(key)
-        if held is not None:
+        if held is not None and held[2] == os.getpid():
             held[1] += 1
             return held[0]
         lock = cls(study_path)
         lock._take(study_path, take_over)
-        cls._held[key] = [lock, 1]
+        cls._held[key] = [lock, 1, os.getpid()]
         lock._key = key
         return lock
 
@@ -581,8 +583,15 @@ class _DriverLock:
             me = _me()
             text = json.dumps({"host": me.host, "pid": me.pid, "start": me.start,
                                "boot_id": me.boot_id, "since": time.time()})
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, text.encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text.encode(), 0)
+            except OSError as err:
+                os.close(fd)
+                raise StudyIOError(
+                    f"cannot write the lock file {str(self.path)!r} of study "
+                    f"{str(study_path)!r} ({err.strerror}); check the storage it is on"
+                ) from None
             self.fd = fd
             return
         raise StudyError(f"cannot lock study {str(study_path)!r}: its lock file "
@@ -590,7 +599,7 @@ class _DriverLock:
 
     def release(self):
         held = self._held.get(self._key)
-        if held is None or held[0] is not self:
+        if held is None or held[0] is not self or held[2] != os.getpid():
             return
         held[1] -= 1
         if held[1] > 0:
