@@ -293,8 +293,9 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     Parameters
     ----------
     study : StudyStorage
-        Where evaluations are recorded (opened for writing); if it already holds evaluations of
-        this stage, the run resumes them (see the module docstring).
+        Where evaluations are recorded (opened for writing); if it
+        already holds evaluations of this stage, the run resumes them
+        (see the module docstring).
     solver : solver
         A fresh solver from :func:`~hnnfit.fit.solvers.make_solver`; its
         settings must match those the study recorded for the stage.
