@@ -65,6 +65,10 @@ from urllib.parse import quote
 from ..exceptions import StudyError, StudyIOError
 from ..validation import check_bool, check_int, check_option, check_type
 
+__all__ = ["SCHEMA_VERSION", "MIGRATIONS", "EvalState", "Evaluation", "Budget",
+           "DriverInfo", "StudyStorage", "canonical_json", "list_studies",
+           "scan_studies", "study_record", "lock_path", "LIST_COLUMNS"]
+
 SCHEMA_VERSION = 2
 _APP_ID = "hnnfit-study"
 
