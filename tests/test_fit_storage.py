@@ -420,6 +420,10 @@ def test_the_lock_is_per_study_and_reentrant_in_one_process(tmp_path):
             assert again.counts()["running"] == 0
         assert lock_path(a).exists()
     assert not lock_path(a).exists() and not lock_path(b).exists()
+    # reopening through create(exist_ok=True) holds it once, until close
+    with _new(a, exist_ok=True):
+        assert lock_path(a).exists()
+    assert not lock_path(a).exists()
 
 
 def test_a_killed_driver_leaves_no_lock_behind(tmp_path):

@@ -727,8 +727,10 @@ class StudyStorage:
                     raise StudyError(
                         f"study file {str(path)!r} already exists; open it with "
                         f"Study.load or pass exist_ok=True to resume it")
-                return cls.load(path, target=target, space=space, objective=objective,
-                                solver=solver, network=network, take_over=take_over)
+                opened = cls.load(path, target=target, space=space, objective=objective,
+                                  solver=solver, network=network, take_over=take_over)
+                lock.release()   # the opened storage holds the lock itself
+                return opened
             try:
                 conn = cls._connect(path)
             except sqlite3.Error as err:
