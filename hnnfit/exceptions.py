@@ -23,4 +23,8 @@ class StudyError(HnnfitError):
 
 
 class StudyIOError(StudyError):
-    """A study file could not be read or written (disk full, I/O error, read-only media)."""
+    """A study file could not be read or written (disk full, I/O error, read-only media).
+
+    Not a matter of bad input: what the study recorded is kept, and it can
+    be resumed once the storage works again.
+    """

@@ -73,6 +73,17 @@ def _log(study):
     assert len(keys) == len(set(keys)), "a batch position was evaluated twice"
     return out
 
+def _as_schema_1(path, drop_keys=()):
+    """Turn a study file into what schema version 1 wrote (no process identity
+    columns), without the metadata ``drop_keys``."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE hnnfit_schema SET version = 1")
+        conn.execute("ALTER TABLE evaluations DROP COLUMN pid_start")
+        conn.execute("ALTER TABLE evaluations DROP COLUMN boot_id")
+        conn.executemany("DELETE FROM metadata WHERE key = ?", [(k,) for k in drop_keys])
+    conn.close()
+
+
 def _reference_log(path, target, solver, n_evals, **kwargs):
     """Log of an uninterrupted run of ``solver`` on ``quadratic``: what an
     interrupted and resumed run must reproduce."""
@@ -519,16 +530,18 @@ def test_resampled_stages_do_not_reuse_earlier_stages_seeds(tmp_path, target):
                          resample=True)
         assert seeds_of(st, "c") == [(30, 31)]
 
-    # a stage recorded before stages were shifted (rows, no recorded start)
-    # resumes on the seeds it began with
+    # a stage of a schema-1 file recorded before stages were shifted (rows, no
+    # recorded start) resumes on the seeds it began with: the migration
+    # records its start
     with _new_study(tmp_path / "old.db", target, cma()) as st:
         run_optimization(st, cma(), noisy_quadratic, 2, seeds=[10, 11], stage="a",
                          resample=True)
         st.set_metadata("seed_offset[b]", "0")
         assert run_optimization(st, cma(), InterruptAt(3, noisy_quadratic), 6, seeds=[10, 11], stage="b",
                                 resample=True).interrupted
-        with sqlite3.connect(st.path) as conn:
-            conn.execute("DELETE FROM metadata WHERE key = 'seed_offset[b]'")
+    _as_schema_1(tmp_path / "old.db", drop_keys=["seed_offset[b]"])
+    with Study.load(tmp_path / "old.db") as st:
+        assert st.stage_seed_offset("b") == 0
         resumed = run_optimization(st, cma(), noisy_quadratic, 6, seeds=[10, 11],
                                    stage="b", resample=True)
         assert resumed.n_replayed == 2 and resumed.n_evaluated == 4
@@ -596,7 +609,7 @@ def test_replay_solver_rebuilds_the_run_s_solver_without_writing(tmp_path, targe
         # failures included: they are told at the penalty of their moment
         run_optimization(st, solver, flaky, 30, n_jobs=2, seeds=[3], resample=True)
         assert st.counts()["failed"] > 0
-        rows, meta = st.rows(), st._meta_raw()
+        rows, meta = st.rows(), st.metadata
         again = replay_solver(st, make_solver("cma", SPACE, seed=4, **opts))
         assert again.means == solver.means and len(again.means) == 5
         assert again.averaged_mean() == solver.averaged_mean()
@@ -604,7 +617,7 @@ def test_replay_solver_rebuilds_the_run_s_solver_without_writing(tmp_path, targe
         assert again._es.sigma == solver._es.sigma
         assert np.array_equal(again._es.C, solver._es.C)
         assert again.n_told == solver.n_told == 30
-        assert st.rows() == rows and st._meta_raw() == meta
+        assert st.rows() == rows and st.metadata == meta
         with pytest.raises(ValueError, match="solver must be fresh"):
             replay_solver(st, again)
         # another solver does not reproduce the log

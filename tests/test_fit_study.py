@@ -40,6 +40,13 @@ def _dead_pid():
     return proc.pid
 
 
+def _start_ticks(pid):
+    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        text = fh.read()
+    return int(text[text.rindex(")") + 2:].split()[19])
+
+
 def test_round_trip(study, target, tmp_path):
     pts = [{"evprox1.mu": 20.0, "evprox1.numspikes": 1},
            {"evprox1.mu": 25.5, "evprox1.numspikes": 2},
@@ -140,7 +147,8 @@ def test_abandoned_rows(study, tmp_path):
         con = study.conn
         con.execute("UPDATE evaluations SET pid=? WHERE id=?", (_dead_pid(), ids[0]))
         con.execute("UPDATE evaluations SET host='elsewhere.example' WHERE id=?", (ids[1],))
-        con.execute("UPDATE evaluations SET pid=? WHERE id=?", (sleeper.pid, ids[2]))
+        con.execute("UPDATE evaluations SET pid=?, pid_start=? WHERE id=?",
+                    (sleeper.pid, _start_ticks(sleeper.pid), ids[2]))
         study.finish(ids[3], status="complete", value=1.0)
         study.close()
         st = Study.load(tmp_path / "s.db")

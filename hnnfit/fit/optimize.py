@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from ..exceptions import StudyError
 from ..validation import check_bool, check_int, check_number, check_option, check_type
 from .solvers import _Solver
-from .study import Study, _canonical
+from .storage import EvalState, StudyStorage, canonical_json
 
 BACKENDS = ("sequential", "loky", "dask")
 
@@ -130,7 +130,7 @@ def _evaluate_one(evaluate, params, seeds):
     n_trials = rec.pop("n_trials", None)
     sim_seconds = rec.pop("sim_seconds", elapsed)
     try:
-        info = json.loads(_canonical(rec))
+        info = json.loads(canonical_json(rec))
     except TypeError:
         info = {k: repr(v) for k, v in rec.items()}
     info.update(worker)
@@ -285,10 +285,6 @@ class _Executor:
             yield self.wait()
 
 
-def _solver_key(stage):
-    return "solver" if stage == "" else f"solver[{stage}]"
-
-
 def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None,
                      seeds=(0,), n_trials=None, stage="", failure_value=None,
                      callback=None, scheduler=None, resample=False):
@@ -296,9 +292,10 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
 
     Parameters
     ----------
-    study : Study
-        Where evaluations are recorded; if it already holds evaluations of
-        this stage, the run resumes them (see the module docstring).
+    study : StudyStorage
+        Where evaluations are recorded (opened for writing); if it
+        already holds evaluations of this stage, the run resumes them
+        (see the module docstring).
     solver : solver
         A fresh solver from :func:`~hnnfit.fit.solvers.make_solver`; its
         settings must match those the study recorded for the stage.
@@ -341,7 +338,7 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     -------
     summary : RunSummary
     """
-    check_type(study, Study, "study")
+    check_type(study, StudyStorage, "study")
     check_type(solver, _Solver, "solver", "a solver from make_solver")
     if not callable(evaluate):
         raise TypeError(f"evaluate must be callable, got {type(evaluate).__name__}")
@@ -373,11 +370,10 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
         raise StudyError(
             f"study {str(study.path)!r} was created with a different parameter space "
             f"than the solver's; use a new study file")
-    key = _solver_key(stage)
-    settings = _canonical(solver.settings())
-    stored = study._meta_raw().get(key)
-    if stored in (None, "null"):
-        study.set_metadata(key, settings)
+    settings = canonical_json(solver.settings())
+    stored = study.stage_solver(stage)
+    if stored is None:
+        study.set_stage_solver(stage, solver.settings())
     elif stored != settings:
         raise StudyError(
             f"study {str(study.path)!r} stage {stage!r} was run with different solver "
@@ -405,39 +401,32 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
         summary.interrupted = True
     summary.solver_done = bool(solver.is_done)
     counts = study.counts(stage)
-    summary.n_complete, summary.n_failed = counts["complete"], counts["failed"]
+    summary.n_complete = counts[EvalState.COMPLETE]
+    summary.n_failed = counts[EvalState.FAILED]
     best = study.best(stage)
     if best is not None:
-        summary.best_value, summary.best_params = best["value"], best["params"]
+        summary.best_value, summary.best_params = best.value, best.params
     return summary
-
-
-def _schedule_key(stage):
-    return "schedule" if stage == "" else f"schedule[{stage}]"
 
 
 def _schedule(study, stage, solver, resample=False):
     """How the stage's evaluations are scheduled: 'batches' or 'pipelined'.
 
-    Recorded in the study when a stage starts, so that a resumed stage is
-    replayed the way it was run. A stage that has rows but no record was
-    written before pipelining existed: it ran in batches. Resampled runs
-    always run in batches (the seeds belong to a batch).
+    Recorded in the study when a stage starts (before its first row), so
+    that a resumed stage is replayed the way it was run; the storage's
+    schema migration records it for stages of files older than that.
+    Resampled runs always run in batches (the seeds belong to a batch).
     """
-    key = _schedule_key(stage)
-    stored = study._meta_raw().get(key)
-    if stored in ("batches", "pipelined"):
+    stored = study.stage_schedule(stage)
+    if stored is not None:
         if resample and stored == "pipelined":
             raise StudyError(
                 f"study {str(study.path)!r} stage {stage!r} was run with the same seeds "
                 f"for every evaluation (pipelined); resume it with resample=False")
         return stored
-    if any(row["batch"] is not None for row in study.rows(stage=stage)):
-        mode = "batches"
-    else:
-        mode = ("pipelined" if solver.name in _PIPELINED_SOLVERS and not resample
-                else "batches")
-    study.set_metadata(key, mode)
+    mode = ("pipelined" if solver.name in _PIPELINED_SOLVERS and not resample
+            else "batches")
+    study.set_stage_schedule(stage, mode)
     return mode
 
 
@@ -445,23 +434,21 @@ def _seed_offset(study, stage, seeds, resample):
     """Spans of seeds a resampled stage skips before its first batch.
 
     Decided when the stage starts (the first span whose seeds all lie above
-    every seed the study has used) and recorded, so that a resumed stage
-    walks the same seeds. A stage that has rows but no record was run before
-    stages were shifted: it starts at 0.
+    every seed the study has used) and recorded before its first row, so
+    that a resumed stage walks the same seeds; the storage's schema
+    migration records 0 for stages of files older than that.
     """
     if not resample:
         return 0
-    key = "seed_offset" if stage == "" else f"seed_offset[{stage}]"
-    stored = study._meta_raw().get(key)
+    stored = study.stage_seed_offset(stage)
     if stored is not None:
-        return int(stored)
+        return stored
     offset = 0
-    if not sum(study.counts(stage).values()):
-        used = study.seeds_used()
-        span = max(seeds) - min(seeds) + 1
-        if used and max(used) >= min(seeds):
-            offset = (max(used) - min(seeds)) // span + 1
-    study.set_metadata(key, str(offset))
+    used = study.seeds_used()
+    span = max(seeds) - min(seeds) + 1
+    if used and max(used) >= min(seeds):
+        offset = (max(used) - min(seeds)) // span + 1
+    study.set_stage_seed_offset(stage, offset)
     return offset
 
 
@@ -490,7 +477,7 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
     batch = 0
     while True:
         counts = study.counts(stage)
-        used = counts["complete"] + counts["failed"]
+        used = counts[EvalState.COMPLETE] + counts[EvalState.FAILED]
         if batch in sizes:
             size = sizes[batch]
         else:
@@ -534,21 +521,21 @@ def _batch_log(study, stage):
     first row of each position, keyed by (batch, position)."""
     results, sizes, recorded = {}, {}, {}
     for row in study.rows(stage=stage):
-        b, p = row["batch"], row["position"]
+        b, p = row.batch, row.position
         if b is None:
             continue
         sizes[b] = max(sizes.get(b, 0), p + 1)
         recorded.setdefault((b, p), row)
-        if row["status"] in ("complete", "failed") and (b, p) not in results:
+        if row.state.finished and (b, p) not in results:
             results[(b, p)] = row
     return results, sizes, recorded
 
 
 def _tell_batch(solver, points, rows, told_values, failure_value):
     """Tell a finished batch, failed rows at the failure penalty of the moment."""
-    good = [r["value"] for r in rows if r["status"] == "complete"]
+    good = [r.value for r in rows if r.state is EvalState.COMPLETE]
     penalty = failure_penalty(told_values + good, failure_value)
-    solver.tell(points, [r["value"] if r["status"] == "complete" else penalty
+    solver.tell(points, [r.value if r.state is EvalState.COMPLETE else penalty
                          for r in rows])
     told_values.extend(good)
 
@@ -562,7 +549,8 @@ def replay_solver(study, solver, stage="", failure_value=None):
 
     Parameters
     ----------
-    study : Study
+    study : StudyStorage
+        Opened for writing or read-only.
     solver : solver
         A fresh solver with the study's (or the stage's) settings.
     stage : str
@@ -584,7 +572,7 @@ def replay_solver(study, solver, stage="", failure_value=None):
     if solver.n_told or solver.n_open:
         raise ValueError("solver must be fresh (nothing asked or told yet), so that the "
                          "study log can be replayed into it")
-    if study._meta_raw().get(_schedule_key(stage)) == "pipelined":
+    if study.stage_schedule(stage) == "pipelined":
         raise StudyError(f"study {str(study.path)!r} stage {stage!r} ran pipelined; only "
                          f"a stage run in batches can be replayed without its driver")
     results, sizes, _ = _batch_log(study, stage)
@@ -594,7 +582,7 @@ def replay_solver(study, solver, stage="", failure_value=None):
         points = solver.ask(sizes[batch])
         rows = [results[(batch, p)] for p in range(sizes[batch])]
         if len(points) != len(rows) or not all(
-                _same_point(r["params"], q) for r, q in zip(rows, points)):
+                _same_point(r.params, q) for r, q in zip(rows, points)):
             raise StudyError(
                 f"replaying study {str(study.path)!r} proposed other points than it "
                 f"recorded in batch {batch}; the solver's settings or library version "
@@ -608,14 +596,14 @@ def _check_replay(study, rec, params, seeds, where):
     """Refuse to go on when a replayed proposal differs from the recorded one."""
     if rec is None:
         return
-    if rec["seeds"] != seeds:
+    if rec.seeds != seeds:
         raise StudyError(
-            f"study {str(study.path)!r} was run with seeds {rec['seeds']}, "
+            f"study {str(study.path)!r} was run with seeds {rec.seeds}, "
             f"got {seeds}; resume it with the same seeds")
-    if not _same_point(rec["params"], params):
+    if not _same_point(rec.params, params):
         raise StudyError(
             f"replaying study {str(study.path)!r} proposed {params} at {where}, but "
-            f"the study recorded {rec['params']}; the solver or its library version "
+            f"the study recorded {rec.params}; the solver or its library version "
             f"differs from the run that wrote the study")
 
 
@@ -635,11 +623,11 @@ def _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_
     """
     results, recorded = {}, {}
     for row in study.rows(stage=stage):
-        k = row["batch"]
+        k = row.batch
         if k is None:
             continue
         recorded.setdefault(k, row)
-        if row["status"] in ("complete", "failed") and k not in results:
+        if row.state.finished and k not in results:
             results[k] = row
 
     asked = []           # params of points 0 .. k_next - 1
@@ -655,9 +643,10 @@ def _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_
             can_ask = not solver.is_done
             if can_ask and k not in results:
                 counts = study.counts(stage)
-                can_ask = counts["complete"] + counts["failed"] + len(rows) < n_evals
+                can_ask = (counts[EvalState.COMPLETE] + counts[EvalState.FAILED]
+                           + len(rows) < n_evals)
             if can_ask:
-                lag = recorded[k]["position"] if k in recorded else \
+                lag = recorded[k].position if k in recorded else \
                     min(n_jobs - 1, lags[-1] + 1 if lags else 0)
                 need = k - lag
                 if need < n_told or need > k:
@@ -669,13 +658,13 @@ def _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_
                     # tell what the proposal of k must know, in order
                     while n_told < need:
                         r = results[n_told]
-                        if r["status"] == "complete":
-                            value = r["value"]
+                        if r.state is EvalState.COMPLETE:
+                            value = r.value
                         else:
                             value = failure_penalty(told_values, failure_value)
                         with _solver_threads():
                             solver.tell([asked[n_told]], [value])
-                        if r["status"] == "complete":
+                        if r.state is EvalState.COMPLETE:
                             told_values.append(value)
                         lies.append(value)
                         n_told += 1
@@ -731,22 +720,31 @@ class _solver_threads:
         return False
 
 
+@dataclass(frozen=True)
+class _Told:
+    """What the solver is told of a finished evaluation."""
+
+    state: EvalState
+    value: float | None
+
+
 def _record(study, row_id, res, summary, callback, params, batch, position):
-    """Write a finished evaluation to its row; return ``{'status', 'value'}``."""
+    """Write a finished evaluation to its row; return its :class:`_Told`."""
     if res["ok"]:
-        study.finish(row_id, status="complete", value=res["value"], scale=res["scale"],
-                     sim_seconds=res["sim_seconds"], n_trials=res["n_trials"],
-                     info=res["info"])
-        row = {"status": "complete", "value": res["value"]}
+        study.finish(row_id, state=EvalState.COMPLETE, value=res["value"],
+                     scale=res["scale"], sim_seconds=res["sim_seconds"],
+                     n_trials=res["n_trials"], info=res["info"])
+        told = _Told(EvalState.COMPLETE, res["value"])
     else:
-        study.finish(row_id, status="failed", error=res["error"],
+        study.finish(row_id, state=EvalState.FAILED, error=res["error"],
                      sim_seconds=res.get("sim_seconds"), info=res.get("info"))
-        row = {"status": "failed", "value": None}
+        told = _Told(EvalState.FAILED, None)
     summary.n_evaluated += 1
     if callback is not None:
-        callback(dict(row, id=row_id, params=params, batch=batch, position=position,
-                      error=res.get("error")))
-    return row
+        callback({"status": told.state.value, "value": told.value, "id": row_id,
+                  "params": params, "batch": batch, "position": position,
+                  "error": res.get("error")})
+    return told
 
 
 def _evaluate_batch(study, executor, evaluate, points, todo, batch, seeds, n_trials,
