@@ -20,10 +20,11 @@ import numpy as np
 from ..exceptions import StudyError
 from ..param_export import network_to_params
 from ..params import write_params
-from ..validation import check_bool, check_int, check_number, check_option, check_positive, \
-    check_type, format_seeds
-from .objective import SETTING_KEYS, DipoleObjective
+from ..validation import check_bool, check_int, check_option, check_positive, check_type, \
+    format_seeds
+from .objective import SETTING_KEYS, DipoleObjective, objective_kwargs
 from .optimize import RunSummary, replay_solver, run_optimization
+from .polish import create_polish, polish_setup  # noqa: F401 (the command line's import)
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
 from .staging import FINAL, Stage, StageObjective, plan_evoked_stages, split_budget, \
@@ -38,6 +39,9 @@ from .targets import Target, read_target
 BUDGET_KEY = "cli_n_evals"
 JOBS_KEY = "cli_n_jobs"
 STAGE_EVALS_KEY = "cli_stage_evals"
+
+# the command line's name for objective_kwargs
+_objective_kwargs_of = objective_kwargs
 
 
 def _seed_list(seeds):
@@ -85,23 +89,6 @@ def _as_target(target):
     if isinstance(target, Target):
         return target
     return read_target(target)
-
-
-def _objective_kwargs_of(objective):
-    """DipoleObjective keywords of an objective, or of a dict of them (checked).
-
-    ``seeds`` without ``n_trials`` gives ``n_trials = len(seeds)``.
-    """
-    if isinstance(objective, DipoleObjective):
-        return {k: getattr(objective, k) for k in SETTING_KEYS}
-    out = dict(objective or {})
-    unknown = sorted(set(out) - set(SETTING_KEYS))
-    if unknown:
-        raise ValueError(f"objective must only hold DipoleObjective settings "
-                         f"({', '.join(SETTING_KEYS)}), got {', '.join(unknown)}")
-    if out.get("seeds") is not None and "n_trials" not in out:
-        out["n_trials"] = len(out["seeds"])
-    return out
 
 
 def _objective_kwargs(settings):
@@ -167,72 +154,6 @@ def _fmt_s(seconds):
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def polish_setup(net, space, best, settings, *, overrides=None, only=None, objective=None,
-                 what="space"):
-    """Network, space, start point and objective settings of a polish.
-
-    What :meth:`Study.create_polish` builds from a study (see there for
-    ``overrides``, ``only`` and ``objective``), checked but not stored:
-    the command line runs it on the configured start point to reject a bad
-    ``[polish]`` section before any study file is touched.
-
-    Parameters
-    ----------
-    net : Network
-        The polished study's network (its initial values).
-    space : ParameterSpace
-        The polished study's space.
-    best : dict
-        The point to start from (a value for every parameter of ``space``).
-    settings : dict
-        The polished study's objective settings (DipoleObjective keywords).
-    what : str
-        What ``space`` is called in error messages.
-
-    Returns
-    -------
-    net, space, x0, settings
-        The polish's network (``best`` applied), space, start point
-        (clipped into the space) and objective settings.
-    """
-    polish = space.with_overrides(overrides, what)
-    added = [n for n in polish.names if n not in space]
-    if space.set_params is not None and (set(polish.names) != set(space.names)
-                                         or only is not None):
-        # the hook is written for exactly this study's names
-        raise ValueError(
-            f"a polish of a space with a set_params hook can only change the ranges of "
-            f"its parameters ({', '.join(space.names)}), got "
-            f"{'only=' + repr(only) if only is not None else 'parameters ' + ', '.join(polish.names)}")
-    polish.validate(net)
-    start = {n: best[n] for n in polish.names if n in best}
-    if added:
-        # a parameter the study did not fit starts where the network has it
-        start.update(polish.subset(added).current_values(net))
-    if only is not None:
-        if isinstance(only, str) or not all(isinstance(o, str) for o in only):
-            raise TypeError(f"only must be a sequence of parameter or drive names, "
-                            f"got {only!r}")
-        # an entry names a parameter, or a drive: every parameter it prefixes
-        picked = {o: [n for n in polish.names if o in (n, n.split(".", 1)[0])]
-                  for o in only}
-        unknown = [o for o, names in picked.items() if not names]
-        if unknown or not only:
-            raise ValueError(f"only must name parameters or drives of the polish's "
-                             f"space ({', '.join(polish.names)}), got "
-                             f"{', '.join(map(repr, unknown)) or 'none'}")
-        chosen = {n for names in picked.values() for n in names}
-        polish = polish.subset([n for n in polish.names if n in chosen])
-    updates = _objective_kwargs_of(objective)
-    if "n_trials" in updates and "seeds" not in updates:
-        updates["seeds"] = None
-    # parameters the polish leaves out (dropped, or not in ``only``) keep
-    # their values at ``best``
-    new_net = space.apply(net, best)
-    x0 = polish.clip({n: start[n] for n in polish.names})
-    return new_net, polish, x0, {**settings, **updates}
 
 
 class Study:
@@ -438,91 +359,16 @@ class Study:
                       exist_ok=False, start=None):
         """Create a study that refines this study's best point (a local polish).
 
-        The new study fits the same network and target from this study's
-        best point (for a staged study, the point carried through its
-        stages), typically with a local solver on more or new trials. It is
-        an ordinary study: run it with :meth:`optimize`, reopen it with
-        :meth:`load`; this study is only read.
-
-        Parameters
-        ----------
-        path : str | pathlib.Path
-            The polish's study file (its folder must exist).
-        overrides : dict | None
-            Changes to this study's space: ``{name: (low, high)}``, ``{name:
-            (low, high, {'log': True})}`` or a :class:`Parameter` replaces a
-            range or adds a parameter (e.g. a synapse absent from the start
-            file, which starts from the network's value, 0 uS, clipped into
-            its range); ``{name: None}`` drops one.
-        only : sequence of str | None
-            Fit only these parameters, or every parameter of these drives
-            (e.g. ``['evprox2', 'evdist1.mu']``). The polish's network is
-            this study's best network, so whatever it does not fit keeps
-            this study's best value.
-        objective : dict | None
-            Settings of :class:`DipoleObjective` that differ from this
-            study's objective, e.g. ``{'seeds': [1000, 1001, 1002],
-            'group_size': 3, 'resample': True}``. Giving ``seeds`` alone sets
-            ``n_trials`` to their number; ``n_trials`` alone uses seeds
-            ``0 .. n_trials - 1``. With ``resample``, batch ``k`` runs on the
-            seeds shifted by ``k`` times their span, so start them far from
-            any you keep for held-out scoring.
-        solver : {'cma', 'cobyla', 'bayesian', 'pattern'}
-            The polish's method; CMA-ES by default (its ``sigma0`` option is
-            the initial step in the unit cube: 0.05-0.1 stays local).
-            ``'pattern'`` (a stencil search, deterministic) suits a polish
-            on fixed seeds, e.g. after a CMA-ES polish on resampled ones.
-        solver_options : dict | None
-            Options of the method (see :func:`make_solver`).
-        seed : int | None
-            Seed of the solver (default: this study's).
-        description : str | None
-            Stored with the new study (default: names this study's file).
-        exist_ok : bool
-            Reopen ``path`` if it holds this very polish (to resume it).
-        start : dict | None
-            The point to start from instead of this study's best point:
-            values of this study's parameters (e.g. a CMA-ES polish's
-            averaged mean); parameters it leaves out keep their best values.
-            Values outside the bounds are moved onto them.
+        See :func:`hnnfit.fit.polish.create_polish` for the parameters.
 
         Returns
         -------
         Study
             The new study, not yet run; its ``x0`` is the start point.
-
-        Raises
-        ------
-        StudyError
-            This study has no complete evaluation (for a staged study: none
-            in any stage).
-        ValueError
-            A bad override or ``only`` entry, or objective settings
-            :class:`DipoleObjective` rejects.
         """
-        if self.n_complete == 0:
-            raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
-                             f"polish yet")
-        best = self.best_params
-        if start is not None:
-            check_type(start, dict, "start", "dict")
-            unknown = [n for n in start if n not in self.space]
-            if unknown:
-                raise ValueError(f"start must give values of the parameters of "
-                                 f"{self.path.name} ({', '.join(self.space.names)}), got "
-                                 f"{', '.join(map(repr, unknown))}")
-            best = self.space.clip({**best, **{n: check_number(v, f"start[{n!r}]")
-                                               for n, v in start.items()}})
-        net, space, x0, settings = polish_setup(
-            self.net, self.space, best, _objective_kwargs_of(self.objective),
-            overrides=overrides, only=only, objective=objective,
-            what=f"space of {self.path.name}")
-        seed = self.solver_settings.get("seed", 0) if seed is None else seed
-        if description is None:
-            description = f"polish of {self.path}"
-        return Study.create(path, net, self.target, space, objective=settings,
-                            solver=solver, solver_options=solver_options, seed=seed,
-                            x0=x0, description=description, exist_ok=exist_ok)
+        return create_polish(self, path, overrides=overrides, only=only, objective=objective,
+                             solver=solver, solver_options=solver_options, seed=seed,
+                             description=description, exist_ok=exist_ok, start=start)
 
     def close(self):
         """Close the study file."""
