@@ -14,6 +14,7 @@ import pytest
 from hnnfit import Network
 from hnnfit.exceptions import StudyError
 from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
+from hnnfit.fit.assess import score_points
 from hnnfit.fit.objective import fit_scale
 from hnnfit.network import jones_2009_model
 from hnnfit.params import read_params
@@ -207,7 +208,7 @@ def test_bad_optimize_and_seed_arguments_are_refused_before_anything_changes(
             with pytest.raises(exc, match=match):
                 study.optimize(8, progress=False, **kwargs)
         assert study.n_complete == 6
-        for call in (lambda: study.validate(50), lambda: study.rescore(50),
+        for call in (lambda: study.score_held_out(50), lambda: study.rescore(50),
                      lambda: study.error_budget(50)):
             with pytest.raises(TypeError, match=r"seeds must be a sequence of trial seeds, "
                                                 r"e.g. \[50\], got the int 50"):
@@ -398,19 +399,48 @@ def test_plots_render_to_png(cobyla_study, tmp_path):
     assert np.array_equal(line.get_ydata(), np.asarray(best_row["info"]["dipole"]))
 
 
-def test_validate_rescores_on_other_seeds(cobyla_study):
-    out = cobyla_study.validate([5, 6])
+def test_score_held_out_scores_on_other_seeds(cobyla_study):
+    out = cobyla_study.score_held_out([5, 6])
     assert out["seeds"] == [5, 6] and out["n_trials"] == 2
     assert out["fit_value"] == cobyla_study.best_value
     assert np.isfinite(out["value"]) and out["value"] != cobyla_study.best_value
 
 
+def test_deprecated_validate_warns_and_returns_what_score_held_out_does(cobyla_study):
+    with pytest.warns(DeprecationWarning, match="score_held_out"):
+        old = cobyla_study.validate([5, 6], dt=0.05)
+    new = cobyla_study.score_held_out([5, 6], dt=0.05)
+    assert old["value"] == new["value"] and old["fit_value"] == new["fit_value"]
+    np.testing.assert_array_equal(old["dipole"], new["dipole"])
+
+
+def test_score_points_gives_the_objective_s_values(cobyla_study):
+    objective = cobyla_study.objective
+    points = [dict(TRUTH), {"evprox1.mu": 20.0, "evprox1.ampa.L5_pyramidal": 0.01}]
+    direct = [objective(p, [5, 6])["value"] for p in points]
+    assert direct[0] != direct[1]
+    np.testing.assert_array_equal(score_points(objective, points, [5, 6]), direct)
+    # in two worker processes: the same values, in the order given
+    np.testing.assert_array_equal(score_points(objective, points, [5, 6], n_jobs=2), direct)
+    # a point the objective cannot simulate is NaN, the others still scored
+    bad = {"evprox1.mu": 20.0}
+    values = score_points(objective, [bad, points[0]], [5, 6])
+    assert np.isnan(values[0]) and values[1] == direct[0]
+    with pytest.raises(TypeError, match="points must be dicts"):
+        score_points(objective, [[15.0, 0.02]], [5])
+    with pytest.raises(TypeError, match="a sequence of trial seeds"):
+        score_points(objective, points, 5)
+    with pytest.raises(ValueError, match="backend"):
+        score_points(objective, points, [5], backend="threads")
+
+
 def test_held_out_trials_at_another_time_step(cobyla_study):
     # a fit that searched at a coarse step is judged at a fine one (and back)
-    coarse = cobyla_study.validate([5, 6], dt=0.05)
+    coarse = cobyla_study.score_held_out([5, 6], dt=0.05)
     assert coarse["value"] == pytest.approx(cobyla_study.objective.with_settings(
         dt=0.05).validate(cobyla_study.best_params, [5, 6])["value"], rel=1e-12)
-    assert coarse["value"] != pytest.approx(cobyla_study.validate([5, 6])["value"], rel=1e-6)
+    fine = cobyla_study.score_held_out([5, 6])
+    assert coarse["value"] != pytest.approx(fine["value"], rel=1e-6)
     budget = cobyla_study.error_budget([5, 6], k=2, dt=0.05)
     assert budget["expected"] == pytest.approx(coarse["value"], rel=1e-9)
     assert cobyla_study.objective.dt == 0.025
@@ -423,10 +453,10 @@ def test_error_budget_on_held_out_trials(cobyla_study):
     out = cobyla_study.error_budget([5, 6, 7])
     assert out["k"] == 1 and out["n_trials"] == 3 and out["seeds"] == [5, 6, 7]
     assert out["var"] > 0.0
-    # three trials in averages of three: what validate scores on them
+    # three trials in averages of three: what score_held_out scores on them
     three = cobyla_study.error_budget([5, 6, 7], k=3)
-    assert three["expected"] == pytest.approx(cobyla_study.validate([5, 6, 7])["value"],
-                                              rel=1e-9)
+    held_out = cobyla_study.score_held_out([5, 6, 7])
+    assert three["expected"] == pytest.approx(held_out["value"], rel=1e-9)
     assert three["expected"] < out["expected"]
     # trials simulated in two workers: the same numbers
     two = cobyla_study.error_budget([5, 6, 7], k=3, n_jobs=2)
@@ -542,7 +572,7 @@ def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target)
                            **OBJECTIVE)(params)["value"]
     assert row["value"] > both
     # held-out seeds are scored in groups of one too
-    assert len(again.validate([5, 6])["group_values"]) == 2
+    assert len(again.score_held_out([5, 6])["group_values"]) == 2
 
 
 # --------------------------------------------------------------------------- reproducibility

@@ -14,14 +14,15 @@ import math
 import pickle
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from ..exceptions import StudyError
 from ..param_export import network_to_params
 from ..params import write_params
-from ..validation import check_bool, check_int, check_option, check_positive, check_type, \
-    format_seeds
+from ..validation import check_bool, check_int, check_option, check_type
+from . import assess
 from .objective import SETTING_KEYS, DipoleObjective, objective_kwargs
 from .optimize import RunSummary, replay_solver, run_optimization
 from .polish import create_polish, polish_setup  # noqa: F401 (the command line's import)
@@ -42,14 +43,6 @@ STAGE_EVALS_KEY = "cli_stage_evals"
 
 # the command line's name for objective_kwargs
 _objective_kwargs_of = objective_kwargs
-
-
-def _seed_list(seeds):
-    """``seeds`` as a list of non-negative ints; a lone int is refused by name."""
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        raise TypeError(f"seeds must be a sequence of trial seeds, e.g. [{seeds}], got the "
-                        f"int {seeds}")
-    return [check_int(s, "seed", low=0) for s in seeds]
 
 
 def _cloudpickle():
@@ -791,210 +784,65 @@ class Study:
         """The network with the best parameters applied (a new Network)."""
         return self.objective.make_net(self.best_params)
 
-    def validate(self, seeds, dt=None):
-        """Re-score the best parameters on held-out random streams.
+    # ------------------------------------------------------- held-out scoring
+    def score_held_out(self, seeds, dt=None):
+        """Score the best parameters on the trials ``seeds`` (e.g. held out).
 
-        Parameters
-        ----------
-        seeds : sequence of int
-            Trial indices (random streams), e.g. ones not used in the fit.
-        dt : float | None
-            Integration step (ms) of these trials; default the objective's.
-            A fit that searched at a coarse step (e.g. 0.05) is judged at
-            the fine one (0.025) this way.
+        See :func:`hnnfit.fit.assess.score_held_out`.
 
         Returns
         -------
         dict
-            The objective's result on ``seeds`` (``value``, ``scale``,
-            ``seeds``, ``n_trials``, ``sim_s``, ``dipole``) plus
-            ``fit_value``, the best value on the study's own seeds.
+            The objective's result on ``seeds`` plus ``fit_value``, the best
+            value on the study's own seeds.
         """
-        seeds = _seed_list(seeds)
-        if not seeds:
-            raise ValueError("seeds must hold at least 1 seed, got 0")
-        out = self._objective_at(dt).validate(self.best_params, seeds)
-        try:
-            out["fit_value"] = self.best_value
-        except StudyError:
-            out["fit_value"] = None      # a staged study before its final stage
-        return out
+        return assess.score_held_out(self, seeds, dt=dt)
 
-    def _objective_at(self, dt):
-        """The study's objective, or a copy of it integrating at step ``dt`` (ms)."""
-        if dt is None:
-            return self.objective
-        return self.objective.with_settings(dt=check_positive(dt, "dt"))
+    def validate(self, seeds, dt=None):
+        """Deprecated name of :meth:`score_held_out`."""
+        warnings.warn("Study.validate is deprecated; use Study.score_held_out",
+                      DeprecationWarning, stacklevel=2)
+        return self.score_held_out(seeds, dt=dt)
 
     def error_budget(self, seeds, params=None, k=None, n_jobs=1, dt=None):
         """Split the RMSE of ``k``-trial averages on ``seeds`` into bias and noise.
 
-        Parameters
-        ----------
-        seeds : sequence of int
-            At least 2 trial seeds the fit did not use (a few dozen give a
-            usable estimate: each trial adds one sample of the variance).
-        params : dict | None
-            The point; default the best parameters.
-        k, n_jobs : int | None, int
-            Trials per average and trials simulated at once, as in
-            :meth:`DipoleObjective.error_budget`.
-        dt : float | None
-            Integration step (ms) of these trials; default the objective's
-            (see :meth:`validate`).
+        See :func:`hnnfit.fit.assess.error_budget`.
 
         Returns
         -------
         dict
-            ``expected`` (nAm: the root expected mean square error of a
-            ``k``-trial average, ``sqrt(bias2 + var / k)``), ``bias2`` (the
-            mean waveform's squared error, nAm^2), ``var`` (the trials'
-            variance, nAm^2), per time point ``mean``, ``bias2_t`` and
-            ``var_t``, the spread of scores ``trial_rmse`` (each trial's)
-            and ``group_rmse`` (each average of ``k`` distinct trials',
-            nAm), the processed ``trials``, and ``k``, ``n_trials``,
-            ``scale``, ``seeds``; see :func:`hnnfit.fit.objective.error_budget`.
         """
-        seeds = self._held_out(seeds, at_least=2)
-        point = self.best_params if params is None else self.space.check_values(params)
-        return self._objective_at(dt).error_budget(point, seeds, k=k, n_jobs=n_jobs)
-
-    def _held_out(self, seeds, at_least=1):
-        """``seeds`` checked to be at least ``at_least`` seeds the fit never ran on."""
-        seeds = _seed_list(seeds)
-        if len(seeds) < at_least:
-            raise ValueError(f"seeds must hold at least {at_least} seed"
-                             f"{'s' if at_least > 1 else ''}, got {len(seeds)}")
-        used = self.used_seeds()
-        own = sorted(set(seeds) & set(used))
-        if own:
-            raise ValueError(f"seeds must be trials the fit did not use (its seeds are "
-                             f"{format_seeds(used)}), got {own}")
-        return seeds
+        return assess.error_budget(self, seeds, params=params, k=k, n_jobs=n_jobs, dt=dt)
 
     def used_seeds(self):
         """Sorted seeds the study's evaluations were run on (its objective's
         seeds, plus every batch's own with ``resample``)."""
-        return sorted(set(self.objective.seeds) | set(self.storage.seeds_used()))
+        return assess.used_seeds(self)
 
     def surrogate_point(self, radius=2.0, ridge=1.0, last=None):
         """The minimum of a quadratic model of the waveform, pooled over evaluations.
 
-        Fits :class:`~hnnfit.fit.surrogate.WaveformSurrogate` to the stored
-        waveforms of the complete evaluations (of the final stage, for a
-        staged study), each batch's own level removed when the study is
-        resampled (its trials are shared), and returns its minimum within
-        ``radius`` standard deviations of the evaluated points. The point was
-        not evaluated: score it (``objective.validate``) before trusting it.
-
-        Parameters
-        ----------
-        radius : float
-            Trust region, in standard deviations of the evaluated points.
-        ridge : float
-            Ridge penalty of the regression.
-        last : int | None
-            Use only the ``last`` most recent evaluations (e.g. those near
-            where a solver ended); default all.
+        See :func:`hnnfit.fit.assess.surrogate_point`.
 
         Returns
         -------
         params : dict
-            Parameter values.
         rmse : float
-            The model's predicted RMSE (nAm) of the expected waveform, trial
-            variability not included.
+            Predicted RMSE (nAm) of the expected waveform.
         """
-        from .surrogate import WaveformSurrogate
-
-        if self.objective.scale == "fit" or self.objective.metric not in (
-                "rmse", "weighted_rmse"):
-            raise ValueError(f"surrogate_point needs a fixed scale and the metric 'rmse' "
-                             f"or 'weighted_rmse', got scale {self.objective.scale!r} and "
-                             f"metric {self.objective.metric!r}")
-        last = check_int(last, "last", low=1, allow_none=True)
-        rows = [r for r in self.storage.rows(status="complete",
-                                             stage=FINAL if self.stages else "")
-                if (r["info"] or {}).get("dipole") is not None]
-        if last is not None:
-            rows = rows[-last:]
-        if not rows:
-            raise StudyError(f"study {str(self.path)!r} has no complete evaluation with a "
-                             f"stored waveform")
-        X = np.array([self.space.to_unit(r["params"]) for r in rows])
-        W = np.array([r["info"]["dipole"] for r in rows], dtype=float)
-        groups = ([r["batch"] if r["batch"] is not None else -1 for r in rows]
-                  if self.objective.resample else np.zeros(len(rows), dtype=int))
-        model = WaveformSurrogate(ridge=ridge).fit(X, W, groups)
-        point, rmse = model.minimize(self.target.values, radius=radius,
-                                     weights=self.objective.weights)
-        return self.space.from_unit(point), rmse
+        return assess.surrogate_point(self, radius=radius, ridge=ridge, last=last)
 
     def rescore(self, seeds, top=5, n_jobs=1, backend=None):
-        """Re-score the ``top`` best evaluations on other random streams.
+        """Score the ``top`` best evaluations again on other random streams.
 
-        With a stochastic objective, the lowest value of a long fit belongs
-        to the point that was luckiest on the study's own seeds as much as
-        to the best one: its value is biased low, and a close runner-up is
-        often better on new trials. Scoring the leading points again on
-        ``seeds`` (trials the fit did not use, and not the ones kept for the
-        final test) gives unbiased values to choose from. Nothing is written
-        to the study.
-
-        Parameters
-        ----------
-        seeds : sequence of int
-            Trial indices (random streams) to score on, none of the study's
-            own.
-        top : int
-            How many of the best complete evaluations to re-score (of the
-            final stage, for a staged study).
-        n_jobs : int
-            Points scored at once (in worker processes when > 1).
-        backend : {'sequential', 'loky', 'dask'} | None
-            As for :meth:`optimize` (default: 'sequential' for one job,
-            else 'loky').
+        See :func:`hnnfit.fit.assess.rescore`.
 
         Returns
         -------
         pandas.DataFrame
-            One row per re-scored evaluation, best first: ``id``, ``value``
-            (on the study's seeds), ``rescored`` (on ``seeds``; NaN if the
-            simulation failed) and one column per parameter.
         """
-        import pandas as pd
-
-        from ..validation import check_option
-        from .optimize import BACKENDS, _Executor
-
-        seeds = self._held_out(seeds)
-        top = check_int(top, "top", low=1)
-        n_jobs = check_int(n_jobs, "n_jobs", low=1)
-        if backend is None:
-            backend = "sequential" if n_jobs == 1 else "loky"
-        check_option(backend, BACKENDS, "backend")
-        rows = self.trials
-        rows = rows[rows["status"] == "complete"]
-        if self.stages is not None:
-            rows = rows[rows["stage"] == FINAL]
-        if not len(rows):
-            raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
-                             f"rescore" + (" in its final stage" if self.stages else ""))
-        rows = rows.sort_values(["value", "id"]).head(top)
-        names = self.space.names
-        points = [{n: float(r[n]) for n in names} for _, r in rows.iterrows()]
-        rescored = [math.nan] * len(points)
-        with _Executor(backend, n_jobs) as ex:
-            for i, res in ex.run(self.objective, points, seeds):
-                if res["ok"]:
-                    rescored[i] = res["value"]
-        out = pd.DataFrame({"id": rows["id"].astype(int).to_numpy(),
-                            "value": rows["value"].astype(float).to_numpy(),
-                            "rescored": rescored})
-        for n in names:
-            out[n] = [p[n] for p in points]
-        return out.sort_values(["rescored", "value"], na_position="last",
-                               ignore_index=True)
+        return assess.rescore(self, seeds, top=top, n_jobs=n_jobs, backend=backend)
 
     # ------------------------------------------------------------------ export
     def export(self, path, params=None):
