@@ -15,6 +15,7 @@ from hnnfit import Network
 from hnnfit.exceptions import StudyError
 from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
 from hnnfit.fit.assess import score_points
+from hnnfit.fit.plots import convergence_data, fit_data, params_data, plot_convergence
 from hnnfit.fit.objective import fit_scale
 from hnnfit.network import jones_2009_model
 from hnnfit.params import read_params
@@ -397,6 +398,31 @@ def test_plots_render_to_png(cobyla_study, tmp_path):
     best_row = cobyla_study.storage.best()
     line = figs["fit"].axes[0].get_lines()[2]
     assert np.array_equal(line.get_ydata(), np.asarray(best_row["info"]["dipole"]))
+
+
+def test_plot_data_are_the_study_s_evaluations(cobyla_study):
+    import matplotlib.pyplot as plt
+
+    rows = cobyla_study.storage.rows()
+    assert [r["status"] for r in rows] == ["complete"] * 6
+    values = [r["value"] for r in rows]
+    conv = convergence_data(cobyla_study)
+    assert list(conv["evaluation"]) == [1, 2, 3, 4, 5, 6]
+    assert list(conv["value"]) == values
+    assert list(conv["best"]) == list(np.minimum.accumulate(values))
+    assert len(conv["failed"]) == 0
+    par = params_data(cobyla_study)
+    assert list(par["values"]["evprox1.mu"]) == [r["params"]["evprox1.mu"] for r in rows]
+    assert par["complete"].all() and par["best"] == cobyla_study.best_params
+    fit = fit_data(cobyla_study)
+    assert fit["best_value"] == cobyla_study.best_value == min(values)
+    np.testing.assert_array_equal(fit["best"], cobyla_study.storage.best()["info"]["dipole"])
+    np.testing.assert_array_equal(fit["target"], cobyla_study.target.values)
+    # the convergence plot draws on the axes it is given
+    fig, ax = plt.subplots()
+    assert plot_convergence(cobyla_study, ax=ax, show=False) is fig
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), conv["best"])
+    plt.close("all")
 
 
 def test_score_held_out_scores_on_other_seeds(cobyla_study):

@@ -22,7 +22,7 @@ from ..exceptions import StudyError
 from ..param_export import network_to_params
 from ..params import write_params
 from ..validation import check_bool, check_int, check_option, check_type
-from . import assess
+from . import assess, plots
 from .objective import SETTING_KEYS, DipoleObjective, objective_kwargs
 from .optimize import RunSummary, replay_solver, run_optimization
 from .polish import create_polish, polish_setup  # noqa: F401 (the command line's import)
@@ -185,7 +185,6 @@ class Study:
         self.space = space
         self.objective = objective
         self.solver_settings = solver_settings
-        self._dipoles = {}
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -886,115 +885,38 @@ class Study:
         return params
 
     # ------------------------------------------------------------------- plots
-    def _dipole_of(self, params, which):
-        """Processed dipole (nAm, on the target's times) of ``params``."""
-        if which in self._dipoles:
-            return self._dipoles[which]
-        dip = None
-        stage = FINAL if self.stages is not None else ""
-        for row in self.storage.rows(stage=stage, status="complete"):
-            if row["params"] == params and row["info"] and row["info"].get("dipole"):
-                dip = np.asarray(row["info"]["dipole"], dtype=float)
-                break
-        if dip is None:
-            dip = np.asarray(self.objective(params)["dipole"], dtype=float)
-        self._dipoles[which] = dip
-        return dip
-
     def plot_convergence(self, ax=None, show=True):
         """Every evaluation's value and the best so far; failed ones marked.
+
+        See :func:`hnnfit.fit.plots.plot_convergence`.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
-
-        rows = [r for r in self.storage.rows() if r["status"] in ("complete", "failed")]
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-        else:
-            fig = ax.get_figure()
-        xs = np.arange(1, len(rows) + 1)
-        vals = np.array([r["value"] if r["status"] == "complete" else np.nan for r in rows],
-                        dtype=float)
-        ax.plot(xs, vals, "o", ms=3, color="0.5", label="evaluation")
-        best = np.fmin.accumulate(np.where(np.isnan(vals), np.inf, vals)) if len(vals) else vals
-        best = np.where(np.isinf(best), np.nan, best)
-        ax.step(xs, best, where="post", color="C0", label="best so far")
-        failed = xs[np.isnan(vals)]
-        if len(failed):
-            y = np.nanmax(vals) if np.isfinite(vals).any() else 0.0
-            ax.plot(failed, np.full(len(failed), y), "x", color="C3", label="failed")
-        ax.set_xlabel("Evaluation")
-        ax.set_ylabel("Objective value")
-        ax.set_title(f"Convergence ({self.solver_settings['name']})")
-        ax.legend(loc="upper right", fontsize="small")
-        ax.grid(True, alpha=0.3)
-        if show:
-            plt.show()
-        return fig
+        return plots.plot_convergence(self, ax=ax, show=show)
 
     def plot_fit(self, show=True):
         """The target, the initial (x0) and the best dipoles (nAm).
 
-        Dipoles recorded in the study are used; missing ones are simulated.
+        See :func:`hnnfit.fit.plots.plot_fit`.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
-
-        t = self.target.times
-        fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-        ax.plot(t, self.target.values, color="k", lw=2, label="target")
-        x0 = self.space.check_values(self.x0)
-        ax.plot(t, self._dipole_of(x0, "x0"), color="C1", ls="--", label="initial")
-        if self.storage.best() is not None:
-            ax.plot(t, self._dipole_of(self.best_params, "best"), color="C0",
-                    label=f"best ({self.best_value:.4g})")
-        ax.set_xlabel("Time (ms)")
-        ax.set_ylabel("Dipole (nAm)")
-        ax.legend(loc="best", fontsize="small")
-        ax.grid(True, alpha=0.3)
-        if show:
-            plt.show()
-        return fig
+        return plots.plot_fit(self, show=show)
 
     def plot_params(self, show=True):
         """Each parameter's values over the evaluations, with its bounds.
 
+        See :func:`hnnfit.fit.plots.plot_params`.
+
         Returns
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
-
-        rows = [r for r in self.storage.rows() if r["status"] in ("complete", "failed")]
-        n = len(self.space)
-        fig, axes = plt.subplots(n, 1, figsize=(6, 1.8 * n + 0.6), sharex=True,
-                                 constrained_layout=True, squeeze=False)
-        xs = np.arange(1, len(rows) + 1)
-        best = self.best_params if self.storage.best() is not None else None
-        for ax, p in zip(axes[:, 0], self.space):
-            # rows of a stage that does not fit p hold no value for it
-            ys = np.array([r["params"].get(p.name, np.nan) for r in rows], dtype=float)
-            ok = np.array([r["status"] == "complete" for r in rows], dtype=bool)
-            ax.plot(xs[ok], ys[ok], "o", ms=3, color="C0")
-            if (~ok).any():
-                ax.plot(xs[~ok], ys[~ok], "x", color="C3")
-            ax.axhline(p.low, color="0.6", ls=":")
-            ax.axhline(p.high, color="0.6", ls=":")
-            if best is not None:
-                ax.axhline(best[p.name], color="C2", lw=1)
-            if p.log:
-                ax.set_yscale("log")
-            ax.set_ylabel(p.name, fontsize="small")
-        axes[-1, 0].set_xlabel("Evaluation")
-        if show:
-            plt.show()
-        return fig
+        return plots.plot_params(self, show=show)
 
 
 _LIST_COLUMNS = ("study", "state", "stage", "evaluations", "budget", "complete", "failed",
