@@ -1,5 +1,6 @@
 """hnnfit.Study on a small (3x3) network: create, optimise, resume, export, plots,
 reproducibility of the objective, and recovery of known drive parameters."""
+import io
 import json
 import os
 import sqlite3
@@ -16,6 +17,7 @@ from hnnfit.exceptions import StudyError
 from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
 from hnnfit.fit.assess import score_points
 from hnnfit.fit.plots import convergence_data, fit_data, params_data, plot_convergence
+from hnnfit.fit.runner import ProgressBar
 from hnnfit.fit.objective import fit_scale
 from hnnfit.network import jones_2009_model
 from hnnfit.params import read_params
@@ -120,6 +122,24 @@ def test_progress_line_and_callback(tmp_path, target, capsys):
     assert [r["status"] for r in seen] == ["complete", "complete"]
     study.optimize(3, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_is_a_callback_writing_one_line_per_evaluation():
+    out = io.StringIO()
+    bar = ProgressBar(3, 1, best=2.0, stream=out)
+    bar({"status": "complete", "value": 1.5})
+    bar({"status": "failed", "value": None})
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[" + "#" * 16 + "-" * 8 + "] 2/3 eval  best 1.5  elapsed ")
+    assert lines[1].startswith("[" + "#" * 24 + "] 3/3 eval  best 1.5 failed 1  elapsed ")
+    assert lines[1].endswith("ETA 0:00")
+    # disabled, it still counts but writes nothing
+    quiet = ProgressBar(2, stream=out, enabled=False)
+    quiet({"status": "complete", "value": 3.0})
+    assert (quiet.n_done, quiet.best) == (1, 3.0)
+    assert len(out.getvalue().splitlines()) == 2
 
 
 # --------------------------------------------------------------------------- refusals

@@ -300,6 +300,28 @@ def test_resampled_stages_each_run_on_new_trials(tmp_path, fake_objective):
     assert study.used_seeds() == list(range(12))
 
 
+def test_staged_progress_and_callback_per_stage(tmp_path, fake_objective, capsys):
+    # one progress line per evaluation under each stage's header; the
+    # callback sees every row with its stage, the way an unstaged run does
+    study = _create(tmp_path / "s.sqlite")
+    seen = []
+    study.optimize(8, stage_evals={"evprox1": 2, "evdist1": 2, "evprox2": 2, FINAL: 2},
+                   callback=seen.append)
+    names = [st.name for st in study.stages]
+    assert [r["stage"] for r in seen] == [n for n in names for _ in range(2)]
+    assert [r["id"] for r in seen] == [r["id"] for r in study.storage.rows()]
+    err = capsys.readouterr().err.splitlines()
+    headers = [line for line in err if line.startswith("stage ")]
+    assert [h.split()[2].rstrip(":") for h in headers] == names
+    assert headers[0].startswith("stage 1/4 evprox1: 2 parameters, ")
+    assert headers[-1] == f"stage 4/4 {FINAL}: 4 parameters, whole waveform, 2 evaluations"
+    assert [line.split("]")[1].split()[0] for line in err if line.startswith("[")] == \
+        ["1/2", "2/2"] * 4
+    # at its budget the run writes no line and calls nothing
+    study.optimize(8, callback=seen.append)
+    assert capsys.readouterr().err == "" and len(seen) == 8
+
+
 def test_staged_study_refuses_mismatches(tmp_path, fake_objective):
     path = tmp_path / "s.sqlite"
     _create(path).close()

@@ -3,17 +3,21 @@
 :class:`Study` ties together what the fitting core keeps apart: the
 storage (:class:`hnnfit.fit.study.Study`, one SQLite file), the objective
 (:class:`~hnnfit.fit.objective.DipoleObjective`), the parameter space and
-a solver, and the driver loop (:func:`~hnnfit.fit.optimize.run_optimization`).
-Everything needed to continue a study is in its file: :meth:`Study.load`
-rebuilds the network, target, space, objective and solver from it alone.
+a solver. Everything needed to continue a study is in its file:
+:meth:`Study.load` rebuilds the network, target, space, objective and
+solver from it alone.
+
+The class creates and loads studies and answers for their results; the
+work is done by modules with one job each, which its methods call:
+:mod:`~hnnfit.fit.runner` (the run loop, staged runs included),
+:mod:`~hnnfit.fit.polish` (polish studies), :mod:`~hnnfit.fit.assess`
+(held-out scoring), :mod:`~hnnfit.fit.plots` and
+:mod:`hnnfit.param_export` (parameter files).
 """
 from __future__ import annotations
 
 import json
-import math
 import pickle
-import sys
-import time
 import warnings
 
 import numpy as np
@@ -21,25 +25,17 @@ import numpy as np
 from ..exceptions import StudyError
 from ..param_export import network_to_params
 from ..params import write_params
-from ..validation import check_bool, check_int, check_option, check_type
-from . import assess, plots
+from ..validation import check_bool, check_type
+from . import assess, plots, runner
 from .objective import SETTING_KEYS, DipoleObjective, objective_kwargs
-from .optimize import RunSummary, replay_solver, run_optimization
+from .optimize import replay_solver
 from .polish import create_polish, polish_setup  # noqa: F401 (the command line's import)
+from .runner import BUDGET_KEY, JOBS_KEY, STAGE_EVALS_KEY  # noqa: F401 (likewise)
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
-from .staging import FINAL, Stage, StageObjective, plan_evoked_stages, split_budget, \
-    stage_sim_end
+from .staging import FINAL, Stage, plan_evoked_stages
 from .study import Study as _Storage
 from .targets import Target, read_target
-
-# metadata entries of the last optimize() that had evaluations to run: the
-# total budget, the jobs and a staged fit's stage_evals. `hnnfit resume`
-# continues with them and `hnnfit list` tells a stopped study from a done one.
-# (The "cli_" prefix is historical: the command line wrote them first.)
-BUDGET_KEY = "cli_n_evals"
-JOBS_KEY = "cli_n_jobs"
-STAGE_EVALS_KEY = "cli_stage_evals"
 
 # the command line's name for objective_kwargs
 _objective_kwargs_of = objective_kwargs
@@ -92,61 +88,6 @@ def _objective_kwargs(settings):
     if kwargs.get("band") is not None:
         kwargs["band"] = tuple(kwargs["band"])
     return kwargs
-
-
-class _Progress:
-    """A progress line on stderr: evaluations done, ETA, best so far."""
-
-    def __init__(self, n_total, n_done, enabled, stream=None):
-        self.n_total = n_total
-        self.n_start = n_done
-        self.n_done = n_done
-        self.enabled = enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.t0 = time.monotonic()
-        self.best = None
-        self.n_failed = 0
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def update(self, row):
-        self.n_done += 1
-        if row.get("status") == "complete":
-            v = row["value"]
-            self.best = v if self.best is None else min(self.best, v)
-        else:
-            self.n_failed += 1
-        if not self.enabled:
-            return
-        ran = self.n_done - self.n_start
-        elapsed = time.monotonic() - self.t0
-        left = max(0, self.n_total - self.n_done)
-        eta = elapsed / ran * left if ran else float("nan")
-        width = 24
-        frac = min(1.0, self.n_done / self.n_total) if self.n_total else 1.0
-        bar = "#" * int(round(frac * width)) + "-" * (width - int(round(frac * width)))
-        best = "-" if self.best is None else f"{self.best:.6g}"
-        fail = f" failed {self.n_failed}" if self.n_failed else ""
-        line = (f"[{bar}] {self.n_done}/{self.n_total} eval  best {best}{fail}  "
-                f"elapsed {_fmt_s(elapsed)}  ETA {_fmt_s(eta)}")
-        if self._tty:
-            self.stream.write("\r" + line + ("\n" if left == 0 else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self):
-        if self.enabled and self._tty and self.n_done < self.n_total:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _fmt_s(seconds):
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class Study:
@@ -431,11 +372,14 @@ class Study:
         n_jobs : int
             Evaluations run at once (in worker processes when > 1).
         backend : {'sequential', 'loky', 'dask'} | None
-            See :func:`run_optimization`.
+            See :func:`~hnnfit.fit.optimize.run_optimization`.
         progress : bool
-            Print a progress line (evaluations, best so far, ETA) to stderr.
+            Print a progress line (evaluations, best so far, ETA) to stderr
+            (see :class:`~hnnfit.fit.runner.ProgressBar`).
         callback : callable | None
-            ``callback(row)`` after each recorded evaluation.
+            ``callback(row)`` after each recorded evaluation (a dict with
+            ``status``, ``value``, ``id``, ``params``, ``batch``,
+            ``position``, ``error``, and ``stage`` in a staged study).
         scheduler : str | None
             With ``backend='dask'``: the address of a dask.distributed
             scheduler to run the evaluations on (default: the Client already
@@ -454,259 +398,32 @@ class Study:
             best, and a ``stages`` attribute mapping each stage's name to
             its own summary.
         """
-        n_evals = check_int(n_evals, "n_evals", low=1)
-        n_jobs = check_int(n_jobs, "n_jobs", low=1)
-        progress = check_bool(progress, "progress")
-        # checked before the budget is recorded or anything runs
-        if backend is not None:
-            from .optimize import BACKENDS
-
-            check_option(backend, BACKENDS, "backend")
-        if scheduler is not None and backend != "dask":
-            raise ValueError(f"scheduler is only used with backend='dask', got "
-                             f"scheduler={scheduler!r} with backend={backend!r}")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None, got "
-                            f"{type(callback).__name__} {callback!r}")
-        if self.stages is not None:
-            return self._optimize_staged(n_evals, n_jobs, backend, progress, callback,
-                                         scheduler, stage_evals)
-        if stage_evals is not None:
-            raise ValueError("stage_evals is only for staged studies (created with "
-                             "stages='evoked'), got a value for an unstaged one")
-        self._record_budget(n_evals, n_jobs)
-        counts = self.storage.counts("")
-        bar = _Progress(n_evals, counts["complete"] + counts["failed"], progress)
-        best = self.storage.best("")
-        if best is not None:
-            bar.best = best["value"]
-
-        def _on_row(row):
-            bar.update(row)
-            if callback is not None:
-                callback(row)
-
-        solver = self.make_solver()
-        try:
-            summary = run_optimization(
-                self.storage, solver, self.objective, n_evals, n_jobs=n_jobs,
-                backend=backend, seeds=self.objective.seeds,
-                n_trials=self.objective.n_trials, callback=_on_row, scheduler=scheduler,
-                resample=self.objective.resample)
-        finally:
-            bar.close()
-        # the solver after the run (its state, e.g. CMA-ES' mean, is an estimate
-        # in its own right when the objective is noisy)
-        self.solver_ = solver
-        return summary
+        return runner.run_study(self, n_evals, n_jobs=n_jobs, backend=backend,
+                                progress=progress, callback=callback, scheduler=scheduler,
+                                stage_evals=stage_evals)
 
     def _refuse_if_busy(self):
         """StudyError if another live process on this host is running the study."""
-        busy = self.storage.running_elsewhere()
-        if busy:
-            raise StudyError(f"study {str(self.path)!r} is being run by another live process "
-                             f"(evaluations {busy[:5]} running); only one may drive a study")
-
-    def _record_budget(self, n_evals, n_jobs, stage_evals=None):
-        """Store the budget (and jobs, stage budgets) of a run that has work to do.
-
-        A call with a budget already reached changes nothing, so that the
-        recorded budget stays the one the study was last run towards. A
-        study another live process is running is refused before anything
-        is written.
-        """
-        self._refuse_if_busy()
-        if self.n_complete + self.n_failed >= n_evals:
-            return
-        self.storage.set_metadata(BUDGET_KEY, str(n_evals))
-        self.storage.set_metadata(JOBS_KEY, str(n_jobs))
-        if stage_evals is not None:
-            self.storage.set_metadata(STAGE_EVALS_KEY, json.dumps(stage_evals))
+        runner.refuse_if_busy(self)
 
     # ----------------------------------------------------------- staged fits
-    def _stage_budgets(self, n_evals, stage_evals):
-        plan = self.stages
-        used = {}
-        for st in plan:
-            c = self.storage.counts(st.name)
-            used[st.name] = c["complete"] + c["failed"]
-        # a stage is finished once a later one has started from its best point
-        frozen = {st.name: used[st.name] for k, st in enumerate(plan)
-                  if any(used[t.name] for t in plan[k + 1:])}
-        if stage_evals is None:
-            return split_budget(n_evals, plan, frozen), frozen
-        if not isinstance(stage_evals, dict):
-            raise TypeError(f"stage_evals must be a dict of stage name to evaluations, got "
-                            f"{type(stage_evals).__name__}")
-        names = [st.name for st in plan]
-        unknown = sorted(set(stage_evals) - set(names))
-        if unknown:
-            raise ValueError(f"stage_evals keys must be stage names ({', '.join(names)}), "
-                             f"got {', '.join(map(repr, unknown))}")
-        given = {name: check_int(n, f"stage_evals[{name!r}]", low=1)
-                 for name, n in stage_evals.items()}
-        # the stages given keep their counts like finished ones; the others
-        # share what is left of n_evals
-        return split_budget(n_evals, plan, {**frozen, **given}), frozen
-
-    def _stage_objective(self, stage):
-        """The objective of a drive stage: its window, its weights, weighted RMSE."""
-        obj = self.objective
-        times = self.target.times
-        keep = times <= stage_sim_end(stage, times, obj.smooth_window)
-        target = Target(times[keep], self.target.values[keep],
-                        source=f"{self.target.source} [stage {stage.name}]")
-        weights = stage.weights(times[keep])
-        if obj.weights is not None:
-            weights = weights * obj.weights[keep]
-        kwargs = {k: getattr(obj, k) for k in SETTING_KEYS}
-        kwargs.update(metric="weighted_rmse", weights=weights)
-        return DipoleObjective(self.net, target, self.space, **kwargs)
-
     def stage_point(self, stage=None):
         """The best point carried forward after a stage (dict of all parameters).
 
-        Starts from the study's start point ``x0`` and takes, stage by
-        stage, the stage's best complete evaluation for the parameters that
-        stage fits.
-
-        Parameters
-        ----------
-        stage : str | None
-            The last stage to include (default: all stages run so far).
-
-        Returns
-        -------
-        dict
+        See :func:`hnnfit.fit.runner.stage_point`.
         """
-        if self.stages is None:
-            raise ValueError("stage_point is only for staged studies (created with "
-                             "stages='evoked')")
-        names = [st.name for st in self.stages]
-        if stage is not None and stage not in names:
-            raise ValueError(f"stage must be one of {', '.join(map(repr, names))}, "
-                             f"got {stage!r}")
-        point = self.space.clip(self.x0)
-        for st in self.stages:
-            best = self.storage.best(st.name)
-            if best is not None:
-                point.update(best["params"])
-            if st.name == stage:
-                break
-        return point
+        return runner.stage_point(self, stage)
 
     def stage_summary(self):
         """One row per stage: drives, parameters, window, evaluations, best value.
 
+        See :func:`hnnfit.fit.runner.stage_summary`.
+
         Returns
         -------
         pandas.DataFrame
-            Columns ``stage``, ``drives``, ``n_params``, ``t_start``,
-            ``t_end`` (scored window, ms), ``sim_end`` (ms simulated),
-            ``n_complete``, ``n_failed``, ``first_value`` (the stage's start
-            point), ``best_value`` (the stage's own metric: weighted RMSE
-            for drive stages, the study's metric for the final stage) and
-            ``seconds`` (summed evaluation wall time).
         """
-        import pandas as pd
-
-        if self.stages is None:
-            raise ValueError("stage_summary is only for staged studies (created with "
-                             "stages='evoked')")
-        recs = []
-        for st in self.stages:
-            rows = self.storage.rows(stage=st.name)
-            c = self.storage.counts(st.name)
-            done = [r for r in rows if r["status"] == "complete"]
-            first = min(done, key=lambda r: r["id"])["value"] if done else None
-            best = self.storage.best(st.name)
-            recs.append({
-                "stage": st.name, "drives": ",".join(st.drives) or "all",
-                "n_params": len(st.params), "t_start": st.t_start, "t_end": st.t_end,
-                "sim_end": (float(self.target.times[-1]) if st.is_final else
-                            stage_sim_end(st, self.target.times,
-                                          self.objective.smooth_window)),
-                "n_complete": c["complete"], "n_failed": c["failed"],
-                "first_value": first,
-                "best_value": None if best is None else best["value"],
-                "seconds": float(sum(r["sim_seconds"] or 0.0 for r in rows)),
-            })
-        return pd.DataFrame.from_records(recs)
-
-    def _optimize_staged(self, n_evals, n_jobs, backend, progress, callback, scheduler,
-                         stage_evals):
-        budgets, frozen = self._stage_budgets(n_evals, stage_evals)
-        self._record_budget(n_evals, n_jobs, stage_evals or {})
-        settings = self.solver_settings
-        point = self.space.clip(self.x0)
-        total = RunSummary()
-        total.stages = {}
-        for k, stage in enumerate(self.stages):
-            sub = self.space.subset(stage.params)
-            start = {n: point[n] for n in stage.params}
-            if stage.is_final:
-                evaluate = self.objective
-            else:
-                fixed = {n: v for n, v in point.items() if n not in stage.params}
-                evaluate = StageObjective(self._stage_objective(stage), fixed)
-            # each stage has its own solver stream, derived from the study's seed
-            solver = make_solver(settings["name"], sub, x0=start,
-                                 seed=int(settings.get("seed", 0)) + k,
-                                 **settings.get("options", {}))
-            budget = budgets[stage.name]
-            c = self.storage.counts(stage.name)
-            used = c["complete"] + c["failed"]
-            if stage.name in frozen or used >= budget:
-                summary = RunSummary(
-                    n_complete=c["complete"], n_failed=c["failed"])
-            else:
-                if progress:
-                    window = ("whole waveform" if stage.is_final else
-                              f"{stage.t_start:.1f}-{stage.t_end:.1f} ms")
-                    sys.stderr.write(f"stage {k + 1}/{len(self.stages)} {stage.name}: "
-                                     f"{len(stage.params)} parameters, {window}, "
-                                     f"{budget} evaluations\n")
-                bar = _Progress(budget, used, progress)
-                best = self.storage.best(stage.name)
-                if best is not None:
-                    bar.best = best["value"]
-
-                def _on_row(row, _bar=bar, _stage=stage.name):
-                    _bar.update(row)
-                    if callback is not None:
-                        callback(dict(row, stage=_stage))
-
-                try:
-                    summary = run_optimization(
-                        self.storage, solver, evaluate, budget, n_jobs=n_jobs,
-                        backend=backend, seeds=self.objective.seeds,
-                        n_trials=self.objective.n_trials, stage=stage.name,
-                        callback=_on_row, scheduler=scheduler,
-                        resample=self.objective.resample)
-                finally:
-                    bar.close()
-            best = self.storage.best(stage.name)
-            if best is not None:
-                # the next stage starts from this stage's best point, not
-                # from the last point it simulated
-                point.update(best["params"])
-                summary.best_value, summary.best_params = best["value"], best["params"]
-            total.stages[stage.name] = summary
-            total.n_evaluated += summary.n_evaluated
-            total.n_replayed += summary.n_replayed
-            total.n_complete += summary.n_complete
-            total.n_failed += summary.n_failed
-            if summary.interrupted:
-                total.interrupted = True
-                break
-            if used < budget and summary.n_complete + summary.n_failed < budget \
-                    and not summary.solver_done:
-                break   # stopped short (e.g. a failure to run): do not go on
-        final = self.storage.best(FINAL)
-        if final is not None:
-            total.best_value, total.best_params = final["value"], self.stage_point()
-        total.solver_done = all(s.solver_done for s in total.stages.values())
-        return total
+        return runner.stage_summary(self)
 
     # ------------------------------------------------------------------ results
     @property
