@@ -105,8 +105,8 @@ def test_resumed_study_proposes_what_an_uninterrupted_one_would(tmp_path, target
     assert _rows(again) == _rows(full)
     assert again.best_value == full.best_value
     assert again.best_params == full.best_params
-    trials = again.trials
-    assert list(trials["evprox1.mu"]) == [r[0]["evprox1.mu"] for r in _rows(full)]
+    evals = again.evaluations
+    assert list(evals["evprox1.mu"]) == [r[0]["evprox1.mu"] for r in _rows(full)]
     # the budget is a total: asking again for 7 runs nothing
     assert again.optimize(7, progress=False).n_evaluated == 0
     assert again.n_complete == 7
@@ -460,6 +460,16 @@ def test_deprecated_validate_warns_and_returns_what_score_held_out_does(cobyla_s
     np.testing.assert_array_equal(old["dipole"], new["dipole"])
 
 
+def test_deprecated_trials_warns_and_returns_the_evaluations(cobyla_study):
+    import pandas as pd
+
+    with pytest.warns(DeprecationWarning, match="Study.evaluations"):
+        old = cobyla_study.trials
+    new = cobyla_study.evaluations
+    assert len(new) == 6 and list(new["status"]) == ["complete"] * 6
+    pd.testing.assert_frame_equal(old, new)
+
+
 def test_score_points_gives_the_objective_s_values(cobyla_study):
     objective = cobyla_study.objective
     points = [dict(TRUTH), {"evprox1.mu": 20.0, "evprox1.ampa.L5_pyramidal": 0.01}]
@@ -520,17 +530,17 @@ def test_error_budget_on_held_out_trials(cobyla_study):
 
 def test_rescore_scores_the_leading_points_on_other_seeds(cobyla_study):
     table = cobyla_study.rescore([5, 6], top=3, n_jobs=2)
-    trials = cobyla_study.trials.sort_values("value")
+    evals = cobyla_study.evaluations.sort_values("value")
     # the three best evaluations, each scored again by the objective itself
-    assert sorted(table["id"]) == sorted(trials["id"].head(3).astype(int))
+    assert sorted(table["id"]) == sorted(evals["id"].head(3).astype(int))
     assert list(table["rescored"]) == sorted(table["rescored"])
     names = make_space().names
     for _, row in table.iterrows():
         params = {n: float(row[n]) for n in names}
-        assert row["value"] == trials.set_index("id").loc[row["id"], "value"]
+        assert row["value"] == evals.set_index("id").loc[row["id"], "value"]
         assert row["rescored"] == cobyla_study.objective.validate(params, [5, 6])["value"]
     # nothing was written to the study
-    assert len(cobyla_study.trials) == len(trials)
+    assert len(cobyla_study.evaluations) == len(evals)
     with pytest.raises(ValueError, match="seeds must hold at least 1 seed, got 0"):
         cobyla_study.rescore([])
     with pytest.raises(ValueError, match="top"):
@@ -610,7 +620,7 @@ def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target)
     study.close()
     again = Study.load(tmp_path / "groups.sqlite")
     assert again.objective.group_size == 1
-    row = again.trials.iloc[-1]
+    row = again.evaluations.iloc[-1]
     params = {name: float(row[name]) for name in make_space().names}
     singles = [again.objective.validate(params, [s])["value"] for s in (3, 7)]
     assert row["value"] == pytest.approx(np.mean(singles), rel=1e-12)

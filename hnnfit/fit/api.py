@@ -90,6 +90,62 @@ def _objective_kwargs(settings):
     return kwargs
 
 
+def _network_blob(net, space, objective):
+    """The pickled network, with the code the user gave (hook, callable metric)."""
+    return _cloudpickle().dumps({
+        "net": net, "set_params": space.set_params,
+        "metric": objective.metric if callable(objective.metric) else None},
+        protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _stored_network(meta, path):
+    """The dict :func:`_network_blob` pickled, from the metadata of study ``path``."""
+    blob = meta.get("network")
+    if blob is None:
+        raise StudyError(f"study {str(path)!r} holds no network; it was "
+                         f"not written by hnnfit.Study")
+    try:
+        return pickle.loads(blob)
+    except Exception as err:
+        raise StudyError(
+            f"the network stored in study {str(path)!r} cannot be "
+            f"rebuilt ({type(err).__name__}: {err}); is the module defining its "
+            f"set_params hook importable?") from None
+
+
+def _evoked_plan(net, space, target, objective):
+    """The stages of an evoked staged fit, after checking the study allows one."""
+    if objective.metric not in ("rmse", "weighted_rmse"):
+        raise ValueError(f"metric of a staged fit must be 'rmse' or 'weighted_rmse' "
+                         f"(stages are scored by a weighted RMSE), got "
+                         f"{objective.metric!r}")
+    if space.set_params is not None:
+        raise ValueError("a staged fit needs the built-in parameter names (it "
+                         "assigns parameters to drives), got a space with a "
+                         "set_params hook")
+    return plan_evoked_stages(net, space, target.times, objective.smooth_window)
+
+
+def _store_stages(storage, plan):
+    """Record the stage plan in a new study; in an existing one, check it matches."""
+    raw = storage.metadata.get("stages")
+    stored = None if raw is None else json.loads(raw)
+    wanted = None if plan is None else [s.to_dict() for s in plan]
+    if "stages" not in storage.metadata:
+        storage.set_metadata("stages", json.dumps(wanted))
+    elif stored != wanted:
+        raise StudyError(
+            f"study {str(storage.path)!r} was created "
+            f"{'without stages' if stored is None else 'with stages'}; open it "
+            f"with the same stages argument or use a new study file")
+
+
+def _stored_stages(meta):
+    """The stage plan a study's metadata holds (None for an unstaged study)."""
+    plan = json.loads(meta["stages"]) if meta.get("stages") is not None else None
+    return None if plan is None else [Stage.from_dict(d) for d in plan]
+
+
 class Study:
     """A fitting study stored in one file: create it, optimise, resume, inspect.
 
@@ -111,6 +167,8 @@ class Study:
         Method, seed, start point ``x0`` and options of the solver.
     storage : hnnfit.fit.study.Study
         The underlying storage (rows and metadata).
+    stages : list of Stage | None
+        A staged study's stages, in the order they run (None if unstaged).
     solver_ : solver
         After :meth:`optimize` of an unstaged study: its solver as the run
         left it (see also :meth:`replay_solver`).
@@ -204,36 +262,14 @@ class Study:
             x0 = space.midpoint() if space.set_params is not None else space.current_values(net)
         solver_obj = make_solver(solver, space, x0=x0, seed=seed, **dict(solver_options or {}))
         settings = solver_obj.settings()
-        blob = _cloudpickle().dumps({
-            "net": net, "set_params": space.set_params,
-            "metric": objective.metric if callable(objective.metric) else None},
-            protocol=pickle.HIGHEST_PROTOCOL)
-        plan = None
-        if stages == "evoked":
-            if objective.metric not in ("rmse", "weighted_rmse"):
-                raise ValueError(f"metric of a staged fit must be 'rmse' or 'weighted_rmse' "
-                                 f"(stages are scored by a weighted RMSE), got "
-                                 f"{objective.metric!r}")
-            if space.set_params is not None:
-                raise ValueError("a staged fit needs the built-in parameter names (it "
-                                 "assigns parameters to drives), got a space with a "
-                                 "set_params hook")
-            plan = plan_evoked_stages(net, space, target.times, objective.smooth_window)
+        blob = _network_blob(net, space, objective)
+        plan = None if stages is None else _evoked_plan(net, space, target, objective)
         storage = _Storage.create(path, target=target, space=space,
                                   objective=objective.settings(), solver=settings,
                                   network=blob, description=description,
                                   exist_ok=exist_ok)
         try:
-            raw = storage.metadata.get("stages")
-            stored = None if raw is None else json.loads(raw)
-            wanted = None if plan is None else [s.to_dict() for s in plan]
-            if "stages" not in storage.metadata:
-                storage.set_metadata("stages", json.dumps(wanted))
-            elif stored != wanted:
-                raise StudyError(
-                    f"study {str(storage.path)!r} was created "
-                    f"{'without stages' if stored is None else 'with stages'}; open it "
-                    f"with the same stages argument or use a new study file")
+            _store_stages(storage, plan)
         except BaseException:
             storage.close()
             raise
@@ -261,17 +297,7 @@ class Study:
         storage = _Storage.load(path)
         try:
             meta = storage.metadata
-            blob = meta.get("network")
-            if blob is None:
-                raise StudyError(f"study {str(storage.path)!r} holds no network; it was "
-                                 f"not written by hnnfit.Study")
-            try:
-                stored = pickle.loads(blob)
-            except Exception as err:
-                raise StudyError(
-                    f"the network stored in study {str(storage.path)!r} cannot be "
-                    f"rebuilt ({type(err).__name__}: {err}); is the module defining its "
-                    f"set_params hook importable?") from None
+            stored = _stored_network(meta, storage.path)
             net = stored["net"]
             space = ParameterSpace.from_dict(meta["space"], set_params=stored["set_params"])
             target = storage.target
@@ -280,8 +306,7 @@ class Study:
                 obj_kwargs["metric"] = stored["metric"]
             objective = DipoleObjective(net, target, space, **obj_kwargs)
             settings = meta["solver"]
-            plan = json.loads(meta["stages"]) if meta.get("stages") is not None else None
-            plan = None if plan is None else [Stage.from_dict(d) for d in plan]
+            plan = _stored_stages(meta)
         except BaseException:
             storage.close()
             raise
@@ -427,9 +452,25 @@ class Study:
 
     # ------------------------------------------------------------------ results
     @property
-    def trials(self):
-        """Every evaluation as a pandas DataFrame, one column per parameter."""
+    def evaluations(self):
+        """Every evaluation of the study, one row each (pandas.DataFrame).
+
+        Columns: ``id``, ``stage``, ``batch``, ``position``, ``value``,
+        ``scale``, ``status`` (``'complete'``, ``'failed'``, ``'running'``
+        or ``'abandoned'``), ``error``, the ``seeds`` and ``n_trials`` it
+        ran on, ``start_time``, ``end_time`` (s since the epoch),
+        ``sim_seconds``, the driver's ``host`` and ``pid``, one column per
+        parameter, the ``worker_host`` and ``worker_pid`` that ran it, and
+        ``info``.
+        """
         return self.storage.trials
+
+    @property
+    def trials(self):
+        """Deprecated name of :attr:`evaluations` (a trial is a random stream)."""
+        warnings.warn("Study.trials is deprecated; use Study.evaluations",
+                      DeprecationWarning, stacklevel=2)
+        return self.evaluations
 
     @property
     def best_params(self):
