@@ -30,7 +30,7 @@ from . import assess, plots, runner
 from .objective import SETTING_KEYS, DipoleObjective, objective_kwargs
 from .optimize import replay_solver
 from .polish import create_polish, polish_setup  # noqa: F401 (the command line's import)
-from .runner import BUDGET_KEY, JOBS_KEY, STAGE_EVALS_KEY  # noqa: F401 (likewise)
+from .runner import BUDGET_KEY, JOBS_KEY, STAGE_EVALS_KEY  # noqa: F401 (the last two: likewise)
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
 from .staging import FINAL, Stage, plan_evoked_stages
@@ -255,7 +255,7 @@ class Study:
         space.validate(net)
         if stages is not None and stages != "evoked":
             raise ValueError(f"stages must be None or 'evoked', got {stages!r}")
-        obj_kwargs = _objective_kwargs_of(objective)
+        obj_kwargs = objective_kwargs(objective)
         net = net.copy()
         objective = DipoleObjective(net, target, space, **obj_kwargs)
         if x0 is None:
