@@ -38,6 +38,11 @@ __all__ = [
     "extract_drive_specs",
     "CELL_TYPES",
     "SHORT_NAMES",
+    "EVOKED_TARGETS",
+    "EVOKED_DELAYS",
+    "EVOKED_SPACE_CONSTANT",
+    "POISSON_DELAYS",
+    "POISSON_SPACE_CONSTANT",
 ]
 
 #: Cell types in gid order.
@@ -50,6 +55,35 @@ SHORT_NAMES = {
     "L5_basket": "L5Basket",
     "L5_pyramidal": "L5Pyr",
 }
+
+# What a parameter file's drives are: the file gives their timing and
+# weights, and these conventions fix the rest. Reading a file applies them
+# (extract_drive_specs); writing one (hnnfit.param_export) checks a drive
+# keeps them.
+
+#: Location of an evoked drive -> the cell types it targets.
+EVOKED_TARGETS = {
+    "proximal": CELL_TYPES,
+    "distal": ("L2_basket", "L2_pyramidal", "L5_pyramidal"),
+}
+
+#: Location of an evoked drive -> synaptic delay (ms) onto each cell type.
+EVOKED_DELAYS = {
+    "proximal": {"L2_basket": 0.1, "L2_pyramidal": 0.1,
+                 "L5_basket": 1.0, "L5_pyramidal": 1.0},
+    "distal": {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_pyramidal": 0.1},
+}
+
+#: Space constant of an evoked drive's connections (in grid spacings).
+EVOKED_SPACE_CONSTANT = 3.0
+
+#: Synaptic delay (ms) of the Poisson drive (``extpois``, proximal, onto
+#: every cell type) onto each cell type.
+POISSON_DELAYS = {"L2_basket": 1.0, "L2_pyramidal": 0.1,
+                  "L5_basket": 1.0, "L5_pyramidal": 1.0}
+
+#: Space constant of the Poisson drive's connections (in grid spacings).
+POISSON_SPACE_CONSTANT = 100.0
 
 _EXTENSIONS = (".json", ".param")
 _PATTERN_CHARS = re.compile(r"[*?\[]")
@@ -409,15 +443,8 @@ def _evoked_indices(params, prefix):
 def _evoked_specs(params, legacy_mode):
     specs = {}
     sync = bool(get_param(params, "sync_evinput"))
-    # (prefix, location, target cell types, delay per cell type in ms)
-    kinds = (
-        ("evprox", "proximal", CELL_TYPES,
-         {"L2_basket": 0.1, "L2_pyramidal": 0.1,
-          "L5_basket": 1.0, "L5_pyramidal": 1.0}),
-        ("evdist", "distal", ("L2_basket", "L2_pyramidal", "L5_pyramidal"),
-         {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_pyramidal": 0.1}),
-    )
-    for prefix, location, targets, delays in kinds:
+    for prefix, location in (("evprox", "proximal"), ("evdist", "distal")):
+        targets, delays = EVOKED_TARGETS[location], EVOKED_DELAYS[location]
         for num in _evoked_indices(params, prefix):
             tag = f"{prefix}_{num}"
             weights = {"ampa": {}, "nmda": {}}
@@ -445,7 +472,7 @@ def _evoked_specs(params, legacy_mode):
                 "weights_ampa": weights["ampa"],
                 "weights_nmda": weights["nmda"],
                 "synaptic_delays": dict(delays),
-                "space_constant": 3.0,
+                "space_constant": EVOKED_SPACE_CONSTANT,
                 "event_seed": seed,
             }
     return specs
@@ -530,8 +557,7 @@ def _poisson_spec(params, legacy_mode):
     t_end = get_param(params, "T_pois")
     if not legacy_mode and t_end < t0:
         return {}
-    delays = {"L2_basket": 1.0, "L2_pyramidal": 0.1,
-              "L5_basket": 1.0, "L5_pyramidal": 1.0}
+    delays = dict(POISSON_DELAYS)
     rates, weights_ampa, weights_nmda = {}, {}, {}
     for cell_type in CELL_TYPES:
         short = SHORT_NAMES[cell_type]
@@ -551,7 +577,7 @@ def _poisson_spec(params, legacy_mode):
         "weights_ampa": weights_ampa,
         "weights_nmda": weights_nmda,
         "synaptic_delays": delays,
-        "space_constant": 100.0,
+        "space_constant": POISSON_SPACE_CONSTANT,
         "event_seed": int(get_param(params, "prng_seedcore_extpois")),
     }}
 

@@ -1,5 +1,6 @@
 """hnnfit.Study on a small (3x3) network: create, optimise, resume, export, plots,
 reproducibility of the objective, and recovery of known drive parameters."""
+import io
 import json
 import os
 import sqlite3
@@ -11,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hnnfit import PARAMS_DIR, Network
-from hnnfit.exceptions import HnnfitError, StudyError
-from hnnfit.fit import (DipoleObjective, Parameter, ParameterSpace, Study, Target,
-                        network_to_params)
+from hnnfit import Network
+from hnnfit.exceptions import StudyError
+from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
+from hnnfit.fit.assess import score_points
+from hnnfit.fit.plots import convergence_data, fit_data, params_data, plot_convergence
+from hnnfit.fit.runner import ProgressBar
 from hnnfit.fit.objective import fit_scale
 from hnnfit.network import jones_2009_model
 from hnnfit.params import read_params
@@ -102,8 +105,8 @@ def test_resumed_study_proposes_what_an_uninterrupted_one_would(tmp_path, target
     assert _rows(again) == _rows(full)
     assert again.best_value == full.best_value
     assert again.best_params == full.best_params
-    trials = again.trials
-    assert list(trials["evprox1.mu"]) == [r[0]["evprox1.mu"] for r in _rows(full)]
+    evals = again.evaluations
+    assert list(evals["evprox1.mu"]) == [r[0]["evprox1.mu"] for r in _rows(full)]
     # the budget is a total: asking again for 7 runs nothing
     assert again.optimize(7, progress=False).n_evaluated == 0
     assert again.n_complete == 7
@@ -119,6 +122,24 @@ def test_progress_line_and_callback(tmp_path, target, capsys):
     assert [r["status"] for r in seen] == ["complete", "complete"]
     study.optimize(3, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_is_a_callback_writing_one_line_per_evaluation():
+    out = io.StringIO()
+    bar = ProgressBar(3, 1, best=2.0, stream=out)
+    bar({"status": "complete", "value": 1.5})
+    bar({"status": "failed", "value": None})
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[" + "#" * 16 + "-" * 8 + "] 2/3 eval  best 1.5  elapsed ")
+    assert lines[1].startswith("[" + "#" * 24 + "] 3/3 eval  best 1.5 failed 1  elapsed ")
+    assert lines[1].endswith("ETA 0:00")
+    # disabled, it still counts but writes nothing
+    quiet = ProgressBar(2, stream=out, enabled=False)
+    quiet({"status": "complete", "value": 3.0})
+    assert (quiet.n_done, quiet.best) == (1, 3.0)
+    assert len(out.getvalue().splitlines()) == 2
 
 
 # --------------------------------------------------------------------------- refusals
@@ -208,7 +229,7 @@ def test_bad_optimize_and_seed_arguments_are_refused_before_anything_changes(
             with pytest.raises(exc, match=match):
                 study.optimize(8, progress=False, **kwargs)
         assert study.n_complete == 6
-        for call in (lambda: study.validate(50), lambda: study.rescore(50),
+        for call in (lambda: study.score_held_out(50), lambda: study.rescore(50),
                      lambda: study.error_budget(50)):
             with pytest.raises(TypeError, match=r"seeds must be a sequence of trial seeds, "
                                                 r"e.g. \[50\], got the int 50"):
@@ -379,87 +400,6 @@ def test_export_reproduces_the_best_network(cobyla_study, tmp_path):
             assert np.array_equal(a.data[layer], b.data[layer])
 
 
-def test_export_keeps_event_times_of_drives_added_out_of_order():
-    # evprox1 added before evdist1: the file's network adds them alphabetically,
-    # so their gids swap, and the written seeds must compensate
-    net = make_net()
-    net.add_evoked_drive("evdist1", mu=25.0, sigma=3.0, numspikes=2, location="distal",
-                         weights_ampa={"L2_basket": 0.01, "L2_pyramidal": 0.02,
-                                       "L5_pyramidal": 0.01},
-                         synaptic_delays=0.1, event_seed=11)
-    params = network_to_params(net)
-    rebuilt = Network(params, add_drives_from_params=True, mesh_shape=(3, 3))
-    assert rebuilt.gid_ranges["evdist1"][0] < rebuilt.gid_ranges["evprox1"][0]
-    net._instantiate_drives(tstop=60.0, n_trials=2)
-    rebuilt._instantiate_drives(tstop=60.0, n_trials=2)
-    for name in ("evprox1", "evdist1"):
-        assert rebuilt.external_drives[name]["events"] == net.external_drives[name]["events"]
-        assert len(net.external_drives[name]["events"][1]) > 0
-
-
-def test_export_refuses_drives_a_parameter_file_cannot_express():
-    net = make_net()
-    net.add_evoked_drive("late", mu=25.0, sigma=1.0, numspikes=1, location="proximal",
-                         weights_ampa={"L5_pyramidal": 0.01}, synaptic_delays=1.0)
-    with pytest.raises(HnnfitError, match="'late'.*targets"):
-        network_to_params(net)
-    net = make_net()
-    net.add_evoked_drive("slow", mu=25.0, sigma=1.0, numspikes=1, location="proximal",
-                         weights_ampa={k: 0.01 for k in PROX_DELAYS}, synaptic_delays=2.0)
-    with pytest.raises(HnnfitError, match="'slow'.*delay"):
-        network_to_params(net)
-    net = make_net()
-    net.add_poisson_drive("noise", rate_constant=10.0, location="proximal",
-                          weights_ampa={"L5_pyramidal": 0.01})
-    with pytest.raises(HnnfitError, match="'noise'.*a parameter file's Poisson drive targets"):
-        network_to_params(net)
-    # a file holds one Poisson drive
-    net = Network(read_params(PARAMS_DIR / "ERPYes100Trials.json"),
-                  add_drives_from_params=True, mesh_shape=(3, 3))
-    net.add_poisson_drive("noise", tstart=0.0, tstop=40.0, rate_constant=10.0,
-                          location="proximal", weights_ampa={k: 0.01 for k in PROX_DELAYS},
-                          synaptic_delays=dict(PROX_DELAYS, L2_basket=1.0))
-    with pytest.raises(HnnfitError, match="'noise'.*one Poisson drive, and 'extpois'"):
-        network_to_params(net)
-
-
-def test_export_keeps_the_poisson_drive_of_the_hnn_files():
-    # ERPYes100Trials' Poisson drive (weights here made non-zero so that it
-    # shapes the dipole) and an evoked drive added after it: the file lists
-    # the drives alphabetically, which moves both drives' gids
-    params = read_params(PARAMS_DIR / "ERPYes100Trials.json")
-    params.update({"L5Pyr_Pois_A_weight_ampa": 0.02, "L5Pyr_Pois_lamtha": 40.0,
-                   "L2Pyr_Pois_A_weight_ampa": 0.01, "L2Pyr_Pois_lamtha": 40.0})
-    net = Network(params, add_drives_from_params=True, mesh_shape=(3, 3))
-    assert net.external_drives["extpois"]["type"] == "poisson"
-    net.add_evoked_drive("evprox3", mu=30.0, sigma=3.0, numspikes=1, location="proximal",
-                         weights_ampa={"L2_basket": 0.0, "L2_pyramidal": 0.02,
-                                       "L5_basket": 0.01, "L5_pyramidal": 0.05},
-                         synaptic_delays=PROX_DELAYS)
-    flat = network_to_params(net)
-    assert (flat["t0_pois"], flat["T_pois"], flat["L5Pyr_Pois_lamtha"]) == (0.0, 170.0, 40.0)
-    rebuilt = Network(flat, add_drives_from_params=True, mesh_shape=(3, 3))
-    assert list(rebuilt.external_drives) == ["evdist1", "evprox1", "evprox2", "evprox3",
-                                             "extpois"]
-    assert rebuilt.gid_ranges["extpois"][0] > net.gid_ranges["extpois"][0]
-    dpl_net = simulate_trials(net, TSTOP, 0.025, [0])
-    dpl_file = simulate_trials(rebuilt, TSTOP, 0.025, [0])
-    for name in ("extpois", "evprox3", "evprox1"):
-        assert rebuilt.external_drives[name]["events"] == net.external_drives[name]["events"]
-    assert sum(len(t) for t in net.external_drives["extpois"]["events"][0]) > 0
-    for layer in ("agg", "L2", "L5"):
-        assert np.array_equal(dpl_net[0].data[layer], dpl_file[0].data[layer])
-    # without the Poisson drive the dipole differs: the comparison can fail
-    quiet = Network(read_params(PARAMS_DIR / "ERPYes100Trials.json"),
-                    add_drives_from_params=True, mesh_shape=(3, 3))
-    quiet.add_evoked_drive("evprox3", mu=30.0, sigma=3.0, numspikes=1, location="proximal",
-                           weights_ampa={"L2_basket": 0.0, "L2_pyramidal": 0.02,
-                                         "L5_basket": 0.01, "L5_pyramidal": 0.05},
-                           synaptic_delays=PROX_DELAYS)
-    dpl_quiet = simulate_trials(quiet, TSTOP, 0.025, [0])
-    assert not np.allclose(dpl_net[0].data["agg"], dpl_quiet[0].data["agg"], rtol=0, atol=1e-9)
-
-
 def test_plots_render_to_png(cobyla_study, tmp_path):
     import matplotlib
 
@@ -480,19 +420,83 @@ def test_plots_render_to_png(cobyla_study, tmp_path):
     assert np.array_equal(line.get_ydata(), np.asarray(best_row["info"]["dipole"]))
 
 
-def test_validate_rescores_on_other_seeds(cobyla_study):
-    out = cobyla_study.validate([5, 6])
+def test_plot_data_are_the_study_s_evaluations(cobyla_study):
+    import matplotlib.pyplot as plt
+
+    rows = cobyla_study.storage.rows()
+    assert [r["status"] for r in rows] == ["complete"] * 6
+    values = [r["value"] for r in rows]
+    conv = convergence_data(cobyla_study)
+    assert list(conv["evaluation"]) == [1, 2, 3, 4, 5, 6]
+    assert list(conv["value"]) == values
+    assert list(conv["best"]) == list(np.minimum.accumulate(values))
+    assert len(conv["failed"]) == 0
+    par = params_data(cobyla_study)
+    assert list(par["values"]["evprox1.mu"]) == [r["params"]["evprox1.mu"] for r in rows]
+    assert par["complete"].all() and par["best"] == cobyla_study.best_params
+    fit = fit_data(cobyla_study)
+    assert fit["best_value"] == cobyla_study.best_value == min(values)
+    np.testing.assert_array_equal(fit["best"], cobyla_study.storage.best()["info"]["dipole"])
+    np.testing.assert_array_equal(fit["target"], cobyla_study.target.values)
+    # the convergence plot draws on the axes it is given
+    fig, ax = plt.subplots()
+    assert plot_convergence(cobyla_study, ax=ax, show=False) is fig
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), conv["best"])
+    plt.close("all")
+
+
+def test_score_held_out_scores_on_other_seeds(cobyla_study):
+    out = cobyla_study.score_held_out([5, 6])
     assert out["seeds"] == [5, 6] and out["n_trials"] == 2
     assert out["fit_value"] == cobyla_study.best_value
     assert np.isfinite(out["value"]) and out["value"] != cobyla_study.best_value
 
 
+def test_deprecated_validate_warns_and_returns_what_score_held_out_does(cobyla_study):
+    with pytest.warns(DeprecationWarning, match="score_held_out"):
+        old = cobyla_study.validate([5, 6], dt=0.05)
+    new = cobyla_study.score_held_out([5, 6], dt=0.05)
+    assert old["value"] == new["value"] and old["fit_value"] == new["fit_value"]
+    np.testing.assert_array_equal(old["dipole"], new["dipole"])
+
+
+def test_deprecated_trials_warns_and_returns_the_evaluations(cobyla_study):
+    import pandas as pd
+
+    with pytest.warns(DeprecationWarning, match="Study.evaluations"):
+        old = cobyla_study.trials
+    new = cobyla_study.evaluations
+    assert len(new) == 6 and list(new["status"]) == ["complete"] * 6
+    pd.testing.assert_frame_equal(old, new)
+
+
+def test_score_points_gives_the_objective_s_values(cobyla_study):
+    objective = cobyla_study.objective
+    points = [dict(TRUTH), {"evprox1.mu": 20.0, "evprox1.ampa.L5_pyramidal": 0.01}]
+    direct = [objective(p, [5, 6])["value"] for p in points]
+    assert direct[0] != direct[1]
+    np.testing.assert_array_equal(score_points(objective, points, [5, 6]), direct)
+    # in two worker processes: the same values, in the order given
+    np.testing.assert_array_equal(score_points(objective, points, [5, 6], n_jobs=2), direct)
+    # a point the objective cannot simulate is NaN, the others still scored
+    bad = {"evprox1.mu": 20.0}
+    values = score_points(objective, [bad, points[0]], [5, 6])
+    assert np.isnan(values[0]) and values[1] == direct[0]
+    with pytest.raises(TypeError, match="points must be dicts"):
+        score_points(objective, [[15.0, 0.02]], [5])
+    with pytest.raises(TypeError, match="a sequence of trial seeds"):
+        score_points(objective, points, 5)
+    with pytest.raises(ValueError, match="backend"):
+        score_points(objective, points, [5], backend="threads")
+
+
 def test_held_out_trials_at_another_time_step(cobyla_study):
     # a fit that searched at a coarse step is judged at a fine one (and back)
-    coarse = cobyla_study.validate([5, 6], dt=0.05)
+    coarse = cobyla_study.score_held_out([5, 6], dt=0.05)
     assert coarse["value"] == pytest.approx(cobyla_study.objective.with_settings(
         dt=0.05).validate(cobyla_study.best_params, [5, 6])["value"], rel=1e-12)
-    assert coarse["value"] != pytest.approx(cobyla_study.validate([5, 6])["value"], rel=1e-6)
+    fine = cobyla_study.score_held_out([5, 6])
+    assert coarse["value"] != pytest.approx(fine["value"], rel=1e-6)
     budget = cobyla_study.error_budget([5, 6], k=2, dt=0.05)
     assert budget["expected"] == pytest.approx(coarse["value"], rel=1e-9)
     assert cobyla_study.objective.dt == 0.025
@@ -505,10 +509,10 @@ def test_error_budget_on_held_out_trials(cobyla_study):
     out = cobyla_study.error_budget([5, 6, 7])
     assert out["k"] == 1 and out["n_trials"] == 3 and out["seeds"] == [5, 6, 7]
     assert out["var"] > 0.0
-    # three trials in averages of three: what validate scores on them
+    # three trials in averages of three: what score_held_out scores on them
     three = cobyla_study.error_budget([5, 6, 7], k=3)
-    assert three["expected"] == pytest.approx(cobyla_study.validate([5, 6, 7])["value"],
-                                              rel=1e-9)
+    held_out = cobyla_study.score_held_out([5, 6, 7])
+    assert three["expected"] == pytest.approx(held_out["value"], rel=1e-9)
     assert three["expected"] < out["expected"]
     # trials simulated in two workers: the same numbers
     two = cobyla_study.error_budget([5, 6, 7], k=3, n_jobs=2)
@@ -526,17 +530,17 @@ def test_error_budget_on_held_out_trials(cobyla_study):
 
 def test_rescore_scores_the_leading_points_on_other_seeds(cobyla_study):
     table = cobyla_study.rescore([5, 6], top=3, n_jobs=2)
-    trials = cobyla_study.trials.sort_values("value")
+    evals = cobyla_study.evaluations.sort_values("value")
     # the three best evaluations, each scored again by the objective itself
-    assert sorted(table["id"]) == sorted(trials["id"].head(3).astype(int))
+    assert sorted(table["id"]) == sorted(evals["id"].head(3).astype(int))
     assert list(table["rescored"]) == sorted(table["rescored"])
     names = make_space().names
     for _, row in table.iterrows():
         params = {n: float(row[n]) for n in names}
-        assert row["value"] == trials.set_index("id").loc[row["id"], "value"]
+        assert row["value"] == evals.set_index("id").loc[row["id"], "value"]
         assert row["rescored"] == cobyla_study.objective.validate(params, [5, 6])["value"]
     # nothing was written to the study
-    assert len(cobyla_study.trials) == len(trials)
+    assert len(cobyla_study.evaluations) == len(evals)
     with pytest.raises(ValueError, match="seeds must hold at least 1 seed, got 0"):
         cobyla_study.rescore([])
     with pytest.raises(ValueError, match="top"):
@@ -616,7 +620,7 @@ def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target)
     study.close()
     again = Study.load(tmp_path / "groups.sqlite")
     assert again.objective.group_size == 1
-    row = again.trials.iloc[-1]
+    row = again.evaluations.iloc[-1]
     params = {name: float(row[name]) for name in make_space().names}
     singles = [again.objective.validate(params, [s])["value"] for s in (3, 7)]
     assert row["value"] == pytest.approx(np.mean(singles), rel=1e-12)
@@ -624,7 +628,7 @@ def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target)
                            **OBJECTIVE)(params)["value"]
     assert row["value"] > both
     # held-out seeds are scored in groups of one too
-    assert len(again.validate([5, 6])["group_values"]) == 2
+    assert len(again.score_held_out([5, 6])["group_values"]) == 2
 
 
 # --------------------------------------------------------------------------- reproducibility

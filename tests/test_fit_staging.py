@@ -215,7 +215,7 @@ def test_stages_carry_the_best_point_forward(tmp_path, fake_objective):
     budgets = {"evprox1": 8, "evdist1": 6, "evprox2": 6, FINAL: 6}
     summary = study.optimize(26, progress=False, stage_evals=budgets)
     assert set(summary.stages) == set(budgets)
-    df = study.trials
+    df = study.evaluations
     assert df.groupby("stage").size().to_dict() == budgets
     x0 = study.space.clip(study.x0)
     names = [s.name for s in study.stages]
@@ -252,7 +252,7 @@ def test_staged_study_resumes_mid_stage(tmp_path, fake_objective):
                   solver_options={"n_initial_points": 3, "acq_optimizer": "sampling",
                                   "n_points": 500})
     ref.optimize(23, progress=False, stage_evals=budgets)
-    expected = ref.trials[["stage", "value"] + ref.space.names]
+    expected = ref.evaluations[["stage", "value"] + ref.space.names]
 
     CALLS.clear()
     _fake_call.interrupt_at = 9          # the 3rd evaluation of stage evdist1
@@ -263,7 +263,7 @@ def test_staged_study_resumes_mid_stage(tmp_path, fake_objective):
     assert summary.interrupted
     path = study.path
     study.close()
-    counts = Study.load(path).trials.query("status == 'complete'").groupby("stage").size()
+    counts = Study.load(path).evaluations.query("status == 'complete'").groupby("stage").size()
     assert counts.to_dict() == {"evprox1": 6, "evdist1": 2}
 
     _fake_call.interrupt_at = None
@@ -273,7 +273,7 @@ def test_staged_study_resumes_mid_stage(tmp_path, fake_objective):
     again.optimize(23, progress=False, stage_evals=budgets)
     # only what was missing ran: the interrupted evaluation and what follows
     assert len(CALLS) == 23 - 8
-    got = again.trials.query("status == 'complete'")[
+    got = again.evaluations.query("status == 'complete'")[
         ["stage", "value"] + again.space.names].reset_index(drop=True)
     np.testing.assert_array_equal(got["stage"], expected["stage"])
     for col in ["value"] + again.space.names:
@@ -292,12 +292,34 @@ def test_resampled_stages_each_run_on_new_trials(tmp_path, fake_objective):
                          stages="evoked")
     budgets = {"evprox1": 4, "evdist1": 2, "evprox2": 2, FINAL: 4}
     study.optimize(12, progress=False, stage_evals=budgets)
-    df = study.trials
+    df = study.evaluations
     seeds = {st.name: sorted({tuple(x) for x in df[df["stage"] == st.name]["seeds"]})
              for st in study.stages}
     assert seeds == {"evprox1": [(0, 1), (2, 3)], "evdist1": [(4, 5)],
                      "evprox2": [(6, 7)], FINAL: [(8, 9), (10, 11)]}
     assert study.used_seeds() == list(range(12))
+
+
+def test_staged_progress_and_callback_per_stage(tmp_path, fake_objective, capsys):
+    # one progress line per evaluation under each stage's header; the
+    # callback sees every row with its stage, the way an unstaged run does
+    study = _create(tmp_path / "s.sqlite")
+    seen = []
+    study.optimize(8, stage_evals={"evprox1": 2, "evdist1": 2, "evprox2": 2, FINAL: 2},
+                   callback=seen.append)
+    names = [st.name for st in study.stages]
+    assert [r["stage"] for r in seen] == [n for n in names for _ in range(2)]
+    assert [r["id"] for r in seen] == [r["id"] for r in study.storage.rows()]
+    err = capsys.readouterr().err.splitlines()
+    headers = [line for line in err if line.startswith("stage ")]
+    assert [h.split()[2].rstrip(":") for h in headers] == names
+    assert headers[0].startswith("stage 1/4 evprox1: 2 parameters, ")
+    assert headers[-1] == f"stage 4/4 {FINAL}: 4 parameters, whole waveform, 2 evaluations"
+    assert [line.split("]")[1].split()[0] for line in err if line.startswith("[")] == \
+        ["1/2", "2/2"] * 4
+    # at its budget the run writes no line and calls nothing
+    study.optimize(8, callback=seen.append)
+    assert capsys.readouterr().err == "" and len(seen) == 8
 
 
 def test_staged_study_refuses_mismatches(tmp_path, fake_objective):
@@ -339,7 +361,7 @@ def test_small_staged_fit_simulates_each_window(tmp_path):
                          objective={"smooth_window": 5.0, "scale": 100.0}, stages="evoked")
     study.optimize(12, progress=False,
                    stage_evals={"evprox1": 4, "evdist1": 4, FINAL: 4})
-    df = study.trials
+    df = study.evaluations
     assert (df["status"] == "complete").all()
     for st in study.stages:
         rows = study.storage.rows(stage=st.name)

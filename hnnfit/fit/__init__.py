@@ -2,7 +2,8 @@
 
 The user-facing entry point is :class:`Study` (also ``hnnfit.Study``).
 """
-from .api import Study, list_studies, network_to_params
+from ..param_export import network_to_params
+from .api import Study, list_studies
 from .objective import DipoleObjective, error_budget, fit_scale
 from .optimize import RunSummary, run_optimization
 from .solvers import make_solver, solver_from_settings

@@ -3,48 +3,42 @@
 :class:`Study` ties together what the fitting core keeps apart: the
 storage (:class:`hnnfit.fit.study.Study`, one SQLite file), the objective
 (:class:`~hnnfit.fit.objective.DipoleObjective`), the parameter space and
-a solver, and the driver loop (:func:`~hnnfit.fit.optimize.run_optimization`).
-Everything needed to continue a study is in its file: :meth:`Study.load`
-rebuilds the network, target, space, objective and solver from it alone.
+a solver. Everything needed to continue a study is in its file:
+:meth:`Study.load` rebuilds the network, target, space, objective and
+solver from it alone.
+
+The class creates and loads studies and answers for their results; the
+work is done by modules with one job each, which its methods call:
+:mod:`~hnnfit.fit.runner` (the run loop, staged runs included),
+:mod:`~hnnfit.fit.polish` (polish studies), :mod:`~hnnfit.fit.assess`
+(held-out scoring), :mod:`~hnnfit.fit.plots` and
+:mod:`hnnfit.param_export` (parameter files).
 """
 from __future__ import annotations
 
 import json
-import math
 import pickle
-import re
-import sys
-import time
+import warnings
 
 import numpy as np
 
-from ..exceptions import HnnfitError, StudyError
-from ..validation import check_bool, check_int, check_number, check_option, check_positive, \
-    check_type, format_seeds
-from .objective import SETTING_KEYS, DipoleObjective
-from .optimize import RunSummary, replay_solver, run_optimization
+from ..exceptions import StudyError
+from ..param_export import network_to_params
+from ..params import write_params
+from ..validation import check_bool, check_type
+from . import assess, plots, runner
+from .objective import SETTING_KEYS, DipoleObjective, objective_kwargs
+from .optimize import replay_solver
+from .polish import create_polish, polish_setup  # noqa: F401 (the command line's import)
+from .runner import BUDGET_KEY, JOBS_KEY, STAGE_EVALS_KEY  # noqa: F401 (the last two: likewise)
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
-from .staging import FINAL, Stage, StageObjective, plan_evoked_stages, split_budget, \
-    stage_sim_end
+from .staging import FINAL, Stage, plan_evoked_stages
 from .study import Study as _Storage
 from .targets import Target, read_target
 
-# metadata entries of the last optimize() that had evaluations to run: the
-# total budget, the jobs and a staged fit's stage_evals. `hnnfit resume`
-# continues with them and `hnnfit list` tells a stopped study from a done one.
-# (The "cli_" prefix is historical: the command line wrote them first.)
-BUDGET_KEY = "cli_n_evals"
-JOBS_KEY = "cli_n_jobs"
-STAGE_EVALS_KEY = "cli_stage_evals"
-
-
-def _seed_list(seeds):
-    """``seeds`` as a list of non-negative ints; a lone int is refused by name."""
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        raise TypeError(f"seeds must be a sequence of trial seeds, e.g. [{seeds}], got the "
-                        f"int {seeds}")
-    return [check_int(s, "seed", low=0) for s in seeds]
+# the command line's name for objective_kwargs
+_objective_kwargs_of = objective_kwargs
 
 
 def _cloudpickle():
@@ -86,23 +80,6 @@ def _as_target(target):
     return read_target(target)
 
 
-def _objective_kwargs_of(objective):
-    """DipoleObjective keywords of an objective, or of a dict of them (checked).
-
-    ``seeds`` without ``n_trials`` gives ``n_trials = len(seeds)``.
-    """
-    if isinstance(objective, DipoleObjective):
-        return {k: getattr(objective, k) for k in SETTING_KEYS}
-    out = dict(objective or {})
-    unknown = sorted(set(out) - set(SETTING_KEYS))
-    if unknown:
-        raise ValueError(f"objective must only hold DipoleObjective settings "
-                         f"({', '.join(SETTING_KEYS)}), got {', '.join(unknown)}")
-    if out.get("seeds") is not None and "n_trials" not in out:
-        out["n_trials"] = len(out["seeds"])
-    return out
-
-
 def _objective_kwargs(settings):
     """DipoleObjective keyword arguments from stored settings."""
     kwargs = {k: settings[k] for k in SETTING_KEYS if k in settings}
@@ -113,125 +90,60 @@ def _objective_kwargs(settings):
     return kwargs
 
 
-class _Progress:
-    """A progress line on stderr: evaluations done, ETA, best so far."""
-
-    def __init__(self, n_total, n_done, enabled, stream=None):
-        self.n_total = n_total
-        self.n_start = n_done
-        self.n_done = n_done
-        self.enabled = enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.t0 = time.monotonic()
-        self.best = None
-        self.n_failed = 0
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def update(self, row):
-        self.n_done += 1
-        if row.get("status") == "complete":
-            v = row["value"]
-            self.best = v if self.best is None else min(self.best, v)
-        else:
-            self.n_failed += 1
-        if not self.enabled:
-            return
-        ran = self.n_done - self.n_start
-        elapsed = time.monotonic() - self.t0
-        left = max(0, self.n_total - self.n_done)
-        eta = elapsed / ran * left if ran else float("nan")
-        width = 24
-        frac = min(1.0, self.n_done / self.n_total) if self.n_total else 1.0
-        bar = "#" * int(round(frac * width)) + "-" * (width - int(round(frac * width)))
-        best = "-" if self.best is None else f"{self.best:.6g}"
-        fail = f" failed {self.n_failed}" if self.n_failed else ""
-        line = (f"[{bar}] {self.n_done}/{self.n_total} eval  best {best}{fail}  "
-                f"elapsed {_fmt_s(elapsed)}  ETA {_fmt_s(eta)}")
-        if self._tty:
-            self.stream.write("\r" + line + ("\n" if left == 0 else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self):
-        if self.enabled and self._tty and self.n_done < self.n_total:
-            self.stream.write("\n")
-            self.stream.flush()
+def _network_blob(net, space, objective):
+    """The pickled network, with the code the user gave (hook, callable metric)."""
+    return _cloudpickle().dumps({
+        "net": net, "set_params": space.set_params,
+        "metric": objective.metric if callable(objective.metric) else None},
+        protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _fmt_s(seconds):
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+def _stored_network(meta, path):
+    """The dict :func:`_network_blob` pickled, from the metadata of study ``path``."""
+    blob = meta.get("network")
+    if blob is None:
+        raise StudyError(f"study {str(path)!r} holds no network; it was "
+                         f"not written by hnnfit.Study")
+    try:
+        return pickle.loads(blob)
+    except Exception as err:
+        raise StudyError(
+            f"the network stored in study {str(path)!r} cannot be "
+            f"rebuilt ({type(err).__name__}: {err}); is the module defining its "
+            f"set_params hook importable?") from None
 
 
-def polish_setup(net, space, best, settings, *, overrides=None, only=None, objective=None,
-                 what="space"):
-    """Network, space, start point and objective settings of a polish.
+def _evoked_plan(net, space, target, objective):
+    """The stages of an evoked staged fit, after checking the study allows one."""
+    if objective.metric not in ("rmse", "weighted_rmse"):
+        raise ValueError(f"metric of a staged fit must be 'rmse' or 'weighted_rmse' "
+                         f"(stages are scored by a weighted RMSE), got "
+                         f"{objective.metric!r}")
+    if space.set_params is not None:
+        raise ValueError("a staged fit needs the built-in parameter names (it "
+                         "assigns parameters to drives), got a space with a "
+                         "set_params hook")
+    return plan_evoked_stages(net, space, target.times, objective.smooth_window)
 
-    What :meth:`Study.create_polish` builds from a study (see there for
-    ``overrides``, ``only`` and ``objective``), checked but not stored:
-    the command line runs it on the configured start point to reject a bad
-    ``[polish]`` section before any study file is touched.
 
-    Parameters
-    ----------
-    net : Network
-        The polished study's network (its initial values).
-    space : ParameterSpace
-        The polished study's space.
-    best : dict
-        The point to start from (a value for every parameter of ``space``).
-    settings : dict
-        The polished study's objective settings (DipoleObjective keywords).
-    what : str
-        What ``space`` is called in error messages.
+def _store_stages(storage, plan):
+    """Record the stage plan in a new study; in an existing one, check it matches."""
+    raw = storage.metadata.get("stages")
+    stored = None if raw is None else json.loads(raw)
+    wanted = None if plan is None else [s.to_dict() for s in plan]
+    if "stages" not in storage.metadata:
+        storage.set_metadata("stages", json.dumps(wanted))
+    elif stored != wanted:
+        raise StudyError(
+            f"study {str(storage.path)!r} was created "
+            f"{'without stages' if stored is None else 'with stages'}; open it "
+            f"with the same stages argument or use a new study file")
 
-    Returns
-    -------
-    net, space, x0, settings
-        The polish's network (``best`` applied), space, start point
-        (clipped into the space) and objective settings.
-    """
-    polish = space.with_overrides(overrides, what)
-    added = [n for n in polish.names if n not in space]
-    if space.set_params is not None and (set(polish.names) != set(space.names)
-                                         or only is not None):
-        # the hook is written for exactly this study's names
-        raise ValueError(
-            f"a polish of a space with a set_params hook can only change the ranges of "
-            f"its parameters ({', '.join(space.names)}), got "
-            f"{'only=' + repr(only) if only is not None else 'parameters ' + ', '.join(polish.names)}")
-    polish.validate(net)
-    start = {n: best[n] for n in polish.names if n in best}
-    if added:
-        # a parameter the study did not fit starts where the network has it
-        start.update(polish.subset(added).current_values(net))
-    if only is not None:
-        if isinstance(only, str) or not all(isinstance(o, str) for o in only):
-            raise TypeError(f"only must be a sequence of parameter or drive names, "
-                            f"got {only!r}")
-        # an entry names a parameter, or a drive: every parameter it prefixes
-        picked = {o: [n for n in polish.names if o in (n, n.split(".", 1)[0])]
-                  for o in only}
-        unknown = [o for o, names in picked.items() if not names]
-        if unknown or not only:
-            raise ValueError(f"only must name parameters or drives of the polish's "
-                             f"space ({', '.join(polish.names)}), got "
-                             f"{', '.join(map(repr, unknown)) or 'none'}")
-        chosen = {n for names in picked.values() for n in names}
-        polish = polish.subset([n for n in polish.names if n in chosen])
-    updates = _objective_kwargs_of(objective)
-    if "n_trials" in updates and "seeds" not in updates:
-        updates["seeds"] = None
-    # parameters the polish leaves out (dropped, or not in ``only``) keep
-    # their values at ``best``
-    new_net = space.apply(net, best)
-    x0 = polish.clip({n: start[n] for n in polish.names})
-    return new_net, polish, x0, {**settings, **updates}
+
+def _stored_stages(meta):
+    """The stage plan a study's metadata holds (None for an unstaged study)."""
+    plan = json.loads(meta["stages"]) if meta.get("stages") is not None else None
+    return None if plan is None else [Stage.from_dict(d) for d in plan]
 
 
 class Study:
@@ -255,6 +167,8 @@ class Study:
         Method, seed, start point ``x0`` and options of the solver.
     storage : hnnfit.fit.study.Study
         The underlying storage (rows and metadata).
+    stages : list of Stage | None
+        A staged study's stages, in the order they run (None if unstaged).
     solver_ : solver
         After :meth:`optimize` of an unstaged study: its solver as the run
         left it (see also :meth:`replay_solver`).
@@ -270,7 +184,6 @@ class Study:
         self.space = space
         self.objective = objective
         self.solver_settings = solver_settings
-        self._dipoles = {}
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -342,43 +255,21 @@ class Study:
         space.validate(net)
         if stages is not None and stages != "evoked":
             raise ValueError(f"stages must be None or 'evoked', got {stages!r}")
-        obj_kwargs = _objective_kwargs_of(objective)
+        obj_kwargs = objective_kwargs(objective)
         net = net.copy()
         objective = DipoleObjective(net, target, space, **obj_kwargs)
         if x0 is None:
             x0 = space.midpoint() if space.set_params is not None else space.current_values(net)
         solver_obj = make_solver(solver, space, x0=x0, seed=seed, **dict(solver_options or {}))
         settings = solver_obj.settings()
-        blob = _cloudpickle().dumps({
-            "net": net, "set_params": space.set_params,
-            "metric": objective.metric if callable(objective.metric) else None},
-            protocol=pickle.HIGHEST_PROTOCOL)
-        plan = None
-        if stages == "evoked":
-            if objective.metric not in ("rmse", "weighted_rmse"):
-                raise ValueError(f"metric of a staged fit must be 'rmse' or 'weighted_rmse' "
-                                 f"(stages are scored by a weighted RMSE), got "
-                                 f"{objective.metric!r}")
-            if space.set_params is not None:
-                raise ValueError("a staged fit needs the built-in parameter names (it "
-                                 "assigns parameters to drives), got a space with a "
-                                 "set_params hook")
-            plan = plan_evoked_stages(net, space, target.times, objective.smooth_window)
+        blob = _network_blob(net, space, objective)
+        plan = None if stages is None else _evoked_plan(net, space, target, objective)
         storage = _Storage.create(path, target=target, space=space,
                                   objective=objective.settings(), solver=settings,
                                   network=blob, description=description,
                                   exist_ok=exist_ok)
         try:
-            raw = storage.metadata.get("stages")
-            stored = None if raw is None else json.loads(raw)
-            wanted = None if plan is None else [s.to_dict() for s in plan]
-            if "stages" not in storage.metadata:
-                storage.set_metadata("stages", json.dumps(wanted))
-            elif stored != wanted:
-                raise StudyError(
-                    f"study {str(storage.path)!r} was created "
-                    f"{'without stages' if stored is None else 'with stages'}; open it "
-                    f"with the same stages argument or use a new study file")
+            _store_stages(storage, plan)
         except BaseException:
             storage.close()
             raise
@@ -406,17 +297,7 @@ class Study:
         storage = _Storage.load(path)
         try:
             meta = storage.metadata
-            blob = meta.get("network")
-            if blob is None:
-                raise StudyError(f"study {str(storage.path)!r} holds no network; it was "
-                                 f"not written by hnnfit.Study")
-            try:
-                stored = pickle.loads(blob)
-            except Exception as err:
-                raise StudyError(
-                    f"the network stored in study {str(storage.path)!r} cannot be "
-                    f"rebuilt ({type(err).__name__}: {err}); is the module defining its "
-                    f"set_params hook importable?") from None
+            stored = _stored_network(meta, storage.path)
             net = stored["net"]
             space = ParameterSpace.from_dict(meta["space"], set_params=stored["set_params"])
             target = storage.target
@@ -425,8 +306,7 @@ class Study:
                 obj_kwargs["metric"] = stored["metric"]
             objective = DipoleObjective(net, target, space, **obj_kwargs)
             settings = meta["solver"]
-            plan = json.loads(meta["stages"]) if meta.get("stages") is not None else None
-            plan = None if plan is None else [Stage.from_dict(d) for d in plan]
+            plan = _stored_stages(meta)
         except BaseException:
             storage.close()
             raise
@@ -437,91 +317,16 @@ class Study:
                       exist_ok=False, start=None):
         """Create a study that refines this study's best point (a local polish).
 
-        The new study fits the same network and target from this study's
-        best point (for a staged study, the point carried through its
-        stages), typically with a local solver on more or new trials. It is
-        an ordinary study: run it with :meth:`optimize`, reopen it with
-        :meth:`load`; this study is only read.
-
-        Parameters
-        ----------
-        path : str | pathlib.Path
-            The polish's study file (its folder must exist).
-        overrides : dict | None
-            Changes to this study's space: ``{name: (low, high)}``, ``{name:
-            (low, high, {'log': True})}`` or a :class:`Parameter` replaces a
-            range or adds a parameter (e.g. a synapse absent from the start
-            file, which starts from the network's value, 0 uS, clipped into
-            its range); ``{name: None}`` drops one.
-        only : sequence of str | None
-            Fit only these parameters, or every parameter of these drives
-            (e.g. ``['evprox2', 'evdist1.mu']``). The polish's network is
-            this study's best network, so whatever it does not fit keeps
-            this study's best value.
-        objective : dict | None
-            Settings of :class:`DipoleObjective` that differ from this
-            study's objective, e.g. ``{'seeds': [1000, 1001, 1002],
-            'group_size': 3, 'resample': True}``. Giving ``seeds`` alone sets
-            ``n_trials`` to their number; ``n_trials`` alone uses seeds
-            ``0 .. n_trials - 1``. With ``resample``, batch ``k`` runs on the
-            seeds shifted by ``k`` times their span, so start them far from
-            any you keep for held-out scoring.
-        solver : {'cma', 'cobyla', 'bayesian', 'pattern'}
-            The polish's method; CMA-ES by default (its ``sigma0`` option is
-            the initial step in the unit cube: 0.05-0.1 stays local).
-            ``'pattern'`` (a stencil search, deterministic) suits a polish
-            on fixed seeds, e.g. after a CMA-ES polish on resampled ones.
-        solver_options : dict | None
-            Options of the method (see :func:`make_solver`).
-        seed : int | None
-            Seed of the solver (default: this study's).
-        description : str | None
-            Stored with the new study (default: names this study's file).
-        exist_ok : bool
-            Reopen ``path`` if it holds this very polish (to resume it).
-        start : dict | None
-            The point to start from instead of this study's best point:
-            values of this study's parameters (e.g. a CMA-ES polish's
-            averaged mean); parameters it leaves out keep their best values.
-            Values outside the bounds are moved onto them.
+        See :func:`hnnfit.fit.polish.create_polish` for the parameters.
 
         Returns
         -------
         Study
             The new study, not yet run; its ``x0`` is the start point.
-
-        Raises
-        ------
-        StudyError
-            This study has no complete evaluation (for a staged study: none
-            in any stage).
-        ValueError
-            A bad override or ``only`` entry, or objective settings
-            :class:`DipoleObjective` rejects.
         """
-        if self.n_complete == 0:
-            raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
-                             f"polish yet")
-        best = self.best_params
-        if start is not None:
-            check_type(start, dict, "start", "dict")
-            unknown = [n for n in start if n not in self.space]
-            if unknown:
-                raise ValueError(f"start must give values of the parameters of "
-                                 f"{self.path.name} ({', '.join(self.space.names)}), got "
-                                 f"{', '.join(map(repr, unknown))}")
-            best = self.space.clip({**best, **{n: check_number(v, f"start[{n!r}]")
-                                               for n, v in start.items()}})
-        net, space, x0, settings = polish_setup(
-            self.net, self.space, best, _objective_kwargs_of(self.objective),
-            overrides=overrides, only=only, objective=objective,
-            what=f"space of {self.path.name}")
-        seed = self.solver_settings.get("seed", 0) if seed is None else seed
-        if description is None:
-            description = f"polish of {self.path}"
-        return Study.create(path, net, self.target, space, objective=settings,
-                            solver=solver, solver_options=solver_options, seed=seed,
-                            x0=x0, description=description, exist_ok=exist_ok)
+        return create_polish(self, path, overrides=overrides, only=only, objective=objective,
+                             solver=solver, solver_options=solver_options, seed=seed,
+                             description=description, exist_ok=exist_ok, start=start)
 
     def close(self):
         """Close the study file."""
@@ -592,11 +397,14 @@ class Study:
         n_jobs : int
             Evaluations run at once (in worker processes when > 1).
         backend : {'sequential', 'loky', 'dask'} | None
-            See :func:`run_optimization`.
+            See :func:`~hnnfit.fit.optimize.run_optimization`.
         progress : bool
-            Print a progress line (evaluations, best so far, ETA) to stderr.
+            Print a progress line (evaluations, best so far, ETA) to stderr
+            (see :class:`~hnnfit.fit.runner.ProgressBar`).
         callback : callable | None
-            ``callback(row)`` after each recorded evaluation.
+            ``callback(row)`` after each recorded evaluation (a dict with
+            ``status``, ``value``, ``id``, ``params``, ``batch``,
+            ``position``, ``error``, and ``stage`` in a staged study).
         scheduler : str | None
             With ``backend='dask'``: the address of a dask.distributed
             scheduler to run the evaluations on (default: the Client already
@@ -615,265 +423,54 @@ class Study:
             best, and a ``stages`` attribute mapping each stage's name to
             its own summary.
         """
-        n_evals = check_int(n_evals, "n_evals", low=1)
-        n_jobs = check_int(n_jobs, "n_jobs", low=1)
-        progress = check_bool(progress, "progress")
-        # checked before the budget is recorded or anything runs
-        if backend is not None:
-            from .optimize import BACKENDS
-
-            check_option(backend, BACKENDS, "backend")
-        if scheduler is not None and backend != "dask":
-            raise ValueError(f"scheduler is only used with backend='dask', got "
-                             f"scheduler={scheduler!r} with backend={backend!r}")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None, got "
-                            f"{type(callback).__name__} {callback!r}")
-        if self.stages is not None:
-            return self._optimize_staged(n_evals, n_jobs, backend, progress, callback,
-                                         scheduler, stage_evals)
-        if stage_evals is not None:
-            raise ValueError("stage_evals is only for staged studies (created with "
-                             "stages='evoked'), got a value for an unstaged one")
-        self._record_budget(n_evals, n_jobs)
-        counts = self.storage.counts("")
-        bar = _Progress(n_evals, counts["complete"] + counts["failed"], progress)
-        best = self.storage.best("")
-        if best is not None:
-            bar.best = best["value"]
-
-        def _on_row(row):
-            bar.update(row)
-            if callback is not None:
-                callback(row)
-
-        solver = self.make_solver()
-        try:
-            summary = run_optimization(
-                self.storage, solver, self.objective, n_evals, n_jobs=n_jobs,
-                backend=backend, seeds=self.objective.seeds,
-                n_trials=self.objective.n_trials, callback=_on_row, scheduler=scheduler,
-                resample=self.objective.resample)
-        finally:
-            bar.close()
-        # the solver after the run (its state, e.g. CMA-ES' mean, is an estimate
-        # in its own right when the objective is noisy)
-        self.solver_ = solver
-        return summary
+        return runner.run_study(self, n_evals, n_jobs=n_jobs, backend=backend,
+                                progress=progress, callback=callback, scheduler=scheduler,
+                                stage_evals=stage_evals)
 
     def _refuse_if_busy(self):
         """StudyError if another live process on this host is running the study."""
-        busy = self.storage.running_elsewhere()
-        if busy:
-            raise StudyError(f"study {str(self.path)!r} is being run by another live process "
-                             f"(evaluations {busy[:5]} running); only one may drive a study")
-
-    def _record_budget(self, n_evals, n_jobs, stage_evals=None):
-        """Store the budget (and jobs, stage budgets) of a run that has work to do.
-
-        A call with a budget already reached changes nothing, so that the
-        recorded budget stays the one the study was last run towards. A
-        study another live process is running is refused before anything
-        is written.
-        """
-        self._refuse_if_busy()
-        if self.n_complete + self.n_failed >= n_evals:
-            return
-        self.storage.set_metadata(BUDGET_KEY, str(n_evals))
-        self.storage.set_metadata(JOBS_KEY, str(n_jobs))
-        if stage_evals is not None:
-            self.storage.set_metadata(STAGE_EVALS_KEY, json.dumps(stage_evals))
+        runner.refuse_if_busy(self)
 
     # ----------------------------------------------------------- staged fits
-    def _stage_budgets(self, n_evals, stage_evals):
-        plan = self.stages
-        used = {}
-        for st in plan:
-            c = self.storage.counts(st.name)
-            used[st.name] = c["complete"] + c["failed"]
-        # a stage is finished once a later one has started from its best point
-        frozen = {st.name: used[st.name] for k, st in enumerate(plan)
-                  if any(used[t.name] for t in plan[k + 1:])}
-        if stage_evals is None:
-            return split_budget(n_evals, plan, frozen), frozen
-        if not isinstance(stage_evals, dict):
-            raise TypeError(f"stage_evals must be a dict of stage name to evaluations, got "
-                            f"{type(stage_evals).__name__}")
-        names = [st.name for st in plan]
-        unknown = sorted(set(stage_evals) - set(names))
-        if unknown:
-            raise ValueError(f"stage_evals keys must be stage names ({', '.join(names)}), "
-                             f"got {', '.join(map(repr, unknown))}")
-        given = {name: check_int(n, f"stage_evals[{name!r}]", low=1)
-                 for name, n in stage_evals.items()}
-        # the stages given keep their counts like finished ones; the others
-        # share what is left of n_evals
-        return split_budget(n_evals, plan, {**frozen, **given}), frozen
-
-    def _stage_objective(self, stage):
-        """The objective of a drive stage: its window, its weights, weighted RMSE."""
-        obj = self.objective
-        times = self.target.times
-        keep = times <= stage_sim_end(stage, times, obj.smooth_window)
-        target = Target(times[keep], self.target.values[keep],
-                        source=f"{self.target.source} [stage {stage.name}]")
-        weights = stage.weights(times[keep])
-        if obj.weights is not None:
-            weights = weights * obj.weights[keep]
-        kwargs = {k: getattr(obj, k) for k in SETTING_KEYS}
-        kwargs.update(metric="weighted_rmse", weights=weights)
-        return DipoleObjective(self.net, target, self.space, **kwargs)
-
     def stage_point(self, stage=None):
         """The best point carried forward after a stage (dict of all parameters).
 
-        Starts from the study's start point ``x0`` and takes, stage by
-        stage, the stage's best complete evaluation for the parameters that
-        stage fits.
-
-        Parameters
-        ----------
-        stage : str | None
-            The last stage to include (default: all stages run so far).
-
-        Returns
-        -------
-        dict
+        See :func:`hnnfit.fit.runner.stage_point`.
         """
-        if self.stages is None:
-            raise ValueError("stage_point is only for staged studies (created with "
-                             "stages='evoked')")
-        names = [st.name for st in self.stages]
-        if stage is not None and stage not in names:
-            raise ValueError(f"stage must be one of {', '.join(map(repr, names))}, "
-                             f"got {stage!r}")
-        point = self.space.clip(self.x0)
-        for st in self.stages:
-            best = self.storage.best(st.name)
-            if best is not None:
-                point.update(best["params"])
-            if st.name == stage:
-                break
-        return point
+        return runner.stage_point(self, stage)
 
     def stage_summary(self):
         """One row per stage: drives, parameters, window, evaluations, best value.
 
+        See :func:`hnnfit.fit.runner.stage_summary`.
+
         Returns
         -------
         pandas.DataFrame
-            Columns ``stage``, ``drives``, ``n_params``, ``t_start``,
-            ``t_end`` (scored window, ms), ``sim_end`` (ms simulated),
-            ``n_complete``, ``n_failed``, ``first_value`` (the stage's start
-            point), ``best_value`` (the stage's own metric: weighted RMSE
-            for drive stages, the study's metric for the final stage) and
-            ``seconds`` (summed evaluation wall time).
         """
-        import pandas as pd
-
-        if self.stages is None:
-            raise ValueError("stage_summary is only for staged studies (created with "
-                             "stages='evoked')")
-        recs = []
-        for st in self.stages:
-            rows = self.storage.rows(stage=st.name)
-            c = self.storage.counts(st.name)
-            done = [r for r in rows if r["status"] == "complete"]
-            first = min(done, key=lambda r: r["id"])["value"] if done else None
-            best = self.storage.best(st.name)
-            recs.append({
-                "stage": st.name, "drives": ",".join(st.drives) or "all",
-                "n_params": len(st.params), "t_start": st.t_start, "t_end": st.t_end,
-                "sim_end": (float(self.target.times[-1]) if st.is_final else
-                            stage_sim_end(st, self.target.times,
-                                          self.objective.smooth_window)),
-                "n_complete": c["complete"], "n_failed": c["failed"],
-                "first_value": first,
-                "best_value": None if best is None else best["value"],
-                "seconds": float(sum(r["sim_seconds"] or 0.0 for r in rows)),
-            })
-        return pd.DataFrame.from_records(recs)
-
-    def _optimize_staged(self, n_evals, n_jobs, backend, progress, callback, scheduler,
-                         stage_evals):
-        budgets, frozen = self._stage_budgets(n_evals, stage_evals)
-        self._record_budget(n_evals, n_jobs, stage_evals or {})
-        settings = self.solver_settings
-        point = self.space.clip(self.x0)
-        total = RunSummary()
-        total.stages = {}
-        for k, stage in enumerate(self.stages):
-            sub = self.space.subset(stage.params)
-            start = {n: point[n] for n in stage.params}
-            if stage.is_final:
-                evaluate = self.objective
-            else:
-                fixed = {n: v for n, v in point.items() if n not in stage.params}
-                evaluate = StageObjective(self._stage_objective(stage), fixed)
-            # each stage has its own solver stream, derived from the study's seed
-            solver = make_solver(settings["name"], sub, x0=start,
-                                 seed=int(settings.get("seed", 0)) + k,
-                                 **settings.get("options", {}))
-            budget = budgets[stage.name]
-            c = self.storage.counts(stage.name)
-            used = c["complete"] + c["failed"]
-            if stage.name in frozen or used >= budget:
-                summary = RunSummary(
-                    n_complete=c["complete"], n_failed=c["failed"])
-            else:
-                if progress:
-                    window = ("whole waveform" if stage.is_final else
-                              f"{stage.t_start:.1f}-{stage.t_end:.1f} ms")
-                    sys.stderr.write(f"stage {k + 1}/{len(self.stages)} {stage.name}: "
-                                     f"{len(stage.params)} parameters, {window}, "
-                                     f"{budget} evaluations\n")
-                bar = _Progress(budget, used, progress)
-                best = self.storage.best(stage.name)
-                if best is not None:
-                    bar.best = best["value"]
-
-                def _on_row(row, _bar=bar, _stage=stage.name):
-                    _bar.update(row)
-                    if callback is not None:
-                        callback(dict(row, stage=_stage))
-
-                try:
-                    summary = run_optimization(
-                        self.storage, solver, evaluate, budget, n_jobs=n_jobs,
-                        backend=backend, seeds=self.objective.seeds,
-                        n_trials=self.objective.n_trials, stage=stage.name,
-                        callback=_on_row, scheduler=scheduler,
-                        resample=self.objective.resample)
-                finally:
-                    bar.close()
-            best = self.storage.best(stage.name)
-            if best is not None:
-                # the next stage starts from this stage's best point, not
-                # from the last point it simulated
-                point.update(best["params"])
-                summary.best_value, summary.best_params = best["value"], best["params"]
-            total.stages[stage.name] = summary
-            total.n_evaluated += summary.n_evaluated
-            total.n_replayed += summary.n_replayed
-            total.n_complete += summary.n_complete
-            total.n_failed += summary.n_failed
-            if summary.interrupted:
-                total.interrupted = True
-                break
-            if used < budget and summary.n_complete + summary.n_failed < budget \
-                    and not summary.solver_done:
-                break   # stopped short (e.g. a failure to run): do not go on
-        final = self.storage.best(FINAL)
-        if final is not None:
-            total.best_value, total.best_params = final["value"], self.stage_point()
-        total.solver_done = all(s.solver_done for s in total.stages.values())
-        return total
+        return runner.stage_summary(self)
 
     # ------------------------------------------------------------------ results
     @property
-    def trials(self):
-        """Every evaluation as a pandas DataFrame, one column per parameter."""
+    def evaluations(self):
+        """Every evaluation of the study, one row each (pandas.DataFrame).
+
+        Columns: ``id``, ``stage``, ``batch``, ``position``, ``value``,
+        ``scale``, ``status`` (``'complete'``, ``'failed'``, ``'running'``
+        or ``'abandoned'``), ``error``, the ``seeds`` and ``n_trials`` it
+        ran on, ``start_time``, ``end_time`` (s since the epoch),
+        ``sim_seconds``, the driver's ``host`` and ``pid``, one column per
+        parameter, the ``worker_host`` and ``worker_pid`` that ran it, and
+        ``info``.
+        """
         return self.storage.trials
+
+    @property
+    def trials(self):
+        """Deprecated name of :attr:`evaluations` (a trial is a random stream)."""
+        warnings.warn("Study.trials is deprecated; use Study.evaluations",
+                      DeprecationWarning, stacklevel=2)
+        return self.evaluations
 
     @property
     def best_params(self):
@@ -944,210 +541,65 @@ class Study:
         """The network with the best parameters applied (a new Network)."""
         return self.objective.make_net(self.best_params)
 
-    def validate(self, seeds, dt=None):
-        """Re-score the best parameters on held-out random streams.
+    # ------------------------------------------------------- held-out scoring
+    def score_held_out(self, seeds, dt=None):
+        """Score the best parameters on the trials ``seeds`` (e.g. held out).
 
-        Parameters
-        ----------
-        seeds : sequence of int
-            Trial indices (random streams), e.g. ones not used in the fit.
-        dt : float | None
-            Integration step (ms) of these trials; default the objective's.
-            A fit that searched at a coarse step (e.g. 0.05) is judged at
-            the fine one (0.025) this way.
+        See :func:`hnnfit.fit.assess.score_held_out`.
 
         Returns
         -------
         dict
-            The objective's result on ``seeds`` (``value``, ``scale``,
-            ``seeds``, ``n_trials``, ``sim_s``, ``dipole``) plus
-            ``fit_value``, the best value on the study's own seeds.
+            The objective's result on ``seeds`` plus ``fit_value``, the best
+            value on the study's own seeds.
         """
-        seeds = _seed_list(seeds)
-        if not seeds:
-            raise ValueError("seeds must hold at least 1 seed, got 0")
-        out = self._objective_at(dt).validate(self.best_params, seeds)
-        try:
-            out["fit_value"] = self.best_value
-        except StudyError:
-            out["fit_value"] = None      # a staged study before its final stage
-        return out
+        return assess.score_held_out(self, seeds, dt=dt)
 
-    def _objective_at(self, dt):
-        """The study's objective, or a copy of it integrating at step ``dt`` (ms)."""
-        if dt is None:
-            return self.objective
-        return self.objective.with_settings(dt=check_positive(dt, "dt"))
+    def validate(self, seeds, dt=None):
+        """Deprecated name of :meth:`score_held_out`."""
+        warnings.warn("Study.validate is deprecated; use Study.score_held_out",
+                      DeprecationWarning, stacklevel=2)
+        return self.score_held_out(seeds, dt=dt)
 
     def error_budget(self, seeds, params=None, k=None, n_jobs=1, dt=None):
         """Split the RMSE of ``k``-trial averages on ``seeds`` into bias and noise.
 
-        Parameters
-        ----------
-        seeds : sequence of int
-            At least 2 trial seeds the fit did not use (a few dozen give a
-            usable estimate: each trial adds one sample of the variance).
-        params : dict | None
-            The point; default the best parameters.
-        k, n_jobs : int | None, int
-            Trials per average and trials simulated at once, as in
-            :meth:`DipoleObjective.error_budget`.
-        dt : float | None
-            Integration step (ms) of these trials; default the objective's
-            (see :meth:`validate`).
+        See :func:`hnnfit.fit.assess.error_budget`.
 
         Returns
         -------
         dict
-            ``expected`` (nAm: the root expected mean square error of a
-            ``k``-trial average, ``sqrt(bias2 + var / k)``), ``bias2`` (the
-            mean waveform's squared error, nAm^2), ``var`` (the trials'
-            variance, nAm^2), per time point ``mean``, ``bias2_t`` and
-            ``var_t``, the spread of scores ``trial_rmse`` (each trial's)
-            and ``group_rmse`` (each average of ``k`` distinct trials',
-            nAm), the processed ``trials``, and ``k``, ``n_trials``,
-            ``scale``, ``seeds``; see :func:`hnnfit.fit.objective.error_budget`.
         """
-        seeds = self._held_out(seeds, at_least=2)
-        point = self.best_params if params is None else self.space.check_values(params)
-        return self._objective_at(dt).error_budget(point, seeds, k=k, n_jobs=n_jobs)
-
-    def _held_out(self, seeds, at_least=1):
-        """``seeds`` checked to be at least ``at_least`` seeds the fit never ran on."""
-        seeds = _seed_list(seeds)
-        if len(seeds) < at_least:
-            raise ValueError(f"seeds must hold at least {at_least} seed"
-                             f"{'s' if at_least > 1 else ''}, got {len(seeds)}")
-        used = self.used_seeds()
-        own = sorted(set(seeds) & set(used))
-        if own:
-            raise ValueError(f"seeds must be trials the fit did not use (its seeds are "
-                             f"{format_seeds(used)}), got {own}")
-        return seeds
+        return assess.error_budget(self, seeds, params=params, k=k, n_jobs=n_jobs, dt=dt)
 
     def used_seeds(self):
         """Sorted seeds the study's evaluations were run on (its objective's
         seeds, plus every batch's own with ``resample``)."""
-        return sorted(set(self.objective.seeds) | set(self.storage.seeds_used()))
+        return assess.used_seeds(self)
 
     def surrogate_point(self, radius=2.0, ridge=1.0, last=None):
         """The minimum of a quadratic model of the waveform, pooled over evaluations.
 
-        Fits :class:`~hnnfit.fit.surrogate.WaveformSurrogate` to the stored
-        waveforms of the complete evaluations (of the final stage, for a
-        staged study), each batch's own level removed when the study is
-        resampled (its trials are shared), and returns its minimum within
-        ``radius`` standard deviations of the evaluated points. The point was
-        not evaluated: score it (``objective.validate``) before trusting it.
-
-        Parameters
-        ----------
-        radius : float
-            Trust region, in standard deviations of the evaluated points.
-        ridge : float
-            Ridge penalty of the regression.
-        last : int | None
-            Use only the ``last`` most recent evaluations (e.g. those near
-            where a solver ended); default all.
+        See :func:`hnnfit.fit.assess.surrogate_point`.
 
         Returns
         -------
         params : dict
-            Parameter values.
         rmse : float
-            The model's predicted RMSE (nAm) of the expected waveform, trial
-            variability not included.
+            Predicted RMSE (nAm) of the expected waveform.
         """
-        from .surrogate import WaveformSurrogate
-
-        if self.objective.scale == "fit" or self.objective.metric not in (
-                "rmse", "weighted_rmse"):
-            raise ValueError(f"surrogate_point needs a fixed scale and the metric 'rmse' "
-                             f"or 'weighted_rmse', got scale {self.objective.scale!r} and "
-                             f"metric {self.objective.metric!r}")
-        last = check_int(last, "last", low=1, allow_none=True)
-        rows = [r for r in self.storage.rows(status="complete",
-                                             stage=FINAL if self.stages else "")
-                if (r["info"] or {}).get("dipole") is not None]
-        if last is not None:
-            rows = rows[-last:]
-        if not rows:
-            raise StudyError(f"study {str(self.path)!r} has no complete evaluation with a "
-                             f"stored waveform")
-        X = np.array([self.space.to_unit(r["params"]) for r in rows])
-        W = np.array([r["info"]["dipole"] for r in rows], dtype=float)
-        groups = ([r["batch"] if r["batch"] is not None else -1 for r in rows]
-                  if self.objective.resample else np.zeros(len(rows), dtype=int))
-        model = WaveformSurrogate(ridge=ridge).fit(X, W, groups)
-        point, rmse = model.minimize(self.target.values, radius=radius,
-                                     weights=self.objective.weights)
-        return self.space.from_unit(point), rmse
+        return assess.surrogate_point(self, radius=radius, ridge=ridge, last=last)
 
     def rescore(self, seeds, top=5, n_jobs=1, backend=None):
-        """Re-score the ``top`` best evaluations on other random streams.
+        """Score the ``top`` best evaluations again on other random streams.
 
-        With a stochastic objective, the lowest value of a long fit belongs
-        to the point that was luckiest on the study's own seeds as much as
-        to the best one: its value is biased low, and a close runner-up is
-        often better on new trials. Scoring the leading points again on
-        ``seeds`` (trials the fit did not use, and not the ones kept for the
-        final test) gives unbiased values to choose from. Nothing is written
-        to the study.
-
-        Parameters
-        ----------
-        seeds : sequence of int
-            Trial indices (random streams) to score on, none of the study's
-            own.
-        top : int
-            How many of the best complete evaluations to re-score (of the
-            final stage, for a staged study).
-        n_jobs : int
-            Points scored at once (in worker processes when > 1).
-        backend : {'sequential', 'loky', 'dask'} | None
-            As for :meth:`optimize` (default: 'sequential' for one job,
-            else 'loky').
+        See :func:`hnnfit.fit.assess.rescore`.
 
         Returns
         -------
         pandas.DataFrame
-            One row per re-scored evaluation, best first: ``id``, ``value``
-            (on the study's seeds), ``rescored`` (on ``seeds``; NaN if the
-            simulation failed) and one column per parameter.
         """
-        import pandas as pd
-
-        from ..validation import check_option
-        from .optimize import BACKENDS, _Executor
-
-        seeds = self._held_out(seeds)
-        top = check_int(top, "top", low=1)
-        n_jobs = check_int(n_jobs, "n_jobs", low=1)
-        if backend is None:
-            backend = "sequential" if n_jobs == 1 else "loky"
-        check_option(backend, BACKENDS, "backend")
-        rows = self.trials
-        rows = rows[rows["status"] == "complete"]
-        if self.stages is not None:
-            rows = rows[rows["stage"] == FINAL]
-        if not len(rows):
-            raise StudyError(f"study {str(self.path)!r} has no complete evaluation to "
-                             f"rescore" + (" in its final stage" if self.stages else ""))
-        rows = rows.sort_values(["value", "id"]).head(top)
-        names = self.space.names
-        points = [{n: float(r[n]) for n in names} for _, r in rows.iterrows()]
-        rescored = [math.nan] * len(points)
-        with _Executor(backend, n_jobs) as ex:
-            for i, res in ex.run(self.objective, points, seeds):
-                if res["ok"]:
-                    rescored[i] = res["value"]
-        out = pd.DataFrame({"id": rows["id"].astype(int).to_numpy(),
-                            "value": rows["value"].astype(float).to_numpy(),
-                            "rescored": rescored})
-        for n in names:
-            out[n] = [p[n] for p in points]
-        return out.sort_values(["rescored", "value"], na_position="last",
-                               ignore_index=True)
+        return assess.rescore(self, seeds, top=top, n_jobs=n_jobs, backend=backend)
 
     # ------------------------------------------------------------------ export
     def export(self, path, params=None):
@@ -1182,8 +634,6 @@ class Study:
             A drive (or a change made by a ``set_params`` hook) cannot be
             expressed in a parameter file; the message names it.
         """
-        from ..params import write_params
-
         if params is None:
             net = self.best_net()
         else:
@@ -1193,349 +643,38 @@ class Study:
         return params
 
     # ------------------------------------------------------------------- plots
-    def _dipole_of(self, params, which):
-        """Processed dipole (nAm, on the target's times) of ``params``."""
-        if which in self._dipoles:
-            return self._dipoles[which]
-        dip = None
-        stage = FINAL if self.stages is not None else ""
-        for row in self.storage.rows(stage=stage, status="complete"):
-            if row["params"] == params and row["info"] and row["info"].get("dipole"):
-                dip = np.asarray(row["info"]["dipole"], dtype=float)
-                break
-        if dip is None:
-            dip = np.asarray(self.objective(params)["dipole"], dtype=float)
-        self._dipoles[which] = dip
-        return dip
-
     def plot_convergence(self, ax=None, show=True):
         """Every evaluation's value and the best so far; failed ones marked.
+
+        See :func:`hnnfit.fit.plots.plot_convergence`.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
-
-        rows = [r for r in self.storage.rows() if r["status"] in ("complete", "failed")]
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-        else:
-            fig = ax.get_figure()
-        xs = np.arange(1, len(rows) + 1)
-        vals = np.array([r["value"] if r["status"] == "complete" else np.nan for r in rows],
-                        dtype=float)
-        ax.plot(xs, vals, "o", ms=3, color="0.5", label="evaluation")
-        best = np.fmin.accumulate(np.where(np.isnan(vals), np.inf, vals)) if len(vals) else vals
-        best = np.where(np.isinf(best), np.nan, best)
-        ax.step(xs, best, where="post", color="C0", label="best so far")
-        failed = xs[np.isnan(vals)]
-        if len(failed):
-            y = np.nanmax(vals) if np.isfinite(vals).any() else 0.0
-            ax.plot(failed, np.full(len(failed), y), "x", color="C3", label="failed")
-        ax.set_xlabel("Evaluation")
-        ax.set_ylabel("Objective value")
-        ax.set_title(f"Convergence ({self.solver_settings['name']})")
-        ax.legend(loc="upper right", fontsize="small")
-        ax.grid(True, alpha=0.3)
-        if show:
-            plt.show()
-        return fig
+        return plots.plot_convergence(self, ax=ax, show=show)
 
     def plot_fit(self, show=True):
         """The target, the initial (x0) and the best dipoles (nAm).
 
-        Dipoles recorded in the study are used; missing ones are simulated.
+        See :func:`hnnfit.fit.plots.plot_fit`.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
-
-        t = self.target.times
-        fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-        ax.plot(t, self.target.values, color="k", lw=2, label="target")
-        x0 = self.space.check_values(self.x0)
-        ax.plot(t, self._dipole_of(x0, "x0"), color="C1", ls="--", label="initial")
-        if self.storage.best() is not None:
-            ax.plot(t, self._dipole_of(self.best_params, "best"), color="C0",
-                    label=f"best ({self.best_value:.4g})")
-        ax.set_xlabel("Time (ms)")
-        ax.set_ylabel("Dipole (nAm)")
-        ax.legend(loc="best", fontsize="small")
-        ax.grid(True, alpha=0.3)
-        if show:
-            plt.show()
-        return fig
+        return plots.plot_fit(self, show=show)
 
     def plot_params(self, show=True):
         """Each parameter's values over the evaluations, with its bounds.
 
+        See :func:`hnnfit.fit.plots.plot_params`.
+
         Returns
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
-
-        rows = [r for r in self.storage.rows() if r["status"] in ("complete", "failed")]
-        n = len(self.space)
-        fig, axes = plt.subplots(n, 1, figsize=(6, 1.8 * n + 0.6), sharex=True,
-                                 constrained_layout=True, squeeze=False)
-        xs = np.arange(1, len(rows) + 1)
-        best = self.best_params if self.storage.best() is not None else None
-        for ax, p in zip(axes[:, 0], self.space):
-            # rows of a stage that does not fit p hold no value for it
-            ys = np.array([r["params"].get(p.name, np.nan) for r in rows], dtype=float)
-            ok = np.array([r["status"] == "complete" for r in rows], dtype=bool)
-            ax.plot(xs[ok], ys[ok], "o", ms=3, color="C0")
-            if (~ok).any():
-                ax.plot(xs[~ok], ys[~ok], "x", color="C3")
-            ax.axhline(p.low, color="0.6", ls=":")
-            ax.axhline(p.high, color="0.6", ls=":")
-            if best is not None:
-                ax.axhline(best[p.name], color="C2", lw=1)
-            if p.log:
-                ax.set_yscale("log")
-            ax.set_ylabel(p.name, fontsize="small")
-        axes[-1, 0].set_xlabel("Evaluation")
-        if show:
-            plt.show()
-        return fig
-
-
-# --------------------------------------------------------------------------
-# Export: a network's drives as HNN's flat parameter keys
-# --------------------------------------------------------------------------
-_SHORT = {"L2_basket": "L2Basket", "L2_pyramidal": "L2Pyr", "L5_basket": "L5Basket",
-          "L5_pyramidal": "L5Pyr"}
-# what a parameter file's evoked drive is (see hnnfit.params.extract_drive_specs)
-_FILE_TARGETS = {"proximal": ("L2_basket", "L2_pyramidal", "L5_basket", "L5_pyramidal"),
-                 "distal": ("L2_basket", "L2_pyramidal", "L5_pyramidal")}
-_FILE_DELAYS = {"proximal": {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_basket": 1.0,
-                             "L5_pyramidal": 1.0},
-                "distal": {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_pyramidal": 0.1}}
-_DRIVE_KEY = re.compile(
-    r"^(t_ev(prox|dist)_\d+|sigma_t_ev(prox|dist)_\d+|numspikes_ev(prox|dist)_\d+"
-    r"|gbar_ev(prox|dist)_\d+_\w+|prng_seedcore_ev(prox|dist)_\d+)$")
-
-
-def _cannot(name, why):
-    raise HnnfitError(f"drive {name!r} cannot be written to a parameter file: {why}")
-
-
-def _per_type(value, targets):
-    if isinstance(value, dict):
-        return {ct: value.get(ct) for ct in targets}
-    return {ct: value for ct in targets}
-
-
-def network_to_params(net):
-    """The network's parameters with its evoked drives as flat HNN keys.
-
-    Parameters
-    ----------
-    net : Network
-        A network whose drives are evoked drives of the kind a parameter
-        file describes (proximal to all four cell types or distal to the
-        three with distal synapses, HNN's fixed delays and space constant,
-        probability 1, all drives one-to-one or all synchronous), plus at
-        most one Poisson drive like the files' ``extpois`` (proximal to all
-        four cell types, one drive cell per cell, HNN's delays, space
-        constant 100, an end time), which is written back even when its
-        weights are zero: its gids move the other drives' event seeds.
-
-    Returns
-    -------
-    params : Params
-        ``Network(params, add_drives_from_params=True, mesh_shape=...)``
-        has the same drives (event times, weights) and connections.
-
-    Raises
-    ------
-    HnnfitError
-        Naming the drive (or connection) that a parameter file cannot express.
-    """
-    from ..params import Params
-
-    params = Params({k: v for k, v in dict(net._params).items() if not _DRIVE_KEY.match(k)})
-    tstop = float(params.get("tstop", 250.0))
-    # no rhythmic, Gaussian or Poisson input unless the network has one
-    for side in ("prox", "dist"):
-        params[f"t0_input_{side}"] = 1000.0 + 10.0 * tstop
-        params[f"tstop_input_{side}"] = 0.0
-    params["L2Basket_Gauss_mu"] = 2000.0 + 10.0 * tstop
-    params["t0_pois"] = 0.0
-    params["T_pois"] = -1.0
-    params["N_pyr_x"], params["N_pyr_y"] = net._n_pyr_x, net._n_pyr_y
-    if net._legacy_mode:
-        raise HnnfitError("a legacy_mode network cannot be written to a parameter file "
-                          "(its drives connect to every cell type)")
-
-    # pick file names (evprox1.., evdist1..) keeping existing numbers when they are 1..n
-    by_loc = {"proximal": [], "distal": []}
-    sync = set()
-    poisson = [n for n, d in net.external_drives.items() if d["type"] == "poisson"]
-    if len(poisson) > 1:
-        _cannot(poisson[1], f"a parameter file holds one Poisson drive, and {poisson[0]!r} "
-                            f"is one already")
-    for name, drive in net.external_drives.items():
-        if drive["type"] == "poisson":
-            _check_file_poisson(name, drive)
-            continue
-        if drive["type"] != "evoked":
-            _cannot(name, f"it is a {drive['type']} drive; only evoked and Poisson drives "
-                          f"are written")
-        loc = drive["location"]
-        if loc not in by_loc:
-            _cannot(name, f"its location is {loc!r}, not 'proximal' or 'distal'")
-        targets = tuple(drive["target_types"])
-        if set(targets) != set(_FILE_TARGETS[loc]):
-            _cannot(name, f"it targets {list(targets)}; a {loc} drive in a parameter file "
-                          f"targets {list(_FILE_TARGETS[loc])}")
-        if drive["cell_specific"]:
-            sync.add(False)
-        elif drive["n_drive_cells"] == 1:
-            sync.add(True)
-        else:
-            _cannot(name, f"it has {drive['n_drive_cells']} shared drive cells; a parameter "
-                          f"file's drive has one per cell or a single one")
-        _check_file_wiring(name, drive, targets, 3.0, _FILE_DELAYS[loc])
-        if drive["dynamics"].get("sync_within_trial"):
-            _cannot(name, "it has sync_within_trial=True")
-        by_loc[loc].append(name)
-    if len(sync) > 1:
-        raise HnnfitError("drives cannot be written to one parameter file: some are "
-                          "one-to-one and some synchronous (sync_evinput is global)")
-    params["sync_evinput"] = 1 if sync == {True} else 0
-
-    rename = {}
-    for loc, prefix in (("proximal", "evprox"), ("distal", "evdist")):
-        names = by_loc[loc]
-        wanted = [f"{prefix}{i}" for i in range(1, len(names) + 1)]
-        if sorted(names) == sorted(wanted):
-            rename.update({n: n for n in names})
-        else:
-            rename.update(dict(zip(names, wanted)))  # in the order the network added them
-
-    if poisson:
-        rename[poisson[0]] = "extpois"
-
-    # gids the rebuilt network gives each drive: cells first, then drives sorted by name
-    first_gid = {}
-    gid = sum(len(net.gid_ranges[ct]) for ct in net.cell_types)
-    new_of = {new: old for old, new in rename.items()}
-    for new in sorted(new_of):
-        first_gid[new] = gid
-        gid += len(net.gid_ranges[new_of[new]])
-
-    for old, new in rename.items():
-        drive = net.external_drives[old]
-        if new == "extpois":
-            _write_poisson(params, drive, first_gid[new])
-            continue
-        tag = new.replace("evprox", "evprox_").replace("evdist", "evdist_")
-        dyn = drive["dynamics"]
-        params[f"t_{tag}"] = float(dyn["mu"])
-        params[f"sigma_t_{tag}"] = float(dyn["sigma"])
-        params[f"numspikes_{tag}"] = int(dyn["numspikes"])
-        for ct in drive["target_types"]:
-            for receptor in ("ampa", "nmda"):
-                weights = drive.get(f"weights_{receptor}") or {}
-                params[f"gbar_{tag}_{_SHORT[ct]}_{receptor}"] = float(weights.get(ct, 0.0))
-        # the rebuilt network adds the drive's first gid to the file's seed
-        params[f"prng_seedcore_{tag}"] = int(drive["event_seed"]) - first_gid[new]
-    _check_rebuild(net, params, rename)
-    return params
-
-
-# what a parameter file's Poisson drive is (see hnnfit.params)
-_FILE_POISSON_DELAYS = {"L2_basket": 1.0, "L2_pyramidal": 0.1, "L5_basket": 1.0,
-                        "L5_pyramidal": 1.0}
-
-
-def _check_file_wiring(name, drive, targets, space_constant, file_delays):
-    """Raise unless the drive's connections are those a parameter file fixes."""
-    if float(drive["space_constant"]) != space_constant:
-        _cannot(name, f"its space constant is {drive['space_constant']}, not {space_constant}")
-    probs = _per_type(drive.get("probability", 1.0), targets)
-    if any(p is not None and float(p) != 1.0 for p in probs.values()):
-        _cannot(name, f"its connection probability is {drive['probability']}, not 1")
-    delays = _per_type(drive["synaptic_delays"], targets)
-    for ct in targets:
-        if delays[ct] is None or float(delays[ct]) != file_delays[ct]:
-            _cannot(name, f"its synaptic delay onto {ct} is {delays[ct]} ms; a parameter "
-                          f"file fixes it at {file_delays[ct]} ms")
-
-
-def _check_file_poisson(name, drive):
-    """Raise unless ``drive`` is a Poisson drive a parameter file can describe.
-
-    The HNN files carry one (``extpois``, often with zero weights); it takes
-    gids and so moves every other drive's event seeds, and an exported file
-    must keep it to reproduce the fit.
-    """
-    targets = _FILE_TARGETS["proximal"]
-    if drive["location"] != "proximal":
-        _cannot(name, f"it is a Poisson drive at {drive['location']!r}; a parameter file's "
-                      f"Poisson drive is proximal")
-    if set(drive["target_types"]) != set(targets):
-        _cannot(name, f"it targets {list(drive['target_types'])}; a parameter file's Poisson "
-                      f"drive targets {list(targets)}")
-    if not drive["cell_specific"]:
-        _cannot(name, "it is a Poisson drive with shared drive cells; a parameter file's "
-                      "has one per cell")
-    _check_file_wiring(name, drive, targets, 100.0, _FILE_POISSON_DELAYS)
-    if drive["dynamics"]["tstop"] is None:
-        _cannot(name, "its trains run to the end of the simulation (tstop None); a "
-                      "parameter file gives an end time")
-
-
-def _write_poisson(params, drive, first_gid):
-    dyn = drive["dynamics"]
-    params["t0_pois"] = float(dyn["tstart"])
-    params["T_pois"] = float(dyn["tstop"])
-    for ct in _FILE_TARGETS["proximal"]:
-        short = _SHORT[ct]
-        params[f"{short}_Pois_lamtha"] = float(dyn["rate_constant"][ct])
-        for receptor in ("ampa", "nmda"):
-            weights = drive.get(f"weights_{receptor}") or {}
-            params[f"{short}_Pois_A_weight_{receptor}"] = float(weights.get(ct, 0.0))
-    # as for the evoked drives: the rebuilt network adds the first gid
-    params["prng_seedcore_extpois"] = int(drive["event_seed"]) - first_gid
-
-
-def _check_rebuild(net, params, rename):
-    """Rebuild the network from ``params`` and make sure nothing was lost."""
-    from ..network import Network
-
-    new = Network(params, add_drives_from_params=True,
-                  mesh_shape=(net._n_pyr_x, net._n_pyr_y))
-    cells = set(net.cell_types)
-    old_conns = [c for c in net.connectivity if c["src_type"] in cells]
-    new_conns = [c for c in new.connectivity if c["src_type"] in cells]
-    if len(old_conns) != len(new_conns) or any(
-            not any(a == b for b in new_conns) for a in old_conns):
-        raise HnnfitError(
-            "the network's cell-to-cell connections differ from those its parameters "
-            "define (changed by a set_params hook or by hand?); they cannot be written "
-            "to a parameter file")
-    for old, name in rename.items():
-        a, b = net.external_drives[old], new.external_drives[name]
-        for key in ("type", "location", "cell_specific", "n_drive_cells", "event_seed",
-                    "dynamics"):
-            if a[key] != b[key]:
-                _cannot(old, f"its {key} would be {b[key]!r} instead of {a[key]!r} when read "
-                             f"back")
-        for receptor in ("ampa", "nmda"):
-            wa = a.get(f"weights_{receptor}") or {}
-            wb = b.get(f"weights_{receptor}") or {}
-            for ct in set(wa) | set(wb):
-                if float(wa.get(ct, 0.0)) != float(wb.get(ct, 0.0)):
-                    _cannot(old, f"its {receptor} weight onto {ct} would change when read "
-                                 f"back")
-    return True
-
+        return plots.plot_params(self, show=show)
 
 
 _LIST_COLUMNS = ("study", "state", "stage", "evaluations", "budget", "complete", "failed",

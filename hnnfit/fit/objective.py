@@ -512,3 +512,36 @@ class DipoleObjective:
         out = error_budget(sims, self.target.values, k)
         out.update(scale=scale, seeds=seeds, trials=sims)
         return out
+
+
+def objective_kwargs(objective):
+    """The :class:`DipoleObjective` keyword arguments of an objective or a dict.
+
+    Parameters
+    ----------
+    objective : DipoleObjective | dict | None
+        An objective (its settings are read), or keyword arguments of
+        :class:`DipoleObjective` (names checked, values left to it); None
+        gives no arguments.
+
+    Returns
+    -------
+    dict
+        Keyword arguments; a dict giving ``seeds`` without ``n_trials``
+        gets ``n_trials = len(seeds)``.
+
+    Raises
+    ------
+    ValueError
+        A key that is not a setting of :class:`DipoleObjective`.
+    """
+    if isinstance(objective, DipoleObjective):
+        return {k: getattr(objective, k) for k in SETTING_KEYS}
+    out = dict(objective or {})
+    unknown = sorted(set(out) - set(SETTING_KEYS))
+    if unknown:
+        raise ValueError(f"objective must only hold DipoleObjective settings "
+                         f"({', '.join(SETTING_KEYS)}), got {', '.join(unknown)}")
+    if out.get("seeds") is not None and "n_trials" not in out:
+        out["n_trials"] = len(out["seeds"])
+    return out
