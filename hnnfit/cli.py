@@ -183,15 +183,17 @@ def _print_recovery(study, meta):
 # commands
 # ---------------------------------------------------------------------------
 def _study_api():
-    from .fit.api import Study
+    from .fit.study import Study
 
     return Study
 
 
 def _run(study, n_evals, n_jobs, stage_evals=None):
     """Optimise with the progress bar; return the exit status."""
+    from .fit.runner import refuse_if_busy
+
     # refused before anything is written to the file
-    study._refuse_if_busy()
+    refuse_if_busy(study)
     done = study.n_complete + study.n_failed
     if done >= n_evals:
         # nothing to run; the stored budget (resume's default) stays as it was
@@ -290,17 +292,24 @@ def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo, stage_evals
     return status
 
 
-def _load_study(path):
+def _load_study(path, readonly=False):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {str(path)!r} does not exist")
-    return _study_api().load(path)
+    return _study_api().load(path, readonly=readonly)
 
 
-def _closing(command):
-    """Run ``command(args, study)`` on the study ``args.study``, closing it after."""
+def _closing(command=None, *, readonly=False):
+    """Run ``command(args, study)`` on the study ``args.study``, closing it after.
+
+    ``readonly``: the command only reads the study, which is then opened
+    without writing anything (a study being run, or on read-only media).
+    """
+    if command is None:
+        return lambda cmd: _closing(cmd, readonly=readonly)
+
     def run(args):
-        study = _load_study(args.study)
+        study = _load_study(args.study, readonly=readonly)
         try:
             return command(args, study)
         finally:
@@ -312,16 +321,14 @@ def _closing(command):
 
 @_closing
 def _cmd_resume(args, study):
-    from .fit.api import JOBS_KEY, STAGE_EVALS_KEY
-
-    meta = study.storage.metadata
+    budget = study.storage.budget
     n_evals = args.n_evals
     if n_evals is None:
-        n_evals = _stored_budget(study, meta)
+        n_evals = _stored_budget(study, budget)
     n_jobs = args.n_jobs
     if n_jobs is None:
-        n_jobs = int(meta.get(JOBS_KEY) or 1)
-    stage_evals = json.loads(meta.get(STAGE_EVALS_KEY) or "{}")
+        n_jobs = (budget.n_jobs if budget is not None else None) or 1
+    stage_evals = (budget.stage_evals if budget is not None else None) or {}
     if stage_evals:
         # the fit checked its own budget before creating the study
         check_stage_budget(stage_evals, [st.name for st in study.stages], n_evals)
@@ -333,17 +340,14 @@ def _cmd_resume(args, study):
     return status
 
 
-def _stored_budget(study, meta):
-    from .fit.api import BUDGET_KEY
-
-    budget = meta.get(BUDGET_KEY)
+def _stored_budget(study, budget):
     if budget is None:
         raise UsageError(f"--n-evals must be given for study {str(study.path)!r}, which "
                          f"records no budget")
-    return int(budget)
+    return budget.n_evals
 
 
-@_closing
+@_closing(readonly=True)
 def _cmd_show(args, study):
     # refused before anything is printed; the mean is rebuilt once, here
     cma_mean = _cma_mean(study, args.generations)
@@ -429,9 +433,9 @@ def _print_json(value):
 def _cmd_list(args):
     import time
 
-    from .fit.api import _scan_studies
+    from .fit.storage import scan_studies
 
-    records = _scan_studies(args.folder)
+    records = scan_studies(args.folder)
     if args.json:
         _print_json(records)
         return EXIT_OK
@@ -471,7 +475,7 @@ def _short_text(text, width):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-@_closing
+@_closing(readonly=True)
 def _cmd_rescore(args, study):
     # Study.rescore refuses an empty study and the fit's own seeds
     seeds = _held_out_seeds(args)
@@ -503,7 +507,7 @@ def _point(args, study):
     return point, f"CMA-ES' mean averaged over the last {k} of {n} generations"
 
 
-@_closing
+@_closing(readonly=True)
 def _cmd_budget(args, study):
     import numpy as np
 
@@ -561,7 +565,7 @@ def _same_file_as_study(out, study_path):
     return out.name in {study_path.name + tail for tail in ("", "-wal", "-shm", "-journal")}
 
 
-@_closing
+@_closing(readonly=True)
 def _cmd_export(args, study):
     out = Path(args.out)
     if _same_file_as_study(out, args.study):
@@ -579,7 +583,7 @@ def _cmd_export(args, study):
     return EXIT_OK
 
 
-@_closing
+@_closing(readonly=True)
 def _cmd_report(args, study):
     import matplotlib
 

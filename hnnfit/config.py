@@ -837,13 +837,14 @@ def build_fit(config):
                              f"({', '.join(names)}), got {', '.join(map(repr, unknown))}")
     polish = config.polish
     if polish is not None:
-        from .fit.api import _objective_kwargs_of, polish_setup
+        from .fit.objective import objective_kwargs
+        from .fit.polish import polish_setup
 
         # the polish will start from the fit's best point; its start point
         # stands in for it, so that a bad [polish] fails before any study
         start = solver.x0 or space.clip(space.current_values(net))
         pnet, pspace, px0, psettings = polish_setup(
-            net, space, start, _objective_kwargs_of(checked),
+            net, space, start, objective_kwargs(checked),
             overrides={p.name: p for p in polish.space}, only=polish.only,
             objective=polish.objective, what="fit's space")
         DipoleObjective(pnet, target, pspace, **psettings)

@@ -202,7 +202,7 @@ class Optimizer:
         -------
         self : Optimizer
         """
-        from .fit.api import Study
+        from .fit.study import Study
 
         n_trials = check_int(n_trials, "n_trials", low=1)
         if scale_factor is None:

@@ -21,7 +21,8 @@ from hnnfit import cli
 from hnnfit.config import build_fit, load_config
 from hnnfit.demo import demo_metadata
 from hnnfit.dipole import read_dipole
-from hnnfit.fit.api import BUDGET_KEY, STAGE_EVALS_KEY, Study
+from hnnfit.fit.runner import BUDGET_KEY, STAGE_EVALS_KEY
+from hnnfit.fit.study import Study
 from hnnfit.network import Network
 from hnnfit.params import read_params
 from hnnfit.sysinfo import machine_summary, sys_info

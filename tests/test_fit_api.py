@@ -195,7 +195,8 @@ def test_load_refuses_non_study_and_newer_schema_without_touching_the_file(tmp_p
 
 # --------------------------------------------------------------------------- results
 def test_optimize_records_its_budget_for_resume_and_list(cobyla_study, tmp_path):
-    from hnnfit.fit.api import BUDGET_KEY, JOBS_KEY, list_studies
+    from hnnfit.fit import list_studies
+    from hnnfit.fit.runner import BUDGET_KEY, JOBS_KEY
 
     meta = cobyla_study.storage.metadata
     assert (meta[BUDGET_KEY], meta[JOBS_KEY]) == ("6", "1")

@@ -179,7 +179,7 @@ def test_a_file_newer_than_the_code_is_refused(tmp_path):
     ("v1_bayesian", 8, {}),
     ("v1_staged", 8, {"stage_evals": {"evprox1": 2, "evdist1": 2}})])
 def test_schema_1_file_resumes_to_the_same_points(tmp_path, name, n_evals, kwargs):
-    from hnnfit.fit.api import Study
+    from hnnfit.fit.study import Study
 
     path = _fixture_copy(tmp_path, name)
     with Study.load(path) as study:

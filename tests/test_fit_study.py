@@ -12,7 +12,8 @@ import pytest
 import hnnfit
 from hnnfit.exceptions import StudyError
 from hnnfit.fit.space import Parameter, ParameterSpace
-from hnnfit.fit.study import SCHEMA_VERSION, Study
+from hnnfit.fit.storage import SCHEMA_VERSION
+from hnnfit.fit.storage import StudyStorage as Study
 from hnnfit.fit.targets import read_target
 
 SPACE = ParameterSpace([Parameter("evprox1.mu", 10.0, 40.0),

@@ -3,7 +3,8 @@
 The user-facing entry point is :class:`Study` (also ``hnnfit.Study``).
 """
 from ..param_export import network_to_params
-from .api import Study, list_studies
+from .storage import list_studies
+from .study import Study
 from .objective import DipoleObjective, error_budget, fit_scale
 from .optimize import RunSummary, run_optimization
 from .solvers import make_solver, solver_from_settings

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..exceptions import StudyError
 from ..validation import check_int, check_option, check_positive, format_seeds
-from .optimize import BACKENDS, _Executor
+from .optimize import BACKENDS, Executor
 from .staging import FINAL
 from .surrogate import WaveformSurrogate
 
@@ -85,7 +85,7 @@ def score_points(objective, points, seeds, n_jobs=1, backend=None):
 
 def _score(objective, points, seeds, n_jobs, backend):
     values = np.full(len(points), math.nan)
-    with _Executor(backend, n_jobs) as ex:
+    with Executor(backend, n_jobs) as ex:
         for i, res in ex.run(objective, points, seeds):
             if res["ok"]:
                 values[i] = res["value"]

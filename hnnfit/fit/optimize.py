@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 
 from ..exceptions import StudyError
 from ..validation import check_bool, check_int, check_number, check_option, check_type
-from .solvers import _Solver
+from .solvers import Solver
 from .storage import EvalState, StudyStorage, canonical_json
 
 BACKENDS = ("sequential", "loky", "dask")
@@ -173,7 +173,7 @@ def _same_point(a, b):
     return True
 
 
-class _Executor:
+class Executor:
     """Runs evaluations: ``submit`` one point, ``wait`` for the next finished one.
 
     One interface for the three backends, so that the driver can keep a
@@ -339,7 +339,7 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
     summary : RunSummary
     """
     check_type(study, StudyStorage, "study")
-    check_type(solver, _Solver, "solver", "a solver from make_solver")
+    check_type(solver, Solver, "solver", "a solver from make_solver")
     if not callable(evaluate):
         raise TypeError(f"evaluate must be callable, got {type(evaluate).__name__}")
     n_evals = check_int(n_evals, "n_evals", low=1)
@@ -390,7 +390,7 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
 
     summary = RunSummary()
     try:
-        with _Executor(backend, n_jobs, scheduler) as executor:
+        with Executor(backend, n_jobs, scheduler) as executor:
             if schedule == "pipelined":
                 _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds,
                                n_trials, stage, failure_value, callback, summary)
@@ -568,7 +568,7 @@ def replay_solver(study, solver, stage="", failure_value=None):
         The stage ran pipelined (Bayesian optimisation), or the solver
         proposes other points than the study recorded.
     """
-    check_type(solver, _Solver, "solver", "a solver from make_solver")
+    check_type(solver, Solver, "solver", "a solver from make_solver")
     if solver.n_told or solver.n_open:
         raise ValueError("solver must be fresh (nothing asked or told yet), so that the "
                          "study log can be replayed into it")

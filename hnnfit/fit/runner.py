@@ -127,10 +127,7 @@ def record_budget(study, n_evals, n_jobs, stage_evals=None):
     refuse_if_busy(study)
     if study.n_complete + study.n_failed >= n_evals:
         return
-    study.storage.set_metadata(BUDGET_KEY, str(n_evals))
-    study.storage.set_metadata(JOBS_KEY, str(n_jobs))
-    if stage_evals is not None:
-        study.storage.set_metadata(STAGE_EVALS_KEY, json.dumps(stage_evals))
+    study.storage.record_budget(n_evals, n_jobs, stage_evals)
 
 
 def run_study(study, n_evals, *, n_jobs=1, backend=None, progress=True, callback=None,

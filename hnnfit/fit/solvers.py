@@ -655,7 +655,6 @@ class PatternSolver(Solver):
 
 
 # the base class's former private name, until every caller imports Solver
-_Solver = Solver
 
 _CLASSES = {"bayesian": BayesianSolver, "cobyla": CobylaSolver, "cma": CmaSolver,
             "pattern": PatternSolver}

@@ -675,6 +675,22 @@ class StudyStorage:
                 pass
         return connect("&immutable=1")
 
+    @staticmethod
+    def holds_study(path):
+        """Whether ``path`` is a file with content: a study, or a file a study
+        cannot be created in. An empty file (a creation that was killed) is not.
+
+        Parameters
+        ----------
+        path : str | pathlib.Path
+
+        Returns
+        -------
+        bool
+        """
+        path = Path(path)
+        return path.is_file() and not _is_empty_database(path)
+
     @classmethod
     def create(cls, path, *, target, space, objective=None, solver=None, network=None,
                description=None, exist_ok=False, take_over=False):
