@@ -242,6 +242,18 @@ def test_bad_optimize_and_seed_arguments_are_refused_before_anything_changes(
         assert study.n_complete == 6
 
 
+def test_explicit_start_point_outside_the_bounds_is_refused(tmp_path, target):
+    path = tmp_path / "x0.sqlite"
+    with pytest.raises(ValueError, match=r"'evprox1.mu' must be within \[.*got 99.0"):
+        Study.create(path, make_net(), target, make_space(), objective=OBJECTIVE,
+                     solver="cobyla", x0={"evprox1.mu": 99.0, "evprox1.ampa.L5_pyramidal": 0.02})
+    assert not path.exists()
+    inside = {"evprox1.mu": 12.0, "evprox1.ampa.L5_pyramidal": 0.02}
+    with Study.create(path, make_net(), target, make_space(), objective=OBJECTIVE,
+                      solver="cobyla", x0=inside) as study:
+        assert study.x0 == pytest.approx(inside)
+
+
 def test_best_net_is_the_network_with_the_best_parameters(cobyla_study):
     best = cobyla_study.best_params
     net = cobyla_study.best_net()

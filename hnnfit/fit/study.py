@@ -261,9 +261,10 @@ class Study:
         seed : int
             Seed of the solver.
         x0 : dict | None
-            Start point; default: the network's current values of the
-            parameters (clipped into the bounds), or the centre of the space
-            when the space has a ``set_params`` hook.
+            Start point, within the bounds (``ValueError`` if not); default:
+            the network's current values of the parameters (clipped into the
+            bounds), or the centre of the space when the space has a
+            ``set_params`` hook.
         description : str | None
             Free text stored with the study.
         exist_ok : bool
@@ -299,6 +300,9 @@ class Study:
         objective = DipoleObjective(net, target, space, **obj_kwargs)
         if x0 is None:
             x0 = space.midpoint() if space.set_params is not None else space.current_values(net)
+        else:
+            # a start point the user chose is not moved silently into the bounds
+            x0 = space.check_values(x0 if isinstance(x0, dict) else list(x0))
         solver_obj = make_solver(solver, space, x0=x0, seed=seed, **dict(solver_options or {}))
         settings = solver_obj.settings()
         text, code = _network_entries(net, space, objective)
