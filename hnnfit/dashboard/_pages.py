@@ -24,14 +24,11 @@ from .data import fingerprint, read_folder, read_study, study_path
 
 # how often a page looks at its files (ms)
 POLL_MS = 1000
-STYLE = """
-<style>
-body { font-family: sans-serif; }
-.hnnfit-error { color: #a00; font-weight: bold; }
-.hnnfit-kv td { padding: 1px 12px 1px 0; vertical-align: top; }
-.hnnfit-kv pre { margin: 0; white-space: pre-wrap; }
-</style>
-"""
+# Bokeh draws each widget in a shadow root of its own, where a page's style
+# sheet does not reach: the markup carries its styles inline
+ERROR = 'data-hnnfit="error" style="color: #a00; font-weight: bold;"'
+KV_CELL = 'style="padding: 1px 12px 1px 0; vertical-align: top;"'
+PRE = 'style="margin: 0; white-space: pre-wrap;"'
 STAGE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
                 "#17becf", "#bcbd22")
 
@@ -41,7 +38,7 @@ def _nan(values):
 
 
 def _header(title, text=""):
-    return Div(text=f"{STYLE}<h2>{html.escape(title)}</h2>{text}",
+    return Div(text=f"<h2>{html.escape(title)}</h2>{text}",
                sizing_mode="stretch_width")
 
 
@@ -71,24 +68,30 @@ def _studies_data(folder):
     return data
 
 
+def _table_height(n_rows):
+    """Pixels showing ``n_rows`` rows and the header, up to a scrolling maximum."""
+    return min(600, 30 + 25 * max(n_rows, 1))
+
+
 def studies_page(doc, folder):
     """Fill ``doc`` with the table of the studies of ``folder``."""
     folder = Path(folder)
     source = ColumnDataSource(_studies_data(folder), name="studies")
     link = HTMLTemplateFormatter(template=(
         '<% if (ok) { %><a href="study?name=<%= encodeURIComponent(value) %>">'
-        '<%= value %></a><% } else { %><span class="hnnfit-error"><%= value %></span>'
+        '<%= value %></a><% } else { %><span ' + ERROR + '><%= value %></span>'
         '<% } %>'))
     flagged = HTMLTemplateFormatter(template=(
         '<% if (ok) { %><%= value %><% } else { %>'
-        '<span class="hnnfit-error"><%= value %></span><% } %>'))
+        '<span ' + ERROR + '><%= value %></span><% } %>'))
     columns = []
     for key, title, width in _STUDY_COLUMNS:
         fmt = link if key == "study" else flagged if key in ("state", "description") else None
         kwargs = {"formatter": fmt} if fmt is not None else {}
         columns.append(TableColumn(field=key, title=title, width=width, **kwargs))
     table = DataTable(source=source, columns=columns, index_position=None,
-                      sizing_mode="stretch_width", height=420, name="studies_table")
+                      sizing_mode="stretch_width", height=_table_height(len(source.data["ok"])),
+                      name="studies_table")
     note = Div(text=f"<p>Study files (*.sqlite) of <code>{html.escape(str(folder))}</code>;"
                " updated as fits record evaluations. Click a study to see it.</p>",
                sizing_mode="stretch_width")
@@ -106,8 +109,9 @@ def studies_page(doc, folder):
         last["fp"] = fp
         try:
             source.data = _studies_data(folder)
+            table.height = _table_height(len(source.data["ok"]))
         except (OSError, ValueError) as err:
-            note.text = f'<p class="hnnfit-error">{html.escape(str(err))}</p>'
+            note.text = f'<p {ERROR}>{html.escape(str(err))}</p>'
 
     doc.add_periodic_callback(poll, POLL_MS)
 
@@ -117,11 +121,12 @@ def _table_html(pairs):
     cells = []
     for key, value in pairs:
         if isinstance(value, (dict, list)):
-            value = f"<pre>{html.escape(json.dumps(value, indent=1, sort_keys=True))}</pre>"
+            value = f"<pre {PRE}>{html.escape(json.dumps(value, indent=1, sort_keys=True))}</pre>"
         else:
             value = html.escape("" if value is None else str(value))
-        cells.append(f"<tr><td><b>{html.escape(str(key))}</b></td><td>{value}</td></tr>")
-    return f'<table class="hnnfit-kv">{"".join(cells)}</table>'
+        cells.append(f"<tr><td {KV_CELL}><b>{html.escape(str(key))}</b></td>"
+                     f"<td {KV_CELL}>{value}</td></tr>")
+    return f'<table>{"".join(cells)}</table>'
 
 
 def _summary_html(info):
@@ -376,49 +381,49 @@ class StudyPage:
         self._update_fit()
 
     def _update_fit(self):
+        """Draw the best fit: its stored waveform, else a simulation of it."""
         best = self.info["best"]
         if best is None:
             self.fit_src.data = {"t": [], "y": []}
+            self.fit_key = None
             self.status.text = "<p>No complete evaluation yet: the target is shown.</p>"
+            return
+        key = (str(self.path), best["id"])
+        if key == self.fit_key:
             return
         dipole = best["dipole"]
         if dipole is None:
-            key = (str(self.path), best["id"])
-            state, result = self.fits.get(self.path, best["id"], best["params"]) \
-                if best["stage"] in ("", "final") else ("failed", "stage waveform "
-                                                        "not stored")
+            # the full point: for a staged fit, every stage's best carried forward
+            state, result = self.fits.get(self.path, best["id"], self.info["point"])
             if state == "pending":
-                if self.fit_key != key:
-                    self.status.text = ("<p>Simulating the best point to draw its "
-                                        "waveform...</p>")
+                self.status.text = "<p>Simulating the best point to draw its waveform...</p>"
                 return
             if state == "failed":
-                self.status.text = (f'<p class="hnnfit-error">The best fit could not be '
-                                    f'drawn: {html.escape(result)}</p>')
+                self.status.text = (f'<p {ERROR}>The best fit could not be drawn: '
+                                    f'{html.escape(result)}</p>')
                 self.fit_key = key
                 return
             dipole = result
-            self.fit_key = key
         times = np.asarray(self.info["times"])[:len(dipole)]
         self.fit_src.data = {"t": times, "y": np.asarray(dipole, dtype=float)[:len(times)]}
+        self.fit_key = key
         self.status.text = ""
 
     def poll(self):
         """Re-read the study if its file changed; pick up a finished simulation."""
         fp = fingerprint(self.path)
         if fp is None:
-            self.status.text = ('<p class="hnnfit-error">The study file is gone; the last '
+            self.status.text = (f'<p {ERROR}>The study file is gone; the last '
                                 'state read is shown.</p>')
             self.fp = None
             return
         if fp == self.fp:
-            if self.info["best"] is not None and self.info["best"]["dipole"] is None:
-                self._update_fit()
+            self._update_fit()
             return
         try:
             info = read_study(self.path)
         except (HnnfitError, OSError, ValueError) as err:
-            self.status.text = (f'<p class="hnnfit-error">{html.escape(str(err))}; the last '
+            self.status.text = (f'<p {ERROR}>{html.escape(str(err))}; the last '
                                 f'state read is shown.</p>')
             return
         self.fp = fp
@@ -436,7 +441,7 @@ def study_page(doc, folder, fits):
     except (HnnfitError, OSError, ValueError) as err:
         doc.add_root(column(_header("hnnfit study"), Div(
             text=f'<p><a href="./">&larr; all studies</a></p>'
-                 f'<p class="hnnfit-error">{html.escape(str(err))}</p>')))
+                 f'<p {ERROR}>{html.escape(str(err))}</p>')))
         doc.title = "hnnfit: not a study"
         return
     doc.add_periodic_callback(page.poll, POLL_MS)
