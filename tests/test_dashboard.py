@@ -39,6 +39,7 @@ FIT_SCRIPT = textwrap.dedent("""
     from hnnfit.network import jones_2009_model
 
     path, n_evals = sys.argv[1], int(sys.argv[2])
+    staged = sys.argv[3:] == ["staged"]
     net = jones_2009_model(mesh_shape=(3, 3))
     ampa = {"L2_basket": 0.08, "L2_pyramidal": 0.02, "L5_basket": 0.2,
             "L5_pyramidal": 0.02}
@@ -47,11 +48,19 @@ FIT_SCRIPT = textwrap.dedent("""
                          synaptic_delays={"L2_basket": 0.1, "L2_pyramidal": 0.1,
                                           "L5_basket": 1.0, "L5_pyramidal": 1.0},
                          event_seed=4)
-    space = ParameterSpace([Parameter("evprox1.mu", 8.0, 25.0),
-                            Parameter("evprox1.ampa.L5_pyramidal", 0.005, 0.06, log=True)])
+    params = [Parameter("evprox1.mu", 8.0, 25.0),
+              Parameter("evprox1.ampa.L5_pyramidal", 0.005, 0.06, log=True)]
+    if staged:
+        net.add_evoked_drive("evdist1", mu=28.0, sigma=2.0, numspikes=1, location="distal",
+                             weights_ampa={"L2_basket": 0.01, "L2_pyramidal": 0.02,
+                                           "L5_pyramidal": 0.01},
+                             synaptic_delays=0.1, event_seed=11)
+        params.append(Parameter("evdist1.mu", 20.0, 35.0))
+    space = ParameterSpace(params)
     settings = {"smooth_window": 5.0, "scale": 3000.0}
     times = np.arange(0.0, 40.0 + 1e-9, 0.5)
-    truth = {"evprox1.mu": 18.0, "evprox1.ampa.L5_pyramidal": 0.03}
+    truth = {"evprox1.mu": 18.0, "evprox1.ampa.L5_pyramidal": 0.03, "evdist1.mu": 30.0}
+    truth = {k: v for k, v in truth.items() if k in space.names}
     values = DipoleObjective(net, Target(times, np.zeros_like(times)), space,
                              **settings)(truth)["dipole"]
     values = values + np.random.RandomState(0).normal(0.0, 0.03 * np.ptp(values),
@@ -60,7 +69,8 @@ FIT_SCRIPT = textwrap.dedent("""
     study = Study.create(path, net, target, space, objective=settings, solver="bayesian",
                          solver_options={"n_initial_points": 3, "acq_optimizer": "sampling",
                                          "n_points": 500},
-                         description="small fit of one evoked drive")
+                         description="small fit of one evoked drive",
+                         stages="evoked" if staged else None)
     study.optimize(n_evals, progress=False)
     study.close()
 """)
@@ -78,11 +88,14 @@ def _sha256(path):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """A folder with a finished study, a damaged file and a half-created one."""
+    """A folder with two finished studies (one staged), a damaged file and a
+    half-created (empty) one."""
     out = tmp_path_factory.mktemp("studies")
     script = out.parent / "fit_script.py"
     script.write_text(FIT_SCRIPT)
     subprocess.run([sys.executable, str(script), str(out / "done.sqlite"), "4"],
+                   check=True, env=_env(), timeout=300)
+    subprocess.run([sys.executable, str(script), str(out / "staged.sqlite"), "9", "staged"],
                    check=True, env=_env(), timeout=300)
     (out / "broken.sqlite").write_bytes(b"this is not an SQLite database\n" * 64)
     (out / "empty.sqlite").write_bytes(b"")
@@ -92,7 +105,7 @@ def folder(tmp_path_factory):
 # ----------------------------------------------------------- data, no browser
 def test_read_folder_lists_studies_and_files_that_are_not(folder):
     rows = {r["study"]: r for r in read_folder(folder)}
-    assert sorted(rows) == ["broken.sqlite", "done.sqlite", "empty.sqlite"]
+    assert sorted(rows) == ["broken.sqlite", "done.sqlite", "empty.sqlite", "staged.sqlite"]
     done = rows["done.sqlite"]
     assert done["ok"] and done["state"] == "done"
     assert done["progress"] == "4/4"
@@ -176,6 +189,111 @@ def test_reading_changes_no_file(folder):
     read_study(folder / "done.sqlite")
     parameter_file_text(folder / "done.sqlite")
     assert {p.name: _sha256(p) for p in folder.iterdir()} == before
+
+
+def test_read_study_of_a_staged_fit(folder):
+    info = read_study(folder / "staged.sqlite")
+    with StudyStorage.load(folder / "staged.sqlite", readonly=True) as storage:
+        plan = json.loads(storage.get_metadata("stages"))
+        final = storage.best("final")
+        rows = storage.rows()
+    assert [s["name"] for s in info["stages"]] == [d["name"] for d in plan]
+    assert [s["name"] for s in info["stages"]] == ["evprox1", "evdist1", "final"]
+    for stage, d in zip(info["stages"], plan):
+        assert stage["t_start"] == d["t_start"]
+        assert stage["t_end"] == min(d["t_end"], info["times"][-1])
+        assert len(stage["weights"]) == len(info["times"])
+        assert 0.0 <= min(stage["weights"]) and max(stage["weights"]) <= 1.0
+    assert info["evaluations"]["stage"] == [r.stage for r in rows]
+    # the waveform drawn is the final stage's best, the point all of its values
+    assert info["best"]["stage"] == "final" and info["best"]["id"] == final.id
+    assert info["point"] == final.params
+    assert info["record"]["stage"] == "final"
+    # a drive stage's rows hold only its own parameters
+    first = info["evaluations"]["stage"].index("evprox1")
+    assert info["params"]["evdist1.mu"][first] is None
+
+
+def _page(path):
+    from bokeh.document import Document
+
+    from hnnfit.dashboard._fits import FitCache
+    from hnnfit.dashboard._pages import StudyPage
+
+    return StudyPage(Document(), path, FitCache())
+
+
+def _data(page, name):
+    return page.doc.get_model_by_name(name).data
+
+
+def test_study_page_models_of_a_staged_fit(folder):
+    from bokeh.models import BoxAnnotation
+
+    page = _page(folder / "staged.sqlite")
+    info = page.info
+    assert np.allclose(_data(page, "target_source")["y"], info["target"])
+    assert np.allclose(_data(page, "fit_source")["y"], info["best"]["dipole"])
+    # the drive stages' windows shaded on the waveform, every stage's weights below
+    boxes = [(b.left, b.right) for b in page.wave.renderers + page.wave.center
+             if isinstance(b, BoxAnnotation)]
+    assert boxes == [(s["t_start"], s["t_end"]) for s in info["stages"][:2]]
+    assert len(page.weights.renderers) == 3
+    # convergence: each stage marked where its first evaluation is
+    marks = [(span.location, span.visible, label.text.strip())
+             for span, label in page.stage_marks]
+    assert marks == [(1, True, "evprox1"), (4, True, "evdist1"), (5, True, "final")]
+    conv = _data(page, "convergence_source")
+    assert list(conv["n"]) == list(range(1, 10))
+    assert list(conv["best"]) == list(_nan_to_list(info["evaluations"]["best_so_far"]))
+    # the evaluations table, filtered by stage and by status
+    assert len(_data(page, "table_source")["id"]) == 9
+    page.stage_select.value = "evprox1"
+    assert list(_data(page, "table_source")["id"]) == [1, 2, 3]
+    page.state_select.value = "failed"
+    assert list(_data(page, "table_source")["id"]) == []
+    page.state_select.value = "complete"
+    page.stage_select.value = "all"
+    assert len(_data(page, "table_source")["id"]) == 9
+    assert sorted(page.stage_select.options) == ["all", "evdist1", "evprox1", "final"]
+    # the best point within the bounds
+    point = _data(page, "point_source")
+    assert point["name"] == [s["name"] for s in info["space"]]
+    mu = info["point"]["evprox1.mu"]
+    assert point["unit"][0] == pytest.approx((mu - 8.0) / (25.0 - 8.0))
+    assert "download?study=staged.sqlite" in page.summary.text
+
+
+def _nan_to_list(values):
+    return [np.nan if v is None else v for v in values]
+
+
+def test_study_page_survives_its_file_damaged_or_deleted(folder, tmp_path):
+    import shutil
+
+    path = tmp_path / "copy.sqlite"
+    shutil.copy(folder / "done.sqlite", path)
+    page = _page(path)
+    shown = list(_data(page, "table_source")["id"])
+    assert len(shown) == 4
+    path.write_bytes(b"garbage" * 100)
+    page.poll()
+    assert "damaged" in page.status.text and "last state read" in page.status.text
+    assert list(_data(page, "table_source")["id"]) == shown
+    path.unlink()
+    page.poll()
+    assert "gone" in page.status.text
+    assert list(_data(page, "table_source")["id"]) == shown
+    shutil.copy(folder / "done.sqlite", path)
+    page.poll()
+    assert page.status.text == ""
+
+
+def test_dashboard_command_refuses_a_missing_folder(tmp_path, capsys):
+    from hnnfit.cli import main
+
+    assert main(["dashboard", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
 
 
 def test_study_path_refuses_names_outside_the_folder(folder):
@@ -295,10 +413,10 @@ def test_dashboard_in_a_browser(folder, tmp_path):
         studies = _wait(lambda: driver.execute_script(COLUMN_JS, "studies", "study"), 30,
                         "the studies table")
         assert sorted(studies) == ["broken.sqlite", "done.sqlite", "empty.sqlite",
-                                   "running.sqlite"]
+                                   "running.sqlite", "staged.sqlite"]
         ok = dict(zip(studies, driver.execute_script(COLUMN_JS, "studies", "ok")))
         assert ok == {"broken.sqlite": False, "done.sqlite": True, "empty.sqlite": False,
-                      "running.sqlite": True}
+                      "running.sqlite": True, "staged.sqlite": True}
         state = dict(zip(studies, driver.execute_script(COLUMN_JS, "studies", "state")))
         assert state["running.sqlite"] == "running" and state["done.sqlite"] == "done"
         # the damaged file is drawn as an error row, with the reason

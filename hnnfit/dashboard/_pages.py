@@ -333,21 +333,21 @@ class StudyPage:
         y0 = np.nanmax(value) if np.isfinite(value).any() else 0.0
         self.failed_src.data = {"n": n[failed], "y": np.full(int(failed.sum()), y0)}
         # stage boundaries: first finished evaluation of each stage
-        for mark in self.stage_marks:
-            mark.visible = False
+        for span, label in self.stage_marks:
+            span.visible = label.visible = False
         first = {}
         for i, stage in enumerate(ev["stage"]):
             if stage and finished[i] and stage not in first:
-                first[stage] = n[i]
+                first[stage] = float(n[i])
         for k, (stage, x) in enumerate(first.items()):
-            if k >= len(self.stage_marks):
+            if k == len(self.stage_marks):
                 span = Span(location=x, dimension="height", line_color="#999",
                             line_dash="dashed")
                 label = Label(x=x, y=5, y_units="screen", text="", text_font_size="8pt")
                 self.conv.add_layout(span)
                 self.conv.add_layout(label)
-                self.stage_marks += [span, label]
-            span, label = self.stage_marks[2 * k], self.stage_marks[2 * k + 1]
+                self.stage_marks.append((span, label))
+            span, label = self.stage_marks[k]
             span.location, label.x, label.text = x, x, f" {stage}"
             span.visible = label.visible = True
         params = {"n": n[finished]}
@@ -427,6 +427,7 @@ class StudyPage:
                                 f'state read is shown.</p>')
             return
         self.fp = fp
+        self.status.text = ""
         self.refresh(info)
 
 
