@@ -234,11 +234,11 @@ def test_study_page_models_of_a_staged_fit(folder):
     info = page.info
     assert np.allclose(_data(page, "target_source")["y"], info["target"])
     assert np.allclose(_data(page, "fit_source")["y"], info["best"]["dipole"])
-    # the drive stages' windows shaded on the waveform, every stage's weights below
+    # the drive stages' windows shaded on the waveform, their weights below
     boxes = [(b.left, b.right) for b in page.wave.renderers + page.wave.center
              if isinstance(b, BoxAnnotation)]
     assert boxes == [(s["t_start"], s["t_end"]) for s in info["stages"][:2]]
-    assert len(page.weights.renderers) == 3
+    assert len(page.weights.renderers) == 2
     # convergence: each stage marked where its first evaluation is
     marks = [(span.location, span.visible, label.text.strip())
              for span, label in page.stage_marks]
@@ -456,6 +456,14 @@ def test_dashboard_in_a_browser(folder, tmp_path):
         assert len(ids) > shown
         time.sleep(1.0)
         driver.save_screenshot(str(SHOTS / "study.png"))
+
+        # -- a staged fit's page: its stages' windows and weights
+        driver.get(base + "study?name=staged.sqlite")
+        _wait(lambda: driver.execute_script(COLUMN_JS, "fit_source", "y"), 30,
+              "the staged fit's waveform")
+        driver.set_window_size(1300, 900)
+        time.sleep(1.0)
+        driver.save_screenshot(str(SHOTS / "staged.png"))
     finally:
         if driver is not None:
             driver.quit()

@@ -206,20 +206,22 @@ class StudyPage:
                    tools="pan,box_zoom,wheel_zoom,reset,save")
         self.weights = None
         if info["stages"]:
-            w = figure(height=130, sizing_mode="stretch_width", x_range=p.x_range,
-                       title="Stage windows and weights", x_axis_label="Time (ms)",
-                       y_axis_label="weight", tools="")
+            w = figure(height=170, sizing_mode="stretch_width", x_range=p.x_range,
+                       y_range=Range1d(0, 1.05), x_axis_label="Time (ms)",
+                       title="Stage windows (shaded above) and weights; the final stage "
+                       "weighs every time point alike", y_axis_label="weight", tools="")
             for i, st in enumerate(info["stages"]):
+                if st["name"] == "final":
+                    continue
                 color = STAGE_COLORS[i % len(STAGE_COLORS)]
-                if st["name"] != "final":
-                    p.add_layout(BoxAnnotation(left=st["t_start"], right=st["t_end"],
-                                               fill_color=color, fill_alpha=0.08))
-                    p.add_layout(Label(x=st["t_start"], y=5, y_units="screen",
-                                       text=st["name"], text_font_size="8pt",
-                                       text_color=color))
+                p.add_layout(BoxAnnotation(left=st["t_start"], right=st["t_end"],
+                                           fill_color=color, fill_alpha=0.08))
+                p.add_layout(Label(x=st["t_start"], y=5, y_units="screen",
+                                   text=st["name"], text_font_size="8pt", text_color=color))
                 w.varea(x=times, y1=0, y2=np.asarray(st["weights"]), fill_color=color,
-                        fill_alpha=0.25, legend_label=st["name"])
+                        fill_alpha=0.3, legend_label=st["name"])
             w.legend.location = "top_left"
+            w.legend.orientation = "horizontal"
             w.legend.label_text_font_size = "8pt"
             self.weights = w
         p.line("t", "y", source=self.target_src, color="black", line_width=2,
