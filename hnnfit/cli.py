@@ -467,8 +467,12 @@ def _cmd_list(args):
 def _cmd_dashboard(args):
     from . import dashboard
 
-    dashboard.serve(args.folder, port=args.port, host=args.host,
-                    allow_origin=args.allow_origin or (), show=args.show)
+    try:
+        dashboard.serve(args.folder, port=args.port, host=args.host,
+                        allow_origin=args.allow_origin or (), show=args.show)
+    except ImportError as err:   # the optional extra is not installed
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

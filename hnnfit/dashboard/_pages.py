@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,9 @@ from bokeh.plotting import figure
 from ..exceptions import HnnfitError
 from .data import fingerprint, read_folder, read_study, study_path
 
-# how often a page looks at its files (ms)
+# how often a page looks at its files (ms), and reads them even if unchanged (s)
 POLL_MS = 1000
+REREAD_S = 10.0
 # Bokeh draws each widget in a shadow root of its own, where a page's style
 # sheet does not reach: the markup carries its styles inline
 ERROR = 'data-hnnfit="error" style="color: #a00; font-weight: bold;"'
@@ -76,7 +79,14 @@ def _table_height(n_rows):
 def studies_page(doc, folder):
     """Fill ``doc`` with the table of the studies of ``folder``."""
     folder = Path(folder)
-    source = ColumnDataSource(_studies_data(folder), name="studies")
+    problem = ""
+    try:
+        data = _studies_data(folder)
+    except (OSError, ValueError, sqlite3.Error) as err:   # e.g. the folder is gone
+        data = {key: [] for key, _, _ in _STUDY_COLUMNS}
+        data["ok"] = []
+        problem = f"<p {ERROR}>{html.escape(str(err))}</p>"
+    source = ColumnDataSource(data, name="studies")
     link = HTMLTemplateFormatter(template=(
         '<% if (ok) { %><a href="study?name=<%= encodeURIComponent(value) %>">'
         '<%= value %></a><% } else { %><span ' + ERROR + '><%= value %></span>'
@@ -92,26 +102,29 @@ def studies_page(doc, folder):
     table = DataTable(source=source, columns=columns, index_position=None,
                       sizing_mode="stretch_width", height=_table_height(len(source.data["ok"])),
                       name="studies_table")
-    note = Div(text=f"<p>Study files (*.sqlite) of <code>{html.escape(str(folder))}</code>;"
-               " updated as fits record evaluations. Click a study to see it.</p>",
-               sizing_mode="stretch_width")
+    intro = (f"<p>Study files (*.sqlite) of <code>{html.escape(str(folder))}</code>; "
+             "updated as fits record evaluations. Click a study to see it.</p>")
+    note = Div(text=intro + problem, sizing_mode="stretch_width")
     doc.add_root(column(_header("hnnfit studies"), note, table, sizing_mode="stretch_width"))
     doc.title = "hnnfit studies"
-    last = {"fp": _folder_fingerprint(folder)}
+    last = {"fp": _folder_fingerprint(folder), "time": time.monotonic()}
 
     def poll():
         try:
             fp = _folder_fingerprint(folder)
         except OSError:
             return
-        if fp == last["fp"]:
+        # a driver that died leaves its file as it was: read again now and
+        # then to see its state change
+        if fp == last["fp"] and time.monotonic() - last["time"] < REREAD_S:
             return
-        last["fp"] = fp
+        last["fp"], last["time"] = fp, time.monotonic()
         try:
             source.data = _studies_data(folder)
             table.height = _table_height(len(source.data["ok"]))
-        except (OSError, ValueError) as err:
-            note.text = f'<p {ERROR}>{html.escape(str(err))}</p>'
+            note.text = intro
+        except (OSError, ValueError, sqlite3.Error) as err:   # e.g. the folder is gone
+            note.text = intro + f'<p {ERROR}>{html.escape(str(err))}</p>'
 
     doc.add_periodic_callback(poll, POLL_MS)
 
@@ -170,8 +183,9 @@ class StudyPage:
         self.doc = doc
         self.path = Path(path)
         self.fits = fits
-        self.info = read_study(self.path)
         self.fp = fingerprint(self.path)
+        self.info = read_study(self.path)
+        self.read_at = time.monotonic()
         self.fit_key = None
         info = self.info
         self.title = _header(f"Study {info['name']}")
@@ -419,16 +433,21 @@ class StudyPage:
                                 'state read is shown.</p>')
             self.fp = None
             return
-        if fp == self.fp:
+        if fp == self.fp and time.monotonic() - self.read_at < REREAD_S:
             self._update_fit()
             return
         try:
             info = read_study(self.path)
-        except (HnnfitError, OSError, ValueError) as err:
+        except Exception as err:   # whatever a damaged file raises, keep serving
+            if not isinstance(err, (HnnfitError, OSError, ValueError, sqlite3.Error)):
+                err = f"{type(err).__name__}: {err}"
             self.status.text = (f'<p {ERROR}>{html.escape(str(err))}; the last '
                                 f'state read is shown.</p>')
             return
-        self.fp = fp
+        unchanged = fp == self.fp and info["record"] == self.info["record"]
+        self.fp, self.read_at = fp, time.monotonic()
+        if unchanged:
+            return
         self.status.text = ""
         self.refresh(info)
 
@@ -441,7 +460,7 @@ def study_page(doc, folder, fits):
     try:
         path = study_path(folder, name)
         page = StudyPage(doc, path, fits)
-    except (HnnfitError, OSError, ValueError) as err:
+    except (HnnfitError, OSError, ValueError, KeyError, sqlite3.Error) as err:
         doc.add_root(column(_header("hnnfit study"), Div(
             text=f'<p><a href="./">&larr; all studies</a></p>'
                  f'<p {ERROR}>{html.escape(str(err))}</p>')))

@@ -21,14 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import StudyError
-from ..fit.storage import EvalState, StudyStorage, scan_studies
+from ..fit.storage import EvalState, StudyStorage, scan_studies, study_record
 
 __all__ = ["study_path", "fingerprint", "read_folder", "read_study", "shown_best",
            "full_point", "stored_objective", "simulate_point", "parameter_file_text"]
-
-#: Stage label of the final stage of a staged study.
-FINAL_STAGE = "final"
-
 
 def study_path(folder, name):
     """The study file ``name`` of ``folder``, refusing anything outside it.
@@ -228,8 +224,6 @@ def read_study(path):
     """
     path = Path(path)
     with StudyStorage.load(path, readonly=True) as storage:
-        from ..fit.storage import study_record
-
         record = dict(study_record(storage), study=path.name, path=str(path))
         target = storage.target
         times = np.asarray(target.times, dtype=float)
