@@ -10,6 +10,7 @@ saves the screenshots the documentation shows.
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -269,8 +270,6 @@ def _nan_to_list(values):
 
 
 def test_study_page_survives_its_file_damaged_or_deleted(folder, tmp_path):
-    import shutil
-
     path = tmp_path / "copy.sqlite"
     shutil.copy(folder / "done.sqlite", path)
     page = _page(path)
@@ -404,8 +403,10 @@ def test_dashboard_in_a_browser(folder, tmp_path):
         for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                     "--disable-gpu", "--window-size=1300,330"):
             options.add_argument(arg)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"),
-                                  options=options)
+        chromedriver = shutil.which("chromedriver")
+        assert chromedriver, ("the browser test needs Chromium's driver on the PATH "
+                              "(Debian: apt-get install chromium chromium-driver)")
+        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
         driver.set_page_load_timeout(60)
 
         # -- the studies page
