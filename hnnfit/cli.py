@@ -468,6 +468,18 @@ def _cmd_list(args):
     return EXIT_OK
 
 
+def _cmd_dashboard(args):
+    from . import dashboard
+
+    try:
+        dashboard.serve(args.folder, port=args.port, host=args.host,
+                        allow_origin=args.allow_origin or (), show=args.show)
+    except ImportError as err:   # the optional extra is not installed
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def _short_text(text, width):
     if not text:
         return None
@@ -827,6 +839,24 @@ def make_parser():
     p.add_argument("--json", action="store_true",
                    help="print a JSON array, one object per file, with full descriptions")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("dashboard", parents=[common],
+                       help="a live web page over the studies of a folder",
+                       description="Serve a web page showing the studies of a folder and, "
+                       "for each, its target and best fit, convergence, parameters and "
+                       "evaluations, updated while fits run. Study files are only read. "
+                       "Needs the 'dashboard' extra (pip install 'hnnfit[dashboard]').")
+    p.add_argument("folder", nargs="?", default="studies",
+                   help="folder holding the study files (default: studies)")
+    p.add_argument("--port", type=int, default=5006, help="TCP port (default 5006)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; "
+                   "reach a remote one through an SSH tunnel)")
+    p.add_argument("--allow-origin", action="append", metavar="HOST[:PORT]",
+                   help="another name browsers reach the server by, e.g. the local end "
+                   "of an SSH tunnel on another port (repeatable)")
+    p.add_argument("--show", action="store_true", help="open the page in a web browser")
+    p.set_defaults(func=_cmd_dashboard)
 
     p = sub.add_parser("rescore", parents=[common],
                        help="score the best evaluations again on other seeds",
