@@ -236,7 +236,7 @@ def _cmd_fit(args):
     staged = args.staged or run.staged
     if run.stage_evals:
         if not staged:
-            raise UsageError(f"stage_evals in [run] needs a staged fit (staged = true or "
+            raise UsageError("stage_evals in [run] needs a staged fit (staged = true or "
                              f"--staged), got an unstaged one")
         check_stage_budget(run.stage_evals, setup.stage_names, n_evals)
     study = Study.create(study_path, **setup.study_kwargs(staged=staged),

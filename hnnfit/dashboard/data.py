@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import time
 from pathlib import Path
 
@@ -279,8 +278,9 @@ def read_study(path):
 def stored_objective(storage):
     """The study's objective, rebuilt from what the study file stores.
 
-    Unpickles the stored network (and any ``set_params`` hook or callable
-    metric), so only for study files one trusts, as ``Study.load`` does.
+    Opens the study read-only as :meth:`hnnfit.Study.load` does, which
+    unpickles any ``set_params`` hook or callable metric stored with it: so
+    only for study files one trusts.
 
     Parameters
     ----------
@@ -291,28 +291,10 @@ def stored_objective(storage):
     -------
     DipoleObjective
     """
-    from ..fit.objective import SETTING_KEYS, DipoleObjective
-    from ..fit.space import ParameterSpace
+    from ..fit.study import Study
 
-    blob = storage.network_blob
-    if blob is None:
-        raise StudyError(f"study {str(storage.path)!r} holds no network; it was not "
-                         f"written by hnnfit.Study")
-    try:
-        stored = pickle.loads(blob)
-    except Exception as err:
-        raise StudyError(f"the network stored in study {str(storage.path)!r} cannot be "
-                         f"rebuilt ({type(err).__name__}: {err})") from None
-    space = ParameterSpace.from_dict(storage.space_dict, set_params=stored["set_params"])
-    settings = storage.objective or {}
-    kwargs = {k: settings[k] for k in SETTING_KEYS if k in settings}
-    if kwargs.get("weights") is not None:
-        kwargs["weights"] = np.asarray(kwargs["weights"], dtype=float)
-    if kwargs.get("band") is not None:
-        kwargs["band"] = tuple(kwargs["band"])
-    if stored.get("metric") is not None:
-        kwargs["metric"] = stored["metric"]
-    return DipoleObjective(stored["net"], storage.target, space, **kwargs)
+    with Study.load(storage.path, readonly=True) as study:
+        return study.objective
 
 
 def simulate_point(path, params):
