@@ -101,7 +101,7 @@ def run_fit(n_jobs, n_evals, mesh, tstop, folder):
     from hnnfit.fit.optimize import run_optimization
     from hnnfit.fit.solvers import make_solver
     from hnnfit.fit.space import Parameter, ParameterSpace
-    from hnnfit.fit.study import Study
+    from hnnfit.fit.storage import StudyStorage as Study
 
     net = jones_2009_model(add_drives_from_params=True, mesh_shape=(mesh, mesh))
     target = _target(tstop)

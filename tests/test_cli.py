@@ -1122,8 +1122,8 @@ def test_io_failures_exit_74(small, tmp_path, capsys):
         data[i] = (data[i] + 77) % 256
     corrupt.write_bytes(data)
     status, out, err = run(["show", corrupt], capsys)
-    _check_io_error(status, out, err, f"study file '{corrupt}': database disk image is "
-                                      f"malformed")
+    _check_io_error(status, out, err, f"study file '{corrupt}' is damaged (database disk "
+                                      f"image is malformed)")
     # a full disk: /dev/full takes the file open, then refuses every write
     status, out, err = run(["simulate", "default.json", "--out", "/dev/full", "--tstop",
                             "10", "--mesh", "3", "3"], capsys)

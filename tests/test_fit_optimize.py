@@ -14,7 +14,7 @@ from hnnfit.exceptions import StudyError
 from hnnfit.fit.optimize import failure_penalty, replay_solver, run_optimization
 from hnnfit.fit.solvers import make_solver
 from hnnfit.fit.space import Parameter, ParameterSpace
-from hnnfit.fit.study import Study
+from hnnfit.fit.storage import StudyStorage as Study
 from hnnfit.fit.targets import read_target
 
 SPACE = ParameterSpace([Parameter("evprox2.mu", 100.0, 150.0),
@@ -351,7 +351,7 @@ DRIVER = textwrap.dedent("""
     from hnnfit.fit.optimize import run_optimization
     from hnnfit.fit.solvers import make_solver
     from hnnfit.fit.space import Parameter, ParameterSpace
-    from hnnfit.fit.study import Study
+    from hnnfit.fit.storage import StudyStorage as Study
     from hnnfit.fit.targets import read_target
 
     path, name, n_evals, n_jobs, delay = (sys.argv[1], sys.argv[2], int(sys.argv[3]),

@@ -462,10 +462,15 @@ def _translate(err, path):
         return StudyIOError(
             f"input/output error on study {where} ({text}); check the storage it is on, "
             f"then resume it")
-    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+    if primary == _SQLITE_CORRUPT:
+        # damage is a failure of the storage, not a wrong file given
+        return StudyIOError(
+            f"study file {where} is damaged ({text}); use a backup copy or start a new "
+            f"study")
+    if primary == _SQLITE_NOTADB:
         return StudyError(
-            f"study file {where} is damaged or not an hnnfit study file ({text}); use a "
-            f"backup copy or start a new study")
+            f"study file {where} is not an hnnfit study file ({text}); give a study "
+            f"file written by hnnfit")
     if primary in (_SQLITE_CANTOPEN, _SQLITE_PERM):
         return StudyError(
             f"cannot open study file {where} ({text}); give a file in an existing, "
