@@ -92,7 +92,7 @@ def summarize(study, solver, seed, wall):
     """One run's record: start, best within ``EARLY`` evaluations, best overall."""
     import numpy as np
 
-    df = study.trials.sort_values("id")
+    df = study.evaluations.sort_values("id")
     values = df["value"].to_numpy(dtype=float)
     first = df.iloc[0]
     if any(abs(first[n] - X0[n]) > 1e-9 * max(1.0, abs(X0[n])) for n in X0):

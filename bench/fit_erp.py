@@ -97,7 +97,7 @@ def _optimize(study, n_evals, n_jobs):
 
 def _span(*studies):
     """Seconds from the first evaluation to the last of ``studies`` (None if empty)."""
-    tables = [t for t in (st.trials for st in studies if st is not None) if len(t)]
+    tables = [t for t in (st.evaluations for st in studies if st is not None) if len(t)]
     if not tables:
         return None
     return (max(float(t["end_time"].max()) for t in tables)
@@ -243,17 +243,17 @@ def run(args):
             stage_lines.append(f"| {st.name} | {row['n_params']} | {row['t_start']:.0f}-"
                                f"{row['t_end']:.0f} | {row['n_complete'] + row['n_failed']} "
                                f"| {row['seconds']:.0f} | {value:.2f} |")
-    n_evals = int(len(study.trials))
+    n_evals = int(len(study.evaluations))
     best_params, fit_value = dict(study.best_params), study.best_value
     label = f"{study.solver_settings['name']}, seed {study.solver_settings.get('seed', 0)}"
     chosen = study
     if polish is not None:
-        n_evals += int(len(polish.trials))
+        n_evals += int(len(polish.evaluations))
         _emit({"kind": "polish", "solver": polish.solver_settings["name"],
-               "n_evals": int(len(polish.trials)), "staged_best": study.best_value,
+               "n_evals": int(len(polish.evaluations)), "staged_best": study.best_value,
                "polish_best": polish.best_value})
         stage_lines.append(f"| polish ({polish.solver_settings['name']}) | "
-                           f"{len(polish.space)} | whole | {len(polish.trials)} | | "
+                           f"{len(polish.space)} | whole | {len(polish.evaluations)} | | "
                            f"{polish.best_value:.2f} |")
         best_params.update(polish.best_params)
         fit_value, chosen = polish.best_value, polish
@@ -270,7 +270,7 @@ def run(args):
     refine = None
     if args.refine_evals:
         refine = _refine(polish or study, best_params, args, n_jobs, out_dir, stem)
-        rows = refine.trials
+        rows = refine.evaluations
         rec = {"kind": "refine", "n_evals": int(len(rows)), "seeds": refine.objective.seeds,
                "start_value": float(rows["value"].iloc[0]), "refine_best": refine.best_value}
         _emit(rec)
@@ -312,8 +312,8 @@ def run(args):
                       for i in range(0, len(full["trials"]), k)]
         held = {"value": group_rmse[0], "scale": full["scale"]}
     else:
-        held = pobj.validate(point, held_out)
-        group_rmse = [held["value"]] + [pobj.validate(point, g)["value"] for g in groups[1:]]
+        held = pobj(point, seeds=held_out)
+        group_rmse = [held["value"]] + [pobj(point, seeds=g)["value"] for g in groups[1:]]
     rec = {"kind": "fit", "config": str(args.config), "n_evals": n_evals, "wall_s": wall,
            "fit_seeds": chosen.used_seeds(), "fit_rmse": fit_value,
            "held_out": held_out, "held_out_rmse": held["value"],

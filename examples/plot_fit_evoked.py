@@ -68,7 +68,7 @@ print(f"truth: {TRUTH}")
 
 # %%
 # The table of evaluations, one row per simulated point.
-print(study.trials[["id", "evprox1.mu", "evdist1.mu", "value"]].round(2).to_string())
+print(study.evaluations[["id", "evprox1.mu", "evdist1.mu", "value"]].round(2).to_string())
 
 # %%
 # How the best value fell, and the best point's waveform against the target.

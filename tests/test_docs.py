@@ -133,3 +133,37 @@ def test_user_guide_pages_are_in_the_toctree():
     for name in ("install", "benchmarks", "architecture", "api/index", "auto_examples/index",
                  "guide/index"):
         assert re.search(rf"^\s+{re.escape(name)}$", index, re.M), name
+
+
+def _prose_and_scripts():
+    """The README, the docs' own sources, the examples and the bench scripts."""
+    sources = [ROOT / "README.md"]
+    sources += [p for p in DOCS.rglob("*") if p.suffix in {".rst", ".py", ".md"}
+                and not {"_build", "generated", "auto_examples", "api"} & set(p.parts)]
+    sources += list((ROOT / "examples").glob("*.py")) + list((ROOT / "bench").glob("*.py"))
+    return sources
+
+
+def test_docs_use_the_current_names():
+    # Study's table is `evaluations` and its held-out scoring `score_held_out`;
+    # the facade module and the private trial runner are gone
+    old = re.compile(r"\.trials\b|\.validate\(|fit\.api\b|\b_simulate\b")
+    for path in _prose_and_scripts():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not old.search(line), f"{path.name}:{number}: {line.strip()}"
+
+
+def test_readme_is_short_and_starts_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) < 200
+    first_block = text.split("```bash", 1)[1].split("```", 1)[0]
+    assert "pip install -e . && hnnfit fit" in first_block
+    assert "python -m pytest -ra" in first_block
+    # every subcommand of the CLI has a row in the commands table
+    from hnnfit.cli import make_parser
+
+    parser = make_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for command in sub.choices:
+        assert f"| `hnnfit {command}" in text, f"hnnfit {command} missing from the README"
+    assert "--json" in text and "--debug" in text

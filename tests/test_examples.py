@@ -37,6 +37,9 @@ def _run_example(script, out_dir):
         capture_output=True, text=True, env=env, timeout=900, cwd=out_dir)
     assert proc.returncode == 0, (
         f"{script} failed with exit code {proc.returncode}:\n{proc.stderr[-4000:]}")
+    # the gallery teaches the current names: none of hnnfit's deprecated ones
+    # (Python shows DeprecationWarning for code run as __main__)
+    assert "DeprecationWarning" not in proc.stderr, proc.stderr[-4000:]
     return proc.stdout
 
 
