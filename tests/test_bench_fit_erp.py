@@ -145,13 +145,13 @@ def test_the_bench_runs_a_config(fit_erp, data, tmp_path, capsys):
             Study.load(out / "tiny_refine.sqlite") as refine:
         # the fit and the polish are what 'hnnfit fit' makes of the config
         assert study.description == f"hnnfit fit {config}"
-        assert [len(s.trials) for s in (study, polish, refine)] == [3, 4, 2]
+        assert [len(s.evaluations) for s in (study, polish, refine)] == [3, 4, 2]
         assert fit["n_evals"] == 9 and fit["study"] == str(refine.path)
         assert refine.objective.seeds == [2000] and refine.space.names == ["evprox1.mu"]
         solver = polish.replay_solver()
         mean = solver.averaged_mean(solver.averaging_window())
         # the refinement started at the CMA-ES mean and kept the rest there
-        assert refine.trials["evprox1.mu"].iloc[0] == pytest.approx(mean["evprox1.mu"])
+        assert refine.evaluations["evprox1.mu"].iloc[0] == pytest.approx(mean["evprox1.mu"])
         assert fit["best_params"]["evdist1.mu"] == pytest.approx(mean["evdist1.mu"])
         assert fit["best_params"]["evprox1.mu"] == refine.best_params["evprox1.mu"]
         assert fit["fit_rmse"] == refine.best_value
