@@ -533,10 +533,6 @@ class Study:
                                 progress=progress, callback=callback, scheduler=scheduler,
                                 stage_evals=stage_evals)
 
-    def _refuse_if_busy(self):
-        """StudyError if another live process on this host is running the study."""
-        runner.refuse_if_busy(self)
-
     # ----------------------------------------------------------- staged fits
     def stage_point(self, stage=None):
         """The best point carried forward after a stage (dict of all parameters).
@@ -711,9 +707,9 @@ class Study:
     def export(self, path, params=None):
         """Write the best network (or another point's) as a JSON parameter file.
 
-        ``Network(read_params(path), add_drives_from_params=True,
-        mesh_shape=...)`` rebuilds the best network's drives (same event
-        times, hence the same dipole). The file holds the network's own
+        ``Network(read_params(path), add_drives_from_params=True)``
+        rebuilds the best network, its grid size included, and its drives
+        (same event times, hence the same dipole). The file holds the network's own
         parameters with every evoked drive written as HNN's flat keys
         (``t_evprox_1``, ``sigma_t_evprox_1``, ``numspikes_evprox_1``,
         ``gbar_evprox_1_L2Pyr_ampa``, ``prng_seedcore_evprox_1``, ...) and
