@@ -51,7 +51,7 @@ def network_to_params(net):
     Returns
     -------
     params : Params
-        ``Network(params, add_drives_from_params=True, mesh_shape=...)``
+        ``Network(params, add_drives_from_params=True)`` (the grid size too)
         has the same drives (event times, weights) and connections.
 
     Raises

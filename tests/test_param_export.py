@@ -127,3 +127,15 @@ def test_export_keeps_the_poisson_drive_of_the_hnn_files():
                            synaptic_delays=EVOKED_DELAYS["proximal"])
     dpl_quiet = simulate_trials(quiet, TSTOP, 0.025, [0])
     assert not np.allclose(dpl_net[0].data["agg"], dpl_quiet[0].data["agg"], rtol=0, atol=1e-9)
+
+
+def test_an_exported_file_rebuilds_its_own_grid(tmp_path):
+    # a 3x3 fit's file gives a 3x3 network again, with no mesh_shape to remember
+    net = make_net()
+    path = tmp_path / "best.json"
+    hnnfit.write_params(network_to_params(net), path)
+    rebuilt = Network(hnnfit.read_params(path), add_drives_from_params=True)
+    assert len(rebuilt.gid_ranges["L2_pyramidal"]) == 9
+    assert rebuilt.gid_ranges == net.gid_ranges
+    # the bundled files keep the published 10 x 10 grid
+    assert len(jones_2009_model().gid_ranges["L2_pyramidal"]) == 100
