@@ -107,9 +107,12 @@ def test_identity_is_enforced(study, target, tmp_path):
         Study.create(path, target=other_target, space=SPACE, exist_ok=True)
     other_space = ParameterSpace([Parameter("evprox1.mu", 10.0, 50.0),
                                   Parameter("evprox1.numspikes", 1, 3, integer=True)])
-    with pytest.raises(StudyError, match="different space"):
+    # the message names the entry that differs, with both values
+    with pytest.raises(StudyError, match=r"different space.*\(parameters\[0\]\.high: "
+                                         r"stored 40\.0, given 50\.0\)"):
         Study.load(path, space=other_space)
-    with pytest.raises(StudyError, match="different objective"):
+    with pytest.raises(StudyError, match=r"different objective.*\(smooth_ms: stored 30\.0, "
+                                         r"given 20\.0\)"):
         Study.load(path, objective={**OBJECTIVE, "smooth_ms": 20.0})
     with pytest.raises(StudyError, match="different network"):
         Study.load(path, network=b"another net")

@@ -367,6 +367,35 @@ def _short(text, n=60):
     return text if len(text) <= n else text[:n - 3] + "..."
 
 
+def _difference(stored, new, most=3):
+    """What differs between two stored settings, named by their keys.
+
+    Settings are JSON texts; for two JSON objects (or lists) the entries that
+    differ are named with both values, so a long setting shows where it
+    differs rather than its common beginning.
+    """
+    try:
+        a, b = json.loads(stored), json.loads(new)
+    except (TypeError, ValueError):
+        return f"stored: {_short(stored)}, given: {_short(new)}"
+    diffs = []
+
+    def walk(x, y, where):
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y), key=str):
+                walk(x.get(k, "<absent>"), y.get(k, "<absent>"), f"{where}.{k}" if where else k)
+        elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+            for i, (u, v) in enumerate(zip(x, y)):
+                walk(u, v, f"{where}[{i}]")
+        elif x != y:
+            diffs.append(f"{where or 'value'}: stored {_short(json.dumps(x), 40)}, "
+                         f"given {_short(json.dumps(y), 40)}")
+
+    walk(a, b, "")
+    more = f"; {len(diffs) - most} more" if len(diffs) > most else ""
+    return "; ".join(diffs[:most]) + more if diffs else "stored and given differ"
+
+
 # ------------------------------------------------------------------ liveness
 def _process_start(pid):
     """Start time of process ``pid`` in clock ticks since boot, or None."""
@@ -921,7 +950,7 @@ class StudyStorage:
                 raise StudyError(
                     f"study {str(self.path)!r} was created with a different {key}; "
                     f"use a new study file, or open this one with the {key} it was "
-                    f"created with (stored: {_short(stored)}, given: {_short(new)})")
+                    f"created with ({_difference(stored, new)})")
 
     def close(self):
         """Close the database connection and release the driver lock."""
