@@ -187,3 +187,16 @@ def test_mirror_copy_is_what_download_gives(mirror, offline):
     shutil.copy(mirror / "S1_ongoing.txt", offline / "served.txt")
     path = fetch_dataset("S1_ongoing", data_home=cache, url=(offline / "served.txt").as_uri())
     assert datasets.file_sha256(path) == datasets.file_sha256(mirror / "S1_ongoing.txt")
+
+
+def test_study_takes_a_dataset_name_as_its_target(mirror, offline, monkeypatch, tmp_path):
+    from hnnfit import Study, jones_2009_model
+
+    monkeypatch.setenv("HNNFIT_DATA", str(mirror))
+    net = jones_2009_model(mesh_shape=(3, 3), add_drives_from_params=True)
+    with Study.create(tmp_path / "s.sqlite", net, "yes_trial_S1_ERP_all_avg") as study:
+        want = read_target(fetch_dataset("yes_trial_S1_ERP_all_avg"))
+        assert study.target == want
+    # a name that is neither a file nor a dataset is still a missing file
+    with pytest.raises(ValueError, match="existing file, got 'no_such_recording'"):
+        Study.create(tmp_path / "t.sqlite", net, "no_such_recording")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -77,6 +78,12 @@ def _as_space(space):
 def _as_target(target):
     if isinstance(target, Target):
         return target
+    if isinstance(target, str) and not Path(target).exists():
+        from ..datasets import dataset_names, fetch_dataset
+
+        if target in dataset_names():
+            # a recorded dataset by name, as a config's [target] dataset
+            return read_target(fetch_dataset(target))
     return read_target(target)
 
 
@@ -239,7 +246,10 @@ class Study:
             (:mod:`hnnfit.network_io`), with any ``set_params`` hook
             of the space and any callable metric).
         target : Target | str | pathlib.Path | ndarray
-            The waveform to fit (ms, nAm), or anything :func:`read_target` reads.
+            The waveform to fit (ms, nAm): anything :func:`read_target`
+            reads, or the name of a recorded dataset
+            (:func:`hnnfit.datasets.dataset_names`, fetched and cached by
+            :func:`hnnfit.datasets.fetch_dataset`).
         space : ParameterSpace | list | dict | None
             The parameters: a space or a list of ``(name, low, high[,
             {'log': True, 'integer': True}])``; ``'<drive>.numspikes'``
