@@ -435,9 +435,9 @@ def test_budget(small, capsys):
                             "--segments", "2", "--goal", "20"], capsys)
     assert status == 0, err
     with Study.load(small["study"]) as study:
-        groups = [study.validate(g)["value"] for g in ([5, 6, 7], [5, 6, 8], [5, 7, 8],
+        groups = [study.score_held_out(g)["value"] for g in ([5, 6, 7], [5, 6, 8], [5, 7, 8],
                                                         [6, 7, 8])]
-        singles = [study.validate([s])["value"] for s in (5, 6, 7, 8)]
+        singles = [study.score_held_out([s])["value"] for s in (5, 6, 7, 8)]
         budget = study.error_budget([5, 6, 7, 8], k=3)
         t_end = study.target.times[-1]
     lines = out.strip().splitlines()
@@ -466,7 +466,7 @@ def test_budget(small, capsys):
                             "--dt", "0.05"], capsys)
     assert status == 0, err
     with Study.load(small["study"]) as study:
-        coarse = study.validate([5, 6, 7], dt=0.05)["value"]
+        coarse = study.score_held_out([5, 6, 7], dt=0.05)["value"]
     lines = out.strip().splitlines()
     assert "on 3 trials (seeds 5-7, time step 0.05 ms), averages of 3" in lines[0]
     assert f"expected RMSE of a 3-trial average: {coarse:.2f} nAm" in lines[1]

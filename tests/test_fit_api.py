@@ -507,7 +507,7 @@ def test_held_out_trials_at_another_time_step(cobyla_study):
     # a fit that searched at a coarse step is judged at a fine one (and back)
     coarse = cobyla_study.score_held_out([5, 6], dt=0.05)
     assert coarse["value"] == pytest.approx(cobyla_study.objective.with_settings(
-        dt=0.05).validate(cobyla_study.best_params, [5, 6])["value"], rel=1e-12)
+        dt=0.05).score_held_out(cobyla_study.best_params, [5, 6])["value"], rel=1e-12)
     fine = cobyla_study.score_held_out([5, 6])
     assert coarse["value"] != pytest.approx(fine["value"], rel=1e-6)
     budget = cobyla_study.error_budget([5, 6], k=2, dt=0.05)
@@ -551,7 +551,7 @@ def test_rescore_scores_the_leading_points_on_other_seeds(cobyla_study):
     for _, row in table.iterrows():
         params = {n: float(row[n]) for n in names}
         assert row["value"] == evals.set_index("id").loc[row["id"], "value"]
-        assert row["rescored"] == cobyla_study.objective.validate(params, [5, 6])["value"]
+        assert row["rescored"] == cobyla_study.objective.score_held_out(params, [5, 6])["value"]
     # nothing was written to the study
     assert len(cobyla_study.evaluations) == len(evals)
     with pytest.raises(ValueError, match="seeds must hold at least 1 seed, got 0"):
@@ -574,7 +574,7 @@ def test_resampled_study_runs_each_generation_on_new_trials(tmp_path, target):
     assert [(r["batch"], r["seeds"]) for r in rows] == [(0, [20]), (0, [20]), (1, [21]),
                                                        (1, [21])]
     for r in rows:
-        assert r["value"] == study.objective.validate(r["params"], r["seeds"])["value"]
+        assert r["value"] == study.objective.score_held_out(r["params"], r["seeds"])["value"]
     assert study.used_seeds() == [20, 21]
     means = study.solver_.means
     assert len(means) == 2
@@ -610,7 +610,7 @@ def test_resampled_study_runs_each_generation_on_new_trials(tmp_path, target):
         assert p.low <= point[p.name] <= p.high
     # what it predicts is a waveform near those evaluated: not far off the
     # RMSE of an evaluation at that point
-    value = again.objective.validate(point, [40])["value"]
+    value = again.objective.score_held_out(point, [40])["value"]
     assert abs(value - rmse) < 0.5 * max(value, rmse)
     again.close()
     with pytest.raises(TypeError, match="resample"):
@@ -635,7 +635,7 @@ def test_study_with_trial_groups_stores_the_mean_of_the_groups(tmp_path, target)
     assert again.objective.group_size == 1
     row = again.evaluations.iloc[-1]
     params = {name: float(row[name]) for name in make_space().names}
-    singles = [again.objective.validate(params, [s])["value"] for s in (3, 7)]
+    singles = [again.objective.score_held_out(params, [s])["value"] for s in (3, 7)]
     assert row["value"] == pytest.approx(np.mean(singles), rel=1e-12)
     both = DipoleObjective(make_net(), target, make_space(), n_trials=2, seeds=[3, 7],
                            **OBJECTIVE)(params)["value"]
@@ -762,3 +762,10 @@ def test_parallel_study_records_the_values_a_sequential_evaluation_gives(tmp_pat
                                                                  (3, 1)]
     for row in rows[1:3]:
         assert study.objective(row["params"])["value"] == row["value"]
+
+
+def test_objective_validate_is_a_deprecated_name_of_score_held_out(cobyla_study):
+    point = cobyla_study.best_params
+    with pytest.warns(DeprecationWarning, match="score_held_out"):
+        old = cobyla_study.objective.validate(point, [5])
+    assert old["value"] == cobyla_study.objective.score_held_out(point, [5])["value"]

@@ -157,7 +157,7 @@ def score_held_out(study, seeds, dt=None):
     seeds = _seed_list(seeds)
     if not seeds:
         raise ValueError("seeds must hold at least 1 seed, got 0")
-    out = _objective_at(study, dt).validate(study.best_params, seeds)
+    out = _objective_at(study, dt).score_held_out(study.best_params, seeds)
     try:
         out["fit_value"] = study.best_value
     except StudyError:

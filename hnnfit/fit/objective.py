@@ -7,6 +7,7 @@ the dipole as HNN users do, and compares it with a target on the target's
 own time points.
 """
 import time
+import warnings
 from itertools import combinations, islice
 from math import comb
 
@@ -465,9 +466,28 @@ class DipoleObjective:
             "dipole": sim,
         }
 
-    def validate(self, params, seeds):
-        """Re-score ``params`` on other random streams (held-out ``seeds``)."""
+    def score_held_out(self, params, seeds):
+        """Score ``params`` on other random streams (held-out ``seeds``).
+
+        Parameters
+        ----------
+        params : dict
+            One value per parameter of the space.
+        seeds : list of int
+            The trials' random streams, e.g. ones the fit did not use.
+
+        Returns
+        -------
+        dict
+            What calling the objective returns (``value``, ``dipole``, ...).
+        """
         return self(params, seeds=seeds)
+
+    def validate(self, params, seeds):
+        """Deprecated name of :meth:`score_held_out`."""
+        warnings.warn("DipoleObjective.validate is deprecated; use score_held_out",
+                      DeprecationWarning, stacklevel=2)
+        return self.score_held_out(params, seeds)
 
     def error_budget(self, params, seeds, k=None, n_jobs=1):
         """What ``k``-trial averages of ``params`` score, split into bias and noise.
