@@ -929,10 +929,7 @@ def test_study_driven_by_another_process(study_copy, capsys, small):
     try:
         with Study.load(study_copy) as study:
             (row,) = study.storage.add_running([{"evprox1.mu": 30.0, "evprox1.sigma": 2.0}])
-        con = sqlite3.connect(study_copy)
-        con.execute("UPDATE evaluations SET pid = ? WHERE id = ?", (sleeper.pid, row))
-        con.commit()
-        con.close()
+        _set_pid(study_copy, row, sleeper.pid)
         before = digest(study_copy)
         for argv in (["resume", study_copy, "--n-evals", 5],
                      ["fit", small["config"], "--study", study_copy, "--n-evals", 5]):
@@ -944,9 +941,27 @@ def test_study_driven_by_another_process(study_copy, capsys, small):
         sleeper.wait()
 
 
+def process_start(pid):
+    """Start time of process ``pid`` (clock ticks since boot, field 22 of
+    /proc/PID/stat), or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses
+    return int(text[text.rindex(")") + 2:].split()[19])
+
+
 def _set_pid(path, row, pid):
+    """Record process ``pid`` as the driver of running row ``row``.
+
+    A driver is identified by its pid and its start time (a later process
+    given the same pid is not it), so both are written; the host and boot
+    id the row holds are this machine's already.
+    """
     con = sqlite3.connect(path)
-    con.execute("UPDATE evaluations SET pid = ? WHERE id = ?", (pid, row))
+    con.execute("UPDATE evaluations SET pid = ?, pid_start = ? WHERE id = ?",
+                (pid, process_start(pid), row))
     con.commit()
     con.close()
 
@@ -1115,15 +1130,16 @@ def _check_io_error(status, out, err, expected):
 
 
 def test_io_failures_exit_74(small, tmp_path, capsys):
-    # a study file damaged past its header: SQLite finds it when reading rows
+    # a study file damaged past its header is bad input (exit 2), named as such,
+    # not a failure of the storage it is on
     corrupt = tmp_path / "corrupt.sqlite"
     data = bytearray(small["study"].read_bytes())
     for i in range(8192, len(data), 97):
         data[i] = (data[i] + 77) % 256
     corrupt.write_bytes(data)
     status, out, err = run(["show", corrupt], capsys)
-    _check_io_error(status, out, err, f"study file '{corrupt}': database disk image is "
-                                      f"malformed")
+    _check_error(status, out, err, f"study file '{corrupt}' is damaged or not an hnnfit "
+                                   f"study file (database disk image is malformed)")
     # a full disk: /dev/full takes the file open, then refuses every write
     status, out, err = run(["simulate", "default.json", "--out", "/dev/full", "--tstop",
                             "10", "--mesh", "3", "3"], capsys)
