@@ -1154,10 +1154,12 @@ def test_io_failures_exit_74(small, tmp_path, capsys):
 def test_export_refuses_to_overwrite_the_study(study_copy, capsys):
     before = digest(study_copy)
     for out in (study_copy, Path(f"{study_copy}-wal"), Path(f"{study_copy}-shm"),
+                Path(f"{study_copy}.lock"),
                 study_copy.parent / ".." / study_copy.parent.name / study_copy.name):
         status, stdout, err = run(["export", study_copy, out], capsys)
-        _check_error(status, stdout, err, f"OUT must not be the study file or its "
-                                          f"journal, got '{out}'")
+        _check_error(status, stdout, err, f"OUT must not be the study file or a file "
+                                          f"SQLite or hnnfit keeps beside it (-wal, -shm, "
+                                          f"-journal, .lock), got '{out}'")
     assert digest(study_copy) == before
     with Study.load(study_copy) as study:
         assert study.n_complete == 3
