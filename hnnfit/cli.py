@@ -61,7 +61,7 @@ import sys
 from pathlib import Path
 
 from .config import build_fit, check_stage_budget, load_config
-from .exceptions import HnnfitError, StudyIOError
+from .exceptions import HnnfitError, StudyError, StudyIOError
 from .validation import format_seeds
 
 PROG = "hnnfit"
@@ -293,17 +293,36 @@ def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo, stage_evals
 
 
 def _load_study(path, readonly=False, take_over=False):
-    from .fit.storage import StudyStorage
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {str(path)!r} does not exist")
-    if not StudyStorage.holds_study(path):
-        # what a run killed while creating its study leaves behind
-        raise UsageError(f"study file {str(path)!r} is empty: the run that created it "
-                         f"stopped before recording anything; create the study again "
-                         f"with: {PROG} fit CONFIG --study {path}")
-    return _study_api().load(path, readonly=readonly, take_over=take_over)
+    try:
+        return _study_api().load(path, readonly=readonly, take_over=take_over)
+    except StudyError:
+        if not _left_empty(path):
+            raise
+    # what a run killed while creating its study leaves behind
+    raise UsageError(f"study file {str(path)!r} is empty: the run that created it "
+                     f"stopped before recording anything; create the study again "
+                     f"with: {PROG} fit CONFIG --study {path}")
+
+
+def _left_empty(path):
+    """True for an empty file or an SQLite file without tables, read without
+    writing anything (a read-write connection would replay a crashed log)."""
+    from urllib.parse import quote
+
+    if path.stat().st_size == 0:
+        return True
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 def _closing(command=None, *, readonly=False):
