@@ -501,7 +501,9 @@ def test_dask_backend_missing_fails_before_recording_a_budget(study_copy, monkey
 
 
 def test_kill_resume_bench_quick(tmp_path):
-    """The measurement behind the guarantees page, with a few kills."""
+    """The measurement behind the guarantees page, with a few kills: nothing
+    lost or duplicated, the uninterrupted run's points, and no worker left
+    5 s after its driver alone was killed."""
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "kill_resume.py"), "--quick",
                         "--grace", "5", "--workdir", tmp_path], capture_output=True,
                        text=True, env=env(), timeout=1200)
@@ -514,4 +516,5 @@ def test_kill_resume_bench_quick(tmp_path):
     for tally in (group, driver):
         assert (tally["lost"], tally["duplicated"]) == (0, 0)
         assert tally["same_points"] == tally["studies"] >= 1
-    assert len(driver["workers_left"]) == len(driver["gone_after_s"]) == 1
+    # the workers of a driver killed alone are gone within seconds
+    assert driver["workers_left"] == [0]
