@@ -179,14 +179,17 @@ class Tally:
         self.kills = self.lost = self.duplicated = self.studies = self.same = 0
         self.workers_left = []
         self.gone_after = []
+        self.early = self.in_flight = 0   # kills before any row; with rows running
 
     def check(self, study, before, log=None):
         """Count what a kill lost or duplicated; return the rows now held."""
         rows = rows_of(study)
         now = finished(rows)
         self.lost += sum(1 for i, r in before.items() if now.get(i) != r)
-        if log is not None:
+        if log is not None:   # right after a kill
             self.lost += max(0, reported_done(log) - len(now))
+            self.early += not rows
+            self.in_flight += any(r["status"] == "running" for r in rows)
         self.duplicated += duplicates(rows)
         return now
 
@@ -325,8 +328,9 @@ def main(argv=None):
     for name, t in (("process group", group), ("driver alone", driver)):
         left, gone = "-", "-"
         if t.workers_left:
-            left = (f"{sum(n > 0 for n in t.workers_left)} of {len(t.workers_left)} "
-                    f"(at most {max(t.workers_left)})")
+            n_left = sum(n > 0 for n in t.workers_left)
+            left = f"{n_left} of {len(t.workers_left)}" + (
+                f" (up to {max(t.workers_left)} processes)" if n_left else "")
             gone = ("over 60 s" if None in t.gone_after else
                     f"at most {max(t.gone_after):.1f} s")
         rows.append((name, t.kills, t.lost, t.duplicated,
@@ -335,9 +339,13 @@ def main(argv=None):
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print(f"process-group kills: {group.early} before the study had a row, "
+          f"{group.in_flight} with evaluations in flight, the others between "
+          f"evaluations (opening, replay)")
     summary = {"seed": seed, "uninterrupted_s": round(t_ref, 2)}
     for name, t in (("group", group), ("driver", driver)):
         summary[name] = {"kills": t.kills, "lost": t.lost, "duplicated": t.duplicated,
+                         "early": t.early, "in_flight": t.in_flight,
                          "studies": t.studies, "same_points": t.same,
                          "workers_left": t.workers_left,
                          "gone_after_s": [None if g is None else round(g, 1)
