@@ -9,7 +9,6 @@ resume`` continues with it), and hands each stage's evaluations to
 stages before it. Every run goes through one path that wires the progress
 line (:class:`ProgressBar`, itself a callback) and the user's callback.
 """
-import json
 import math
 import sys
 import time
