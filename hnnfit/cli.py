@@ -61,7 +61,7 @@ import sys
 from pathlib import Path
 
 from .config import build_fit, check_stage_budget, load_config
-from .exceptions import HnnfitError, StudyIOError
+from .exceptions import HnnfitError, StudyError, StudyIOError
 from .validation import format_seeds
 
 PROG = "hnnfit"
@@ -292,11 +292,37 @@ def _fit_study(study, study_path, existed, n_evals, n_jobs, is_demo, stage_evals
     return status
 
 
-def _load_study(path, readonly=False):
+def _load_study(path, readonly=False, take_over=False):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {str(path)!r} does not exist")
-    return _study_api().load(path, readonly=readonly)
+    try:
+        return _study_api().load(path, readonly=readonly, take_over=take_over)
+    except StudyError:
+        if not _left_empty(path):
+            raise
+    # what a run killed while creating its study leaves behind
+    raise UsageError(f"study file {str(path)!r} is empty: the run that created it "
+                     f"stopped before recording anything; create the study again "
+                     f"with: {PROG} fit CONFIG --study {path}")
+
+
+def _left_empty(path):
+    """True for an empty file or an SQLite file without tables, read without
+    writing anything (a read-write connection would replay a crashed log)."""
+    from urllib.parse import quote
+
+    if path.stat().st_size == 0:
+        return True
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 def _closing(command=None, *, readonly=False):
@@ -309,7 +335,8 @@ def _closing(command=None, *, readonly=False):
         return lambda cmd: _closing(cmd, readonly=readonly)
 
     def run(args):
-        study = _load_study(args.study, readonly=readonly)
+        study = _load_study(args.study, readonly=readonly,
+                            take_over=getattr(args, "take_over", False))
         try:
             return command(args, study)
         finally:
@@ -570,11 +597,13 @@ def _cmd_budget(args, study):
 
 
 def _same_file_as_study(out, study_path):
-    """True if writing ``out`` would overwrite the study file or its SQLite journals."""
+    """True if writing ``out`` would overwrite the study file, its SQLite journals
+    or its driver lock file."""
     out, study_path = Path(out).resolve(), Path(study_path).resolve()
     if out.parent != study_path.parent:
         return False
-    return out.name in {study_path.name + tail for tail in ("", "-wal", "-shm", "-journal")}
+    return out.name in {study_path.name + tail for tail in ("", "-wal", "-shm", "-journal",
+                                                          ".lock")}
 
 
 @_closing(readonly=True)
@@ -582,7 +611,8 @@ def _cmd_export(args, study):
     out = Path(args.out)
     if _same_file_as_study(out, args.study):
         # writing there would destroy the study being read
-        raise UsageError(f"OUT must not be the study file or its journal, got "
+        raise UsageError(f"OUT must not be the study file or a file SQLite or hnnfit "
+                         f"keeps beside it (-wal, -shm, -journal, .lock), got "
                          f"{str(out)!r}")
     if out.suffix.lower() != ".json":
         raise UsageError(f"OUT must be a .json parameter file, got {str(out)!r}")
@@ -807,6 +837,11 @@ def make_parser():
                    help="total evaluation budget (default: the budget of the last fit)")
     p.add_argument("--n-jobs", type=_positive_int,
                    help="evaluations run at once (default: as in the last fit)")
+    p.add_argument("--take-over", action="store_true",
+                   help="run the study even though another process seems to drive it: "
+                   "its lock is broken and the evaluations it left running are redone. "
+                   "Only for a driver known to be gone that this host cannot see die "
+                   "(e.g. on a node that failed); two live drivers duplicate evaluations")
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("show", parents=[common],

@@ -929,10 +929,7 @@ def test_study_driven_by_another_process(study_copy, capsys, small):
     try:
         with Study.load(study_copy) as study:
             (row,) = study.storage.add_running([{"evprox1.mu": 30.0, "evprox1.sigma": 2.0}])
-        con = sqlite3.connect(study_copy)
-        con.execute("UPDATE evaluations SET pid = ? WHERE id = ?", (sleeper.pid, row))
-        con.commit()
-        con.close()
+        _set_pid(study_copy, row, sleeper.pid)
         before = digest(study_copy)
         for argv in (["resume", study_copy, "--n-evals", 5],
                      ["fit", small["config"], "--study", study_copy, "--n-evals", 5]):
@@ -944,9 +941,27 @@ def test_study_driven_by_another_process(study_copy, capsys, small):
         sleeper.wait()
 
 
+def process_start(pid):
+    """Start time of process ``pid`` (clock ticks since boot, field 22 of
+    /proc/PID/stat), or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses
+    return int(text[text.rindex(")") + 2:].split()[19])
+
+
 def _set_pid(path, row, pid):
+    """Record process ``pid`` as the driver of running row ``row``.
+
+    A driver is identified by its pid and its start time (a later process
+    given the same pid is not it), so both are written; the host and boot
+    id the row holds are this machine's already.
+    """
     con = sqlite3.connect(path)
-    con.execute("UPDATE evaluations SET pid = ? WHERE id = ?", (pid, row))
+    con.execute("UPDATE evaluations SET pid = ?, pid_start = ? WHERE id = ?",
+                (pid, process_start(pid), row))
     con.commit()
     con.close()
 
@@ -1115,7 +1130,8 @@ def _check_io_error(status, out, err, expected):
 
 
 def test_io_failures_exit_74(small, tmp_path, capsys):
-    # a study file damaged past its header: SQLite finds it when reading rows
+    # a study file damaged past its header: the right file, broken by its
+    # storage, so an I/O failure (exit 74) rather than bad input
     corrupt = tmp_path / "corrupt.sqlite"
     data = bytearray(small["study"].read_bytes())
     for i in range(8192, len(data), 97):
@@ -1138,10 +1154,12 @@ def test_io_failures_exit_74(small, tmp_path, capsys):
 def test_export_refuses_to_overwrite_the_study(study_copy, capsys):
     before = digest(study_copy)
     for out in (study_copy, Path(f"{study_copy}-wal"), Path(f"{study_copy}-shm"),
+                Path(f"{study_copy}.lock"),
                 study_copy.parent / ".." / study_copy.parent.name / study_copy.name):
         status, stdout, err = run(["export", study_copy, out], capsys)
-        _check_error(status, stdout, err, f"OUT must not be the study file or its "
-                                          f"journal, got '{out}'")
+        _check_error(status, stdout, err, f"OUT must not be the study file or a file "
+                                          f"SQLite or hnnfit keeps beside it (-wal, -shm, "
+                                          f"-journal, .lock), got '{out}'")
     assert digest(study_copy) == before
     with Study.load(study_copy) as study:
         assert study.n_complete == 3

@@ -153,6 +153,8 @@ def run_study(study, n_evals, *, n_jobs=1, backend=None, progress=True, callback
     if scheduler is not None and backend != "dask":
         raise ValueError(f"scheduler is only used with backend='dask', got "
                          f"scheduler={scheduler!r} with backend={backend!r}")
+    if backend == "dask":
+        _check_dask(scheduler)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got "
                         f"{type(callback).__name__} {callback!r}")
@@ -170,6 +172,27 @@ def run_study(study, n_evals, *, n_jobs=1, backend=None, progress=True, callback
     # in its own right when the objective is noisy)
     study.solver_ = solver
     return summary
+
+
+def _check_dask(scheduler):
+    """Fail as the dask backend would, before the run records anything.
+
+    Without this, a missing dask.distributed or a missing Client is found
+    only once the evaluations start, after the budget is recorded, and
+    ``hnnfit resume`` would then continue towards a budget never run.
+    """
+    try:
+        from distributed import get_client
+    except ImportError:
+        raise ImportError("backend='dask' needs dask.distributed, which cannot be "
+                          "imported; install it with pip install hnnfit[dask] or use "
+                          "backend='loky'") from None
+    if scheduler is None:
+        try:
+            get_client()
+        except ValueError:
+            raise ValueError("backend='dask' needs a running dask.distributed Client in "
+                             "this process or a scheduler address, got neither") from None
 
 
 def _run_stage(study, solver, evaluate, budget, stage, *, n_jobs, backend, scheduler,
