@@ -16,7 +16,7 @@ Usage::
 
     python bench/fit_throughput.py                      # 20 evaluations, n_jobs 1 and 2
     python bench/fit_throughput.py --n-evals 2          # smoke run
-    python bench/fit_throughput.py --keep /tmp/tp       # keep the study files
+    python bench/fit_throughput.py --keep tp-studies     # keep the study files
 
 Prints a JSON line per configuration, then a markdown table.
 """

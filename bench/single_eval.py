@@ -21,7 +21,7 @@ reported as the median of ``--rounds`` (at least 3) runs.
 
 Usage::
 
-    python bench/single_eval.py --baseline-python /tmp/refvenv/bin/python
+    python bench/single_eval.py --baseline-python ~/refvenv/bin/python
 
 Prints a JSON line per measurement, then a markdown table.
 """
