@@ -237,7 +237,7 @@ def _cmd_fit(args):
     if run.stage_evals:
         if not staged:
             raise UsageError("stage_evals in [run] needs a staged fit (staged = true or "
-                             f"--staged), got an unstaged one")
+                             "--staged), got an unstaged one")
         check_stage_budget(run.stage_evals, setup.stage_names, n_evals)
     study = Study.create(study_path, **setup.study_kwargs(staged=staged),
                          description=f"hnnfit fit {config_path}", exist_ok=True)
