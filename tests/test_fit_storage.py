@@ -306,8 +306,8 @@ def test_read_only_storage_opens_for_reading(tmp_path):
         # permission bits do not bind root: read through a read-only bind mount
         # of the folder, in a mount namespace of the reader's own
         argv = ["unshare", "-m", "sh", "-c",
-                f'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && '
-                f'exec "$@"', str(folder)] + argv
+                'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && '
+                'exec "$@"', str(folder)] + argv
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
     try:
         out = subprocess.run(argv, capture_output=True, text=True, env=env)
