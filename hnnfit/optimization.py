@@ -230,9 +230,11 @@ class Optimizer:
         return self
 
     def _collect(self):
+        from .fit.storage import EvalState
+
         rows = [r for r in self.study_.storage.rows(stage="")
-                if r["status"] in ("complete", "failed")]
-        values = [r["value"] if r["status"] == "complete" else float("nan") for r in rows]
+                if r.state.finished]
+        values = [r["value"] if r.state is EvalState.COMPLETE else float("nan") for r in rows]
         self.obj_values_ = values
         best, running = float("inf"), []
         for v in values:

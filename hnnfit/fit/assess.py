@@ -18,6 +18,7 @@ from ..exceptions import StudyError
 from ..validation import check_int, check_option, check_positive, format_seeds
 from .optimize import BACKENDS, Executor
 from .staging import FINAL
+from .storage import EvalState
 from .surrogate import WaveformSurrogate
 
 __all__ = ["score_points", "score_held_out", "error_budget", "rescore", "surrogate_point",
@@ -235,7 +236,7 @@ def surrogate_point(study, radius=2.0, ridge=1.0, last=None):
                          f"or 'weighted_rmse', got scale {objective.scale!r} and "
                          f"metric {objective.metric!r}")
     last = check_int(last, "last", low=1, allow_none=True)
-    rows = [r for r in study.storage.rows(status="complete",
+    rows = [r for r in study.storage.rows(state=EvalState.COMPLETE,
                                           stage=FINAL if study.stages else "")
             if (r["info"] or {}).get("dipole") is not None]
     if last is not None:
@@ -292,7 +293,7 @@ def rescore(study, seeds, top=5, n_jobs=1, backend=None):
     top = check_int(top, "top", low=1)
     n_jobs, backend = _run_options(n_jobs, backend)
     rows = study.storage.trials
-    rows = rows[rows["status"] == "complete"]
+    rows = rows[rows["status"] == EvalState.COMPLETE.value]
     if study.stages is not None:
         rows = rows[rows["stage"] == FINAL]
     if not len(rows):

@@ -10,6 +10,7 @@ import weakref
 import numpy as np
 
 from .staging import FINAL
+from .storage import EvalState
 
 __all__ = ["convergence_data", "fit_data", "params_data", "plot_convergence", "plot_fit",
            "plot_params"]
@@ -20,7 +21,7 @@ _DIPOLES = weakref.WeakKeyDictionary()
 
 
 def _finished_rows(study):
-    return [r for r in study.storage.rows() if r["status"] in ("complete", "failed")]
+    return [r for r in study.storage.rows() if r.state.finished]
 
 
 def _dipole_of(study, params, which):
@@ -34,7 +35,7 @@ def _dipole_of(study, params, which):
         return cache[which]
     dip = None
     stage = FINAL if study.stages is not None else ""
-    for row in study.storage.rows(stage=stage, status="complete"):
+    for row in study.storage.rows(stage=stage, state=EvalState.COMPLETE):
         if row["params"] == params and row["info"] and row["info"].get("dipole"):
             dip = np.asarray(row["info"]["dipole"], dtype=float)
             break
@@ -61,7 +62,7 @@ def convergence_data(study):
     """
     rows = _finished_rows(study)
     xs = np.arange(1, len(rows) + 1)
-    vals = np.array([r["value"] if r["status"] == "complete" else np.nan for r in rows],
+    vals = np.array([r["value"] if r.state is EvalState.COMPLETE else np.nan for r in rows],
                     dtype=float)
     best = np.fmin.accumulate(np.where(np.isnan(vals), np.inf, vals)) if len(vals) else vals
     best = np.where(np.isinf(best), np.nan, best)
@@ -182,7 +183,7 @@ def params_data(study):
     rows = _finished_rows(study)
     return {
         "evaluation": np.arange(1, len(rows) + 1),
-        "complete": np.array([r["status"] == "complete" for r in rows], dtype=bool),
+        "complete": np.array([r.state is EvalState.COMPLETE for r in rows], dtype=bool),
         # rows of a stage that does not fit a parameter hold no value for it
         "values": {p.name: np.array([r["params"].get(p.name, np.nan) for r in rows],
                                     dtype=float) for p in study.space},

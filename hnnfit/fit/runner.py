@@ -19,6 +19,7 @@ from .objective import SETTING_KEYS, DipoleObjective
 from .optimize import BACKENDS, RunSummary, run_optimization
 from .solvers import make_solver
 from .staging import FINAL, StageObjective, split_budget, stage_sim_end
+from .storage import EvalState
 from .targets import Target
 
 __all__ = ["BUDGET_KEY", "JOBS_KEY", "STAGE_EVALS_KEY", "ProgressBar", "run_study",
@@ -68,7 +69,7 @@ class ProgressBar:
 
     def __call__(self, row):
         self.n_done += 1
-        if row.get("status") == "complete":
+        if row.get("status") == EvalState.COMPLETE:
             v = row["value"]
             self.best = v if self.best is None else min(self.best, v)
         else:
@@ -200,7 +201,8 @@ def _run_stage(study, solver, evaluate, budget, stage, *, n_jobs, backend, sched
     """One call of run_optimization, with the progress line and callback wired."""
     counts = study.storage.counts(stage)
     best = study.storage.best(stage)
-    bar = ProgressBar(budget, counts["complete"] + counts["failed"], enabled=progress,
+    bar = ProgressBar(budget, counts[EvalState.COMPLETE] + counts[EvalState.FAILED],
+                      enabled=progress,
                       best=None if best is None else best["value"])
     listeners = [bar]
     if callback is not None:
@@ -228,7 +230,7 @@ def _stage_budgets(study, n_evals, stage_evals):
     used = {}
     for st in plan:
         c = study.storage.counts(st.name)
-        used[st.name] = c["complete"] + c["failed"]
+        used[st.name] = c[EvalState.COMPLETE] + c[EvalState.FAILED]
     # a stage is finished once a later one has started from its best point
     frozen = {st.name: used[st.name] for k, st in enumerate(plan)
               if any(used[t.name] for t in plan[k + 1:])}
@@ -285,9 +287,9 @@ def _run_staged(study, n_evals, stage_evals, run):
                              **settings.get("options", {}))
         budget = budgets[stage.name]
         c = study.storage.counts(stage.name)
-        used = c["complete"] + c["failed"]
+        used = c[EvalState.COMPLETE] + c[EvalState.FAILED]
         if stage.name in frozen or used >= budget:
-            summary = RunSummary(n_complete=c["complete"], n_failed=c["failed"])
+            summary = RunSummary(n_complete=c[EvalState.COMPLETE], n_failed=c[EvalState.FAILED])
         else:
             if run["progress"]:
                 window = ("whole waveform" if stage.is_final else
@@ -382,7 +384,7 @@ def stage_summary(study):
     for st in study.stages:
         rows = study.storage.rows(stage=st.name)
         c = study.storage.counts(st.name)
-        done = [r for r in rows if r["status"] == "complete"]
+        done = [r for r in rows if r.state is EvalState.COMPLETE]
         first = min(done, key=lambda r: r["id"])["value"] if done else None
         best = study.storage.best(st.name)
         recs.append({
@@ -391,7 +393,7 @@ def stage_summary(study):
             "sim_end": (float(study.target.times[-1]) if st.is_final else
                         stage_sim_end(st, study.target.times,
                                       study.objective.smooth_window)),
-            "n_complete": c["complete"], "n_failed": c["failed"],
+            "n_complete": c[EvalState.COMPLETE], "n_failed": c[EvalState.FAILED],
             "first_value": first,
             "best_value": None if best is None else best["value"],
             "seconds": float(sum(r["sim_seconds"] or 0.0 for r in rows)),

@@ -35,7 +35,7 @@ from .polish import create_polish
 from .solvers import make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
 from .staging import FINAL, Stage, plan_evoked_stages
-from .storage import StudyStorage
+from .storage import EvalState, StudyStorage
 from .targets import Target, read_target
 
 # metadata entry of the code a study's network needs (pickled hook, metric)
@@ -459,8 +459,8 @@ class Study:
         best = self.storage.best(FINAL if self.stages is not None else None)
         best = "-" if best is None else f"{best['value']:.6g}"
         return (f"<hnnfit.Study {self.path.name}: {self.solver_settings['name']}, "
-                f"{len(self.space)} parameters, {c['complete']} complete, "
-                f"{c['failed']} failed, best {best}>")
+                f"{len(self.space)} parameters, {c[EvalState.COMPLETE]} complete, "
+                f"{c[EvalState.FAILED]} failed, best {best}>")
 
     # ---------------------------------------------------------------- optimize
     def make_solver(self):
