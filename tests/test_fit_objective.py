@@ -128,12 +128,20 @@ def test_psd_band_metric_prefers_the_right_rhythm():
     (dict(metric="weighted_rmse"), "weights"),
     (dict(metric="psd_band"), "band"),
     (dict(n_trials=2, seeds=[0]), "seeds"),
+    (dict(n_trials=2, seeds=[0, 0]), r"seeds must be distinct .* got 0 more than once in \[0, 0\]"),
     (dict(layer="L6"), "layer"),
 ])
 def test_bad_objective_settings(signals, kwargs, match):
     _, _, ttimes, target = signals
     with pytest.raises((ValueError, TypeError), match=match):
         DipoleObjective(_net(), _target(target, ttimes), SPACE, **kwargs)
+
+
+def test_repeated_held_out_seeds_are_refused_before_simulating(signals):
+    _, _, ttimes, target = signals
+    obj = DipoleObjective(_net(), _target(target, ttimes), SPACE)
+    with pytest.raises(ValueError, match=r"got 3 more than once in \[3, 4, 3\]"):
+        obj.score_held_out(obj.space.midpoint(), [3, 4, 3])
 
 
 def test_with_settings_copies_all_but_the_changed_settings(signals):

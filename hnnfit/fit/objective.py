@@ -167,6 +167,16 @@ def _psd(values, dt_ms):
 
 # DipoleObjective's keyword settings (what a study stores and with_settings
 # changes), in constructor order
+def _distinct_seeds(seeds):
+    """Seeds as ints, each once: a repeated seed is the same trial counted twice."""
+    seeds = [check_int(s, "seed", low=0) for s in seeds]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds must be distinct (each is one trial's random stream), got "
+                         f"{', '.join(map(str, repeated))} more than once in {seeds}")
+    return seeds
+
+
 SETTING_KEYS = ("n_trials", "seeds", "group_size", "resample", "smooth_window", "scale",
                 "metric", "weights", "band", "layer", "dt", "timeout", "engine")
 
@@ -245,7 +255,7 @@ class DipoleObjective:
         self.n_trials = check_int(n_trials, "n_trials", low=1)
         if seeds is None:
             seeds = list(range(self.n_trials))
-        self.seeds = [check_int(s, "seed", low=0) for s in seeds]
+        self.seeds = _distinct_seeds(seeds)
         if len(self.seeds) != self.n_trials:
             raise ValueError(
                 f"seeds must have n_trials ({self.n_trials}) entries, got {len(self.seeds)}"
@@ -365,7 +375,7 @@ class DipoleObjective:
         return _mean_dipole(self._simulate_trials(params, seeds))
 
     def _simulate_trials(self, params, seeds, n_jobs=1):
-        seeds = self.seeds if seeds is None else [check_int(s, "seed", low=0) for s in seeds]
+        seeds = self.seeds if seeds is None else _distinct_seeds(seeds)
         net = self.make_net(params)
         # warm: the worker keeps its built model between evaluations (the
         # result is bit-identical to a fresh build)
