@@ -110,15 +110,38 @@ def _exit_with_parent():
     parent = multiprocessing.parent_process()
     if parent is None:
         return
-    _PARENT_WATCH.append(os.getpid())
     first_ppid = os.getppid()
     if first_ppid != parent.pid and not _pid_exists(parent.pid):
         os._exit(1)      # the parent died before the watch started
+    _watch_parent(first_ppid)
+
+
+def exit_with_driver(driver_pid):
+    """Worker initializer: end the worker soon after its driver ``driver_pid`` dies.
+
+    For process pools a driver starts itself (the fit's evaluations): a
+    worker waiting for its next task may block on a lock the dead driver
+    held, so the watch starts with the worker, not with its first trial
+    as in :func:`_exit_with_parent`.
+
+    Parameters
+    ----------
+    driver_pid : int
+        The process id of the driver, which started the worker.
+    """
+    if os.getppid() != driver_pid:
+        os._exit(1)      # orphaned before it started
+    _watch_parent(driver_pid)
+
+
+def _watch_parent(ppid):
+    """Exit this process from a daemon thread once its parent is not ``ppid``."""
+    _PARENT_WATCH.append(os.getpid())
 
     def watch():
         while True:
             time.sleep(_PARENT_POLL_S)
-            if os.getppid() != first_ppid:
+            if os.getppid() != ppid:
                 # os._exit: no clean-up that could wait for the dead parent
                 os._exit(1)
 

@@ -59,6 +59,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from ..exceptions import StudyError
+from ..parallel import exit_with_driver
 from ..validation import check_bool, check_int, check_number, check_option, check_type
 from .solvers import Solver
 from .storage import EvalState, StudyStorage, canonical_json
@@ -139,26 +140,6 @@ def _evaluate_one(evaluate, params, seeds):
             "n_trials": n_trials, "sim_seconds": float(sim_seconds), "info": info}
 
 
-def _exit_with_driver(driver_pid):
-    """Worker initializer: end the worker soon after its driver ``driver_pid``.
-
-    A driver killed outright (SIGKILL, the out-of-memory killer) cannot stop
-    its workers, and a worker waiting for its next evaluation may block on a
-    lock the dead driver held, until the pool's idle timeout. The workers
-    are the driver's children: orphaned (possibly before this runs), a
-    worker's parent is another process, which a daemon thread sees within a
-    second.
-    """
-    import threading
-
-    def watch():
-        while os.getppid() == driver_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="hnnfit-parent-watch", daemon=True).start()
-
-
 def failure_penalty(values, failure_value=None):
     """Value told to the solver for a failed evaluation.
 
@@ -230,7 +211,7 @@ class Executor:
             env = {var: os.environ.get(var, n_threads)
                    for var in LokyBackend.MAX_NUM_THREADS_VARS}
             self._pool = get_memmapping_executor(self.n_jobs, timeout=300, env=env,
-                                                 initializer=_exit_with_driver,
+                                                 initializer=exit_with_driver,
                                                  initargs=(os.getpid(),))
         elif self.backend == "dask":
             try:
