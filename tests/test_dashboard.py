@@ -118,7 +118,7 @@ def test_read_folder_lists_studies_and_files_that_are_not(folder):
         assert not rows[name]["ok"]
         assert rows[name]["state"] == "not a study"
         assert name in rows[name]["error"]
-    assert "damaged" in rows["broken.sqlite"]["error"]
+    assert "is not an hnnfit study file" in rows["broken.sqlite"]["error"]
 
 
 def test_read_study_follows_the_stored_evaluations(folder):
@@ -277,7 +277,8 @@ def test_study_page_survives_its_file_damaged_or_deleted(folder, tmp_path):
     assert len(shown) == 4
     path.write_bytes(b"garbage" * 100)
     page.poll()
-    assert "damaged" in page.status.text and "last state read" in page.status.text
+    assert "not an hnnfit study file" in page.status.text
+    assert "last state read" in page.status.text
     assert list(_data(page, "table_source")["id"]) == shown
     path.unlink()
     page.poll()
@@ -420,10 +421,10 @@ def test_dashboard_in_a_browser(folder, tmp_path):
                       "running.sqlite": True, "staged.sqlite": True}
         state = dict(zip(studies, driver.execute_script(COLUMN_JS, "studies", "state")))
         assert state["running.sqlite"] == "running" and state["done.sqlite"] == "done"
-        # the damaged file is drawn as an error row, with the reason
+        # the file that is not a study is drawn as an error row, with the reason
         errors = _wait(lambda: driver.execute_script(ERROR_TEXTS_JS), 20, "the error rows")
         assert "broken.sqlite" in errors and "empty.sqlite" in errors
-        assert any("damaged" in text for text in errors)
+        assert any("not an hnnfit study file" in text for text in errors)
         SHOTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(SHOTS / "studies.png"))
 

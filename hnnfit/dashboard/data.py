@@ -318,7 +318,7 @@ def parameter_file_text(path):
 
     The network with the best values of every parameter (see
     :func:`full_point`), written by :func:`hnnfit.params.write_params`
-    from :func:`hnnfit.fit.api.network_to_params`; what
+    from :func:`hnnfit.param_export.network_to_params`; what
     ``hnnfit export`` writes.
 
     Raises
@@ -330,7 +330,7 @@ def parameter_file_text(path):
     """
     import tempfile
 
-    from ..fit.api import network_to_params
+    from ..param_export import network_to_params
     from ..params import write_params
 
     with StudyStorage.load(path, readonly=True) as storage:
