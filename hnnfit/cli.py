@@ -384,7 +384,7 @@ def _cmd_show(args, study):
     if args.json:
         _print_json(_show_record(study, cma_mean, args.last))
         return EXIT_OK
-    df = study.trials
+    df = study.evaluations
     print(f"study: {study.path}")
     if study.description:
         print(f"description: {study.description}")
@@ -413,7 +413,7 @@ def _cmd_show(args, study):
 
 def _show_record(study, cma_mean, last):
     """What ``hnnfit show`` prints, as one JSON-able dict (see the module docstring)."""
-    df = study.trials
+    df = study.evaluations
     space = study.space
     best = None
     if study.n_complete:

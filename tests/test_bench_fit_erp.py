@@ -157,7 +157,7 @@ def test_the_bench_runs_a_config(fit_erp, data, tmp_path, capsys):
         assert fit["fit_rmse"] == refine.best_value
         # judged at the fit's own 0.025 ms step, on seed 100
         assert polish.objective.dt == 0.05 and study.objective.dt == 0.025
-        held = study.objective.validate(fit["best_params"], [100])["value"]
+        held = study.objective.score_held_out(fit["best_params"], [100])["value"]
     assert fit["held_out_rmse"] == pytest.approx(held, rel=1e-9)
     assert fit["held_out_groups"] == [[100], [101]]
     assert "+ pattern refine |" in text

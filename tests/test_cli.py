@@ -142,13 +142,13 @@ def test_fit_records_and_resumes(small, tmp_path, capsys):
     assert "2/2 eval" in err and "best" in err and "ETA" in err
     with Study.load(study_path) as study:
         assert study.n_complete == 2
-        first = study.trials[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()
+        first = study.evaluations[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()
 
     status, out, err = run(["resume", study_path, "--n-evals", 3], capsys)
     assert status == 0, err
     assert "resuming study" in out and "3 complete" in out
     with Study.load(study_path) as study:
-        rows = study.trials
+        rows = study.evaluations
         assert len(rows) == 3 and (rows["status"] == "complete").all()
         np.testing.assert_array_equal(
             rows[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()[:2], first)
@@ -156,7 +156,7 @@ def test_fit_records_and_resumes(small, tmp_path, capsys):
 
     # the same points as an uninterrupted 3-evaluation run (the module's study)
     with Study.load(small["study"]) as study:
-        full = study.trials[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()
+        full = study.evaluations[["evprox1.mu", "evprox1.sigma", "value"]].to_numpy()
     np.testing.assert_array_equal(resumed, full)
 
     # 'resume' without --n-evals runs to the recorded budget (3): nothing to do
@@ -202,7 +202,7 @@ def test_show(small, capsys):
     status, out, err = run(["show", small["study"]], capsys)
     assert status == 0, err
     with Study.load(small["study"]) as study:
-        best, value, trials = study.best_params, study.best_value, study.trials
+        best, value, trials = study.best_params, study.best_value, study.evaluations
     assert f"best value: {value:.6g}" in out
     assert "evaluations: 3 complete" in out
     assert "trial seeds used: 0\n" in out
@@ -1101,7 +1101,7 @@ def test_show_json(small, capsys):
         assert record["counts"] == study.counts()
         assert record["seeds_used"] == study.used_seeds() == [0]
         assert record["best"] == {"value": study.best_value, "params": study.best_params}
-        rows = study.trials.tail(2).to_dict("records")
+        rows = study.evaluations.tail(2).to_dict("records")
     assert record["stages"] is None and record["cma_mean"] is None
     assert [r["id"] for r in record["last"]] == [r["id"] for r in rows]
     for mine, row in zip(record["last"], rows):

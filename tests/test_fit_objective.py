@@ -192,7 +192,7 @@ def test_dask_local_cluster_fit_logs_to_a_study(tmp_path):
         summary = study.optimize(4, n_jobs=2, backend="dask", progress=False,
                                  scheduler=cluster.scheduler_address)
     assert summary.n_complete == 4
-    trials = hnnfit.Study.load(tmp_path / "dask.sqlite").trials
+    trials = hnnfit.Study.load(tmp_path / "dask.sqlite").evaluations
     assert len(trials) == 4 and (trials["status"] == "complete").all()
     # rows were written by this (driving) process, evaluated by the workers
     import os
@@ -219,7 +219,7 @@ def test_time_out_is_a_failed_row_and_the_study_goes_on(tmp_path):
                                 solver="cobyla")
     summary = study.optimize(3, progress=False)
     assert summary.n_failed == 3 and summary.n_complete == 0
-    errors = study.trials["error"].tolist()
+    errors = study.evaluations["error"].tolist()
     assert all("time-out" in e for e in errors)
 
 
@@ -272,10 +272,10 @@ def test_group_size_on_held_out_seeds(signals):
     obj = DipoleObjective(_net(), tgt, SPACE, n_trials=4, group_size=2, smooth_window=0.0)
     _fake_trials(obj, times, sim)
     # one group of held-out seeds: the plain score of their average
-    one = obj.validate({"evprox1.mu": 12.0}, [7, 8])
+    one = obj.score_held_out({"evprox1.mu": 12.0}, [7, 8])
     assert "group_values" not in one and one["n_trials"] == 2
     with pytest.raises(ValueError, match=r"multiple of group_size \(2\), got 3"):
-        obj.validate({"evprox1.mu": 12.0}, [7, 8, 9])
+        obj.score_held_out({"evprox1.mu": 12.0}, [7, 8, 9])
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -366,7 +366,7 @@ def test_objective_error_budget_processes_each_trial(signals, scale):
     assert out["k"] == 2 and out["seeds"] == [0, 1, 2, 3]
     # the mean of the processed trials is the processed mean (smoothing is
     # linear), scored with the same scale
-    ref = obj.validate(point, [0, 1, 2, 3])
+    ref = obj.score_held_out(point, [0, 1, 2, 3])
     assert out["scale"] == ref["scale"]
     np.testing.assert_allclose(out["mean"], ref["dipole"], rtol=1e-12, atol=1e-12)
     # four trials in averages of four: exactly their average's RMSE
