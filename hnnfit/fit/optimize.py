@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from ..exceptions import StudyError
 from ..parallel import exit_with_driver
 from ..validation import check_bool, check_int, check_number, check_option, check_type
-from .solvers import Solver
+from .solvers import Solver, comparable_settings
 from .storage import EvalState, StudyStorage, canonical_json
 
 BACKENDS = ("sequential", "loky", "dask")
@@ -81,6 +81,9 @@ class RunSummary:
         Rows of the stage with that status after the call.
     interrupted : bool
         The loop stopped on KeyboardInterrupt.
+    stopped : bool
+        The callback asked the loop to stop (it returned True); the
+        evaluations in flight were finished and recorded first.
     solver_done : bool
         The solver stopped on its own (converged).
     best_value : float | None
@@ -93,6 +96,7 @@ class RunSummary:
     n_complete: int = 0
     n_failed: int = 0
     interrupted: bool = False
+    stopped: bool = False
     solver_done: bool = False
     best_value: float | None = None
     best_params: dict | None = field(default=None)
@@ -328,7 +332,9 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
         :func:`failure_penalty`).
     callback : callable | None
         Called as ``callback(row_dict)`` in the driver after each recorded
-        evaluation.
+        evaluation. If it returns True, no new point is proposed: the
+        evaluations in flight (the rest of a batch) are finished and
+        recorded, and the run ends with ``summary.stopped`` set.
     scheduler : str | None
         Address of a dask.distributed scheduler (``'tcp://host:8786'``) for
         ``backend='dask'``; the run connects to it and disconnects after.
@@ -373,11 +379,11 @@ def run_optimization(study, solver, evaluate, n_evals, *, n_jobs=1, backend=None
         raise StudyError(
             f"study {str(study.path)!r} was created with a different parameter space "
             f"than the solver's; use a new study file")
-    settings = canonical_json(solver.settings())
     stored = study.stage_solver(stage)
     if stored is None:
         study.set_stage_solver(stage, solver.settings())
-    elif stored != settings:
+    elif (canonical_json(comparable_settings(json.loads(stored)))
+          != canonical_json(comparable_settings(solver.settings()))):
         raise StudyError(
             f"study {str(study.path)!r} stage {stage!r} was run with different solver "
             f"settings; resume it with the same solver, seed, start point and options "
@@ -487,7 +493,7 @@ def _run_batches(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_tr
             if used >= n_evals:
                 break
             size = min(per_batch, n_evals - used)
-        if solver.is_done:
+        if solver.is_done or summary.stopped:
             break
         points = solver.ask(size)
         if not points:
@@ -643,7 +649,7 @@ def _run_pipelined(study, solver, evaluate, n_evals, n_jobs, executor, seeds, n_
         while True:
             k = len(asked)
             # propose point k if the budget, the solver and the log allow it
-            can_ask = not solver.is_done
+            can_ask = not solver.is_done and not summary.stopped
             if can_ask and k not in results:
                 counts = study.counts(stage)
                 can_ask = (counts[EvalState.COMPLETE] + counts[EvalState.FAILED]
@@ -744,9 +750,10 @@ def _record(study, row_id, res, summary, callback, params, batch, position):
         told = _Told(EvalState.FAILED, None)
     summary.n_evaluated += 1
     if callback is not None:
-        callback({"status": told.state.value, "value": told.value, "id": row_id,
-                  "params": params, "batch": batch, "position": position,
-                  "error": res.get("error")})
+        if callback({"status": told.state.value, "value": told.value, "id": row_id,
+                     "params": params, "batch": batch, "position": position,
+                     "error": res.get("error")}) is True:
+            summary.stopped = True
     return told
 
 

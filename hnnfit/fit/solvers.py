@@ -33,6 +33,33 @@ from ..validation import check_int, check_number, check_option, check_type
 from .space import ParameterSpace
 
 SOLVERS = ("bayesian", "cobyla", "cma", "pattern")
+INITIAL_DESIGNS = ("lhs", "random")
+
+# Options a solver gained after studies were first stored, with the value
+# that reproduces what those studies did: a study recorded without them is
+# rebuilt with these (see :func:`solver_from_settings`).
+# Each entry: the option whose absence marks such a study, and the values.
+LEGACY_OPTIONS = {"bayesian": ("initial_design",
+                               {"initial_design": "random", "n_initial_points": 10})}
+
+
+def default_initial_points(n_params):
+    """Size of the Bayesian solver's default initial design (start point included).
+
+    Enough points for a Gaussian process to see every direction once
+    (``n_params + 2``), and never more than the 10 that made small budgets
+    a matter of luck.
+    """
+    return min(10, n_params + 2)
+
+
+def _spread_design(n_dims, n, seed):
+    """``n`` points of the unit cube from a Latin hypercube with a low discrepancy."""
+    from scipy.stats import qmc
+
+    sampler = qmc.LatinHypercube(d=n_dims, seed=np.random.default_rng(seed),
+                                 optimization="random-cd")
+    return list(sampler.random(n))
 
 
 class Solver:
@@ -129,8 +156,17 @@ class BayesianSolver(Solver):
         First point evaluated (default: the centre of the space).
     seed : int
         Seed of the optimiser's random state.
-    n_initial_points : int
-        Random points before the Gaussian process guides the search.
+    n_initial_points : int | None
+        Points of the initial design, the start point included, before the
+        Gaussian process guides the search. None (default): the number of
+        parameters plus 2, at most 10, resolved for each space the solver
+        is made for (so each stage of a staged fit gets its own).
+    initial_design : {'lhs', 'random'}
+        ``'lhs'`` (default): after the start point, a Latin hypercube whose
+        points are spread to a low centred discrepancy, so that even a
+        design of a few points covers every range; ``'random'``: uniform
+        random points (the design of studies made before this option
+        existed, which keep it when resumed).
     acq_func : str
         Acquisition function (``'gp_hedge'``, ``'EI'``, ``'LCB'``, ``'PI'``).
     acq_optimizer : {'auto', 'lbfgs', 'sampling'}
@@ -142,30 +178,42 @@ class BayesianSolver(Solver):
 
     name = "bayesian"
 
-    def __init__(self, space, x0=None, seed=0, n_initial_points=10, acq_func="gp_hedge",
-                 acq_optimizer="auto", n_points=10000):
-        n_initial_points = check_int(n_initial_points, "n_initial_points", low=1)
+    def __init__(self, space, x0=None, seed=0, n_initial_points=None,
+                 initial_design="lhs", acq_func="gp_hedge", acq_optimizer="auto",
+                 n_points=10000):
+        if n_initial_points is not None:
+            n_initial_points = check_int(n_initial_points, "n_initial_points", low=1)
+        check_option(initial_design, INITIAL_DESIGNS, "initial_design")
         check_option(acq_func, ("gp_hedge", "EI", "LCB", "PI"), "acq_func")
         check_option(acq_optimizer, ("auto", "lbfgs", "sampling"), "acq_optimizer")
         n_points = check_int(n_points, "n_points", low=1)
         super().__init__(space, x0, seed, n_initial_points=n_initial_points,
-                         acq_func=acq_func, acq_optimizer=acq_optimizer,
-                         n_points=n_points)
+                         initial_design=initial_design, acq_func=acq_func,
+                         acq_optimizer=acq_optimizer, n_points=n_points)
         from skopt import Optimizer
 
+        n_design = (n_initial_points if n_initial_points is not None
+                    else default_initial_points(len(space)))
         self._opt = Optimizer(
             [(0.0, 1.0)] * len(space), base_estimator="GP",
-            n_initial_points=n_initial_points, acq_func=acq_func,
+            n_initial_points=n_design, acq_func=acq_func,
             acq_optimizer=acq_optimizer,
             acq_optimizer_kwargs={"n_points": n_points}, random_state=self.seed)
-        self._x0_pending = True
+        # points proposed before the optimiser's own: the start, then the design
+        self._queue = [self.space.to_unit(self.x0)]
+        if initial_design == "lhs" and n_design > 1:
+            self._queue.extend(_spread_design(len(space), n_design - 1, self.seed))
+
+    @property
+    def n_initial_points(self):
+        """Points of the initial design, the start point included (int)."""
+        return self._opt.n_initial_points_
 
     def ask(self, n=1):
         n = check_int(n, "n", low=1)
         units = []
-        if self._x0_pending:
-            units.append(self.space.to_unit(self.x0))
-            self._x0_pending = False
+        while n and self._queue:
+            units.append(self._queue.pop(0))
             n -= 1
         if n == 1:
             units.append(self._opt.ask())
@@ -183,8 +231,8 @@ class BayesianSolver(Solver):
     def ask_with_pending(self, pending, lie):
         """One new point while the ``pending`` points are still being evaluated.
 
-        Without pending points (or before the start point has been asked)
-        this is ``ask(1)``. Otherwise a copy of the Gaussian-process
+        Without pending points (or while the start point and the initial
+        design are being handed out) this is ``ask(1)``. Otherwise a copy of the Gaussian-process
         optimiser is told the pending points at the value ``lie``
         (scikit-optimize's constant-liar idea: the driver passes the lowest
         value told so far) and proposes the point; the copy is then thrown
@@ -204,7 +252,7 @@ class BayesianSolver(Solver):
         params : dict | None
             The new point (None if the solver has nothing more to propose).
         """
-        if not pending or self._x0_pending:
+        if not pending or self._queue:
             points = self.ask(1)
             return points[0] if points else None
         lie = check_number(lie, "lie")
@@ -683,7 +731,53 @@ def make_solver(name, space, x0=None, seed=0, **options):
     return _CLASSES[name](space, x0=x0, seed=seed, **options)
 
 
+def legacy_defaults(name, options):
+    """Option values a stored solver ran with but did not record.
+
+    A study stored before its solver gained an option (see
+    ``LEGACY_OPTIONS``) ran as that option's legacy value.
+
+    Parameters
+    ----------
+    name : str
+        The solver's name.
+    options : dict | None
+        Its stored options.
+
+    Returns
+    -------
+    dict
+        The legacy values of the options ``options`` lacks (empty for a
+        study stored with every option).
+    """
+    options = options or {}
+    if name not in LEGACY_OPTIONS:
+        return {}
+    marker, values = LEGACY_OPTIONS[name]
+    if marker in options:
+        return {}
+    return {k: v for k, v in values.items() if k not in options}
+
+
+def legacy_options(name, options):
+    """Stored ``options`` completed with :func:`legacy_defaults`."""
+    return {**legacy_defaults(name, options), **(options or {})}
+
+
+def comparable_settings(settings):
+    """Solver settings with the options a stored study left implicit made explicit.
+
+    Two settings describe the same solver when these are equal: a study
+    stored before an option existed (see :func:`legacy_defaults`) matches
+    a solver rebuilt with that option's legacy value.
+    """
+    settings = dict(settings)
+    settings["options"] = legacy_options(settings.get("name"), settings.get("options"))
+    return settings
+
+
 def solver_from_settings(space, settings):
     """Create a fresh solver from :meth:`settings` output (used on resume)."""
     return make_solver(settings["name"], space, x0=settings.get("x0"),
-                       seed=settings.get("seed", 0), **settings.get("options", {}))
+                       seed=settings.get("seed", 0),
+                       **legacy_options(settings["name"], settings.get("options", {})))

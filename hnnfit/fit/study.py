@@ -32,7 +32,7 @@ from . import assess, plots, runner
 from .objective import SETTING_KEYS, DipoleObjective, objective_kwargs
 from .optimize import replay_solver
 from .polish import create_polish
-from .solvers import make_solver, solver_from_settings
+from .solvers import comparable_settings, legacy_defaults, make_solver, solver_from_settings
 from .space import Parameter, ParameterSpace, evoked_space
 from .staging import FINAL, Stage, plan_evoked_stages
 from .storage import EvalState, StudyStorage
@@ -313,14 +313,25 @@ class Study:
         else:
             # a start point the user chose is not moved silently into the bounds
             x0 = space.check_values(x0 if isinstance(x0, dict) else list(x0))
-        solver_obj = make_solver(solver, space, x0=x0, seed=seed, **dict(solver_options or {}))
-        settings = solver_obj.settings()
-        text, code = _network_entries(net, space, objective)
-        plan = None if stages is None else _evoked_plan(net, space, target, objective)
+        solver_options = dict(solver_options or {})
+        stored = {}
         if exist_ok and StudyStorage.holds_study(path):
             # a first-format study is compared by its network's description
             with StudyStorage.load(path) as old:
                 _upgrade_network(old)
+                stored = old.solver_settings or {}
+            if stored.get("name") == solver:
+                # a study stored before an option existed ran as its legacy
+                # value; a caller who leaves the option out resumes it so
+                solver_options = {**legacy_defaults(solver, stored.get("options")),
+                                  **solver_options}
+        solver_obj = make_solver(solver, space, x0=x0, seed=seed, **solver_options)
+        settings = solver_obj.settings()
+        if stored.get("name") == solver and (comparable_settings(stored)
+                                             == comparable_settings(settings)):
+            settings = stored   # the same solver, as the stored study spells it
+        text, code = _network_entries(net, space, objective)
+        plan = None if stages is None else _evoked_plan(net, space, target, objective)
         storage = StudyStorage.create(path, target=target, space=space,
                                       objective=objective.settings(), solver=settings,
                                       network=text, description=description,
@@ -520,7 +531,10 @@ class Study:
         callback : callable | None
             ``callback(row)`` after each recorded evaluation (a dict with
             ``status``, ``value``, ``id``, ``params``, ``batch``,
-            ``position``, ``error``, and ``stage`` in a staged study).
+            ``position``, ``error``, and ``stage`` in a staged study). If
+            it returns True, the run proposes nothing more, records the
+            evaluations in flight and returns with ``stopped`` set (a
+            staged run stops after that stage).
         scheduler : str | None
             With ``backend='dask'``: the address of a dask.distributed
             scheduler to run the evaluations on (default: the Client already
