@@ -4,6 +4,8 @@
 
     hnnfit [--debug] COMMAND ...
     hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N] [--staged]
+               [--recipe NAME] [--time DURATION]
+    hnnfit fit RECORDING --params FILE [--time DURATION] [--recipe NAME]
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
     hnnfit list [FOLDER] [--width N] [--json]
     hnnfit show STUDY [--last N] [--generations N] [--json]
@@ -60,7 +62,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from .config import build_fit, check_stage_budget, load_config
+from .config import (DEFAULT_TIME, build_fit, check_stage_budget, load_config,
+                     recording_config, write_config)
 from .exceptions import HnnfitError, StudyError, StudyIOError
 from .validation import format_seeds
 
@@ -222,9 +225,24 @@ def _cmd_fit(args):
     from . import demo
 
     is_demo = args.config is None
-    config_path = demo.demo_config_path() if is_demo else Path(args.config)
-    config = load_config(config_path)
+    recording = not is_demo and Path(args.config).suffix.lower() != ".toml"
+    if recording:
+        if args.params is None:
+            raise UsageError(f"a recording ({args.config!r}) needs --params FILE: the "
+                             f"parameter file whose network and drives the fit starts "
+                             f"from (or give a .toml configuration)")
+        config = recording_config(args.config, args.params, recipe=args.recipe,
+                                  time=args.time, n_jobs=args.n_jobs, study=args.study)
+        config_path = config.path
+    else:
+        if args.params is not None:
+            raise UsageError("--params goes with a recording, not with a configuration, "
+                             "whose [network] params names the parameter file")
+        config_path = demo.demo_config_path() if is_demo else Path(args.config)
+        config = load_config(config_path)
     run = config.run
+    if recording or run.uses_recipe or args.recipe or args.time:
+        return _recipe_fit(args, config, config_path, write=recording)
     n_evals = run.n_evals if args.n_evals is None else args.n_evals
     n_jobs = run.n_jobs if args.n_jobs is None else args.n_jobs
     study_path = Path(args.study) if args.study is not None else config.study_path()
@@ -249,6 +267,42 @@ def _cmd_fit(args):
         return _polish_study(study, setup.polish, study_path, n_jobs)
     finally:
         study.close()
+
+
+def _recipe_fit(args, config, config_path, write):
+    """``hnnfit fit`` with a recipe: a configuration's, or the command line's."""
+    from .fit.recipes import DEFAULT_RECIPE, get_recipe, parse_duration, run_recipe
+
+    run = config.run
+    if args.n_evals is not None or args.staged:
+        raise UsageError("--n-evals and --staged do not go with a recipe, which sets its "
+                         "own budgets and stages from its time (--time)")
+    recipe = get_recipe(args.recipe or run.recipe or DEFAULT_RECIPE)
+    budget = args.time or run.time or DEFAULT_TIME
+    parse_duration(budget)
+    n_jobs = run.n_jobs if args.n_jobs is None else args.n_jobs
+    study_path = Path(args.study) if args.study is not None else config.study_path()
+    setup = build_fit(config)
+    if not study_path.parent.is_dir():
+        study_path.parent.mkdir(parents=True)
+    if write:
+        # the fit can be repeated, or resumed, from this file
+        config.run.recipe, config.run.time, config.run.n_jobs = recipe.name, budget, n_jobs
+        write_config(config, config_path)
+    print(f"{'resuming' if study_path.exists() else 'starting'} recipe {recipe.name!r} "
+          f"({recipe.summary}) within {budget}, {n_jobs} job(s), into {study_path}")
+    if write:
+        print(f"its configuration: {config_path} (run 'hnnfit fit {config_path}' to "
+              f"repeat or continue it)")
+    try:
+        report = run_recipe(setup, study_path, recipe.name, budget, n_jobs=n_jobs,
+                            progress=True, description=f"hnnfit fit {config_path}")
+    except KeyboardInterrupt:
+        again = f"{PROG} fit {config_path}"
+        print(f"\n{PROG}: interrupted; the evaluations that finished are recorded. "
+              f"Continue with: {again}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 def _polish_study(study, polish, study_path, n_jobs):
@@ -348,6 +402,12 @@ def _closing(command=None, *, readonly=False):
 
 @_closing
 def _cmd_resume(args, study):
+    from .fit.recipes import recipe_record
+
+    if recipe_record(study.storage) is not None:
+        raise UsageError(f"study {str(study.path)!r} is the search of a recipe fit; "
+                         f"continue the recipe with the command that started it "
+                         f"({study.description or 'hnnfit fit CONFIG'})")
     budget = study.storage.budget
     n_evals = args.n_evals
     if n_evals is None:
@@ -818,7 +878,15 @@ def make_parser():
                        "(see 'python -m pydoc hnnfit.config'); with no configuration, run "
                        "the demo fit into studies/demo.sqlite. An existing study is "
                        "continued.")
-    p.add_argument("config", nargs="?", help="configuration file (default: the demo)")
+    p.add_argument("config", nargs="?", help="configuration file (.toml; default: the "
+                   "demo), or a recording to fit with --params: a dataset name or a data "
+                   "file (time in ms, dipole in nAm)")
+    p.add_argument("--params", help="with a recording: the parameter file whose network "
+                   "and evoked drives the fit starts from")
+    p.add_argument("--recipe", help="fit with this recipe (erp, erp-refine, search; see "
+                   "hnnfit.fit.recipes); default with --time: erp")
+    p.add_argument("--time", help="wall-time budget of a recipe fit, e.g. 45m, 1h30m "
+                   f"(default {DEFAULT_TIME} for a recording)")
     p.add_argument("--study", help="study file (default: [run] study, else "
                    "studies/<config name>.sqlite)")
     p.add_argument("--n-evals", type=_positive_int, help="total evaluation budget")

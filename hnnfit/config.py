@@ -71,6 +71,9 @@ error::
     # stage_evals = { evprox1 = 40, final = 60 }   # evaluations of these
                                    # stages; the others share the rest of n_evals
     study = "studies/erp.sqlite"   # default: studies/<config name>.sqlite
+    # recipe = "erp"               # a fitting recipe (hnnfit.fit.recipes) run
+    # time = "45m"                 # within this wall time, instead of n_evals,
+                                   # staged and [polish]; time alone: recipe "erp"
 
     [polish]                       # optional: once the fit has its budget, a
                                    # second study refines its best point
@@ -109,7 +112,7 @@ from .validation import check_bool, check_int, check_number, check_type
 
 __all__ = ["FitConfig", "NetworkConfig", "TargetConfig", "SolverConfig", "RunConfig",
            "PolishConfig", "FitSetup", "load_config", "write_config", "build_fit",
-           "check_stage_budget", "DEFAULT_N_EVALS"]
+           "check_stage_budget", "recording_config", "DEFAULT_N_EVALS", "DEFAULT_TIME"]
 
 # section -> allowed keys ([space] is free-form)
 _SECTIONS = {
@@ -120,12 +123,14 @@ _SECTIONS = {
                   "metric", "layer", "dt", "band", "timeout", "engine"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
-    "run": ("n_evals", "n_jobs", "study", "staged", "stage_evals"),
+    "run": ("n_evals", "n_jobs", "study", "staged", "stage_evals", "recipe", "time"),
     "polish": ("solver", "seed", "options", "n_evals", "only", "study", "objective", "space"),
 }
 _PARAM_KEYS = ("low", "high", "log", "integer")
 #: Evaluations of a fit (and of a polish) whose configuration gives no ``n_evals``.
 DEFAULT_N_EVALS = 20
+#: Wall time of a recipe fit of a recording given no other.
+DEFAULT_TIME = "30m"
 
 
 # ---------------------------------------------------------------------------
@@ -221,6 +226,11 @@ class RunConfig:
     stage_evals : dict | None
         ``{stage name: evaluations}`` of some stages; the others share the
         rest of ``n_evals``.
+    recipe : str | None
+        A fitting recipe (:mod:`hnnfit.fit.recipes`) run instead of a fit of
+        ``n_evals`` evaluations.
+    time : str | None
+        The recipe's wall-time budget, e.g. ``'45m'``.
     """
 
     n_evals: int = DEFAULT_N_EVALS
@@ -228,6 +238,13 @@ class RunConfig:
     study: str | None = None
     staged: bool = False
     stage_evals: dict | None = None
+    recipe: str | None = None
+    time: str | None = None
+
+    @property
+    def uses_recipe(self):
+        """True if the fit runs a recipe (``recipe`` or ``time`` given)."""
+        return self.recipe is not None or self.time is not None
 
 
 @dataclass
@@ -542,6 +559,81 @@ def load_config(path):
     return _parse(raw, path.resolve().parent, path)
 
 
+def recording_config(recording, params, *, recipe=None, time=None, n_jobs=None,
+                     study=None, mesh_shape=(10, 10)):
+    """The configuration of a recipe fit of a recording from a parameter file's drives.
+
+    What ``hnnfit fit RECORDING --params FILE`` runs: the network and evoked
+    drives of ``params`` fitted to ``recording`` with a recipe, over the
+    automatic space of the drives (their timings, spreads and weights), on
+    averages of 3 trials, smoothed and scaled as the parameter file says
+    (HNN's ``dipole_smooth_win`` in ms and ``dipole_scalefctr``; without
+    them 30 ms and a fitted scale).
+
+    Parameters
+    ----------
+    recording : str
+        A dataset name (:func:`hnnfit.datasets.dataset_names`) or a data
+        file (time in ms, dipole in nAm).
+    params : str
+        A parameter file (``.json`` or HNN's ``.param``), or the bare name
+        of one of hnnfit's.
+    recipe : str | None
+        The recipe (default :data:`hnnfit.fit.recipes.DEFAULT_RECIPE`).
+    time : str | None
+        Its wall-time budget (default :data:`DEFAULT_TIME`).
+    n_jobs : int | None
+        Evaluations at once (default: the machine's cores).
+    study : str | None
+        The study file (default
+        ``studies/<recording>_<params>.sqlite``).
+    mesh_shape : tuple of int
+        Pyramidal grid per layer.
+
+    Returns
+    -------
+    FitConfig
+        Its ``path`` is the study's name with ``.toml``: write it there
+        with :func:`write_config`, so that the fit can be repeated or
+        resumed from it.
+    """
+    import os
+
+    from .datasets import dataset_names
+    from .fit.recipes import DEFAULT_RECIPE, parse_duration
+    from .params import read_params
+
+    check_type(recording, str, "recording")
+    check_type(params, str, "params")
+    if recording in dataset_names():
+        target = {"dataset": recording}
+        stem = recording
+    else:
+        if not Path(recording).is_file():
+            raise FileNotFoundError(
+                f"recording must be a data file or one of the datasets "
+                f"({', '.join(dataset_names())}), got {recording!r}")
+        target = {"file": str(Path(recording).resolve())}
+        stem = Path(recording).stem
+    params_file = _params_path(params, Path.cwd(), "--params")
+    values = read_params(params_file)
+    smooth = values.get("dipole_smooth_win", 30.0)
+    scale = values.get("dipole_scalefctr")
+    objective = {"n_trials": 3, "seeds": [0, 1, 2], "smooth_window": float(smooth),
+                 "scale": "fit" if scale is None else float(scale), "metric": "rmse",
+                 "engine": "auto"}
+    time = DEFAULT_TIME if time is None else str(time)
+    parse_duration(time)
+    if study is None:
+        study = str(Path("studies") / f"{stem}_{Path(params_file).stem}.sqlite")
+    data = {"network": {"params": params_file, "mesh_shape": list(mesh_shape)},
+            "target": target, "objective": objective, "space": {"auto": True},
+            "solver": {"name": "bayesian", "seed": 0},
+            "run": {"n_jobs": n_jobs or os.cpu_count() or 1, "study": study,
+                    "recipe": recipe or DEFAULT_RECIPE, "time": time}}
+    return FitConfig.from_dict(data, path=Path(study).with_suffix(".toml"))
+
+
 def write_config(config, path):
     """Write a configuration as a TOML file that :func:`load_config` reads back equal.
 
@@ -657,6 +749,22 @@ def _parse(raw, base, path):
         stage_evals = {name: check_int(n, f"stage_evals[{name!r}] in [run]", low=1)
                        for name, n in stage_evals.items()}
     run.stage_evals = stage_evals
+    if "recipe" in run_s:
+        from .fit.recipes import get_recipe
+
+        run.recipe = get_recipe(check_type(run_s["recipe"], str, "recipe in [run]")).name
+    if "time" in run_s:
+        from .fit.recipes import parse_duration
+
+        value = run_s["time"]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"time in [run] must be a duration such as '45m', got "
+                             f"{value!r}")
+        parse_duration(value)
+        run.time = str(value)
+    if run.uses_recipe and (stage_evals is not None or "polish" in raw):
+        raise ValueError(f"[run] of {source} gives a recipe, which plans its own stages "
+                         f"and polish: it must not also give stage_evals or [polish]")
     polish = None if "polish" not in raw else _parse_polish(raw["polish"], source)
     return FitConfig(network=network, target=target, objective=objective, space=space,
                      space_auto=auto, solver=solver, run=run, polish=polish, path=path)

@@ -17,7 +17,7 @@ from ..exceptions import StudyError
 from ..validation import check_bool, check_int, check_option
 from .objective import SETTING_KEYS, DipoleObjective
 from .optimize import BACKENDS, RunSummary, run_optimization
-from .solvers import make_solver
+from .solvers import legacy_options, make_solver
 from .staging import FINAL, StageObjective, split_budget, stage_sim_end
 from .storage import EvalState
 from .targets import Target
@@ -211,8 +211,9 @@ def _run_stage(study, solver, evaluate, budget, stage, *, n_jobs, backend, sched
                          (lambda row: callback(dict(row, stage=stage))))
 
     def on_row(row):
-        for listener in listeners:
-            listener(row)
+        # every listener hears the row; any of them may ask the run to stop
+        stop = [listener(row) is True for listener in listeners]
+        return any(stop)
 
     objective = study.objective
     try:
@@ -284,7 +285,7 @@ def _run_staged(study, n_evals, stage_evals, run):
         # each stage has its own solver stream, derived from the study's seed
         solver = make_solver(settings["name"], sub, x0=start,
                              seed=int(settings.get("seed", 0)) + k,
-                             **settings.get("options", {}))
+                             **legacy_options(settings["name"], settings.get("options", {})))
         budget = budgets[stage.name]
         c = study.storage.counts(stage.name)
         used = c[EvalState.COMPLETE] + c[EvalState.FAILED]
@@ -311,6 +312,11 @@ def _run_staged(study, n_evals, stage_evals, run):
         total.n_failed += summary.n_failed
         if summary.interrupted:
             total.interrupted = True
+            break
+        if summary.stopped:
+            # the caller decides whether the next stage starts (see the
+            # recipes' search, which shortens the stage's budget and goes on)
+            total.stopped = True
             break
         if used < budget and summary.n_complete + summary.n_failed < budget \
                 and not summary.solver_done:

@@ -1,0 +1,254 @@
+"""Fitting recipes: durations, how a time budget is split among phases, a
+recipe run within its time on an analytic objective, and a recipe resumed in
+the middle of a phase."""
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from hnnfit.config import FitSetup, SolverConfig
+from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
+from hnnfit.fit.recipes import (RECIPE_KEY, RECIPES, Phase, Recipe, get_recipe,
+                                parse_duration, recipe_record, run_recipe, split_time)
+from hnnfit.network import jones_2009_model
+
+TIMES = np.arange(0.0, 170.0 + 1e-9, 0.5)
+
+
+# -- durations and the split of a budget ---------------------------------------------
+@pytest.mark.parametrize("text, seconds", [
+    ("45m", 2700.0), ("1h30m", 5400.0), ("90s", 90.0), ("2.5h", 9000.0),
+    ("1h 5m 3s", 3903.0), ("20min", 1200.0), ("120", 120.0), (60, 60.0)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "soon", "10 days", "-5m", "0s", "m", float("nan"), True])
+def test_parse_duration_refuses_what_is_not_a_positive_duration(bad):
+    with pytest.raises((ValueError, TypeError), match="time must be"):
+        parse_duration(bad)
+
+
+def test_unknown_recipe_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"recipe must be one of 'erp', .* got 'fast'"):
+        get_recipe("fast")
+
+
+PHASES = (Phase("search", 0.5), Phase("polish", 0.3), Phase("refine", 0.2))
+
+
+def test_split_time_shares_the_budget_after_the_reserve():
+    got = split_time(1000.0, PHASES, {}, reserve=100.0)
+    assert got == pytest.approx({"search": 450.0, "polish": 270.0, "refine": 180.0})
+
+
+def test_split_time_gives_a_phase_that_ended_early_its_time_to_the_next():
+    # the search used 300 s of its 450: the 600 s left go 60:40 to the others
+    got = split_time(1000.0, PHASES, {"search": (300.0, True)}, reserve=100.0)
+    assert got == pytest.approx({"polish": 360.0, "refine": 240.0})
+    assert sum(got.values()) + 300.0 + 100.0 == pytest.approx(1000.0)
+
+
+def test_split_time_of_a_phase_in_progress_counts_what_it_used():
+    # interrupted after 100 s of the polish: it gets its used time plus its share
+    got = split_time(1000.0, PHASES, {"search": (450.0, True), "polish": (100.0, False)},
+                     reserve=100.0)
+    assert got == pytest.approx({"polish": 100.0 + 350.0 * 0.6, "refine": 350.0 * 0.4})
+
+
+def test_split_time_past_the_budget_leaves_nothing_more():
+    got = split_time(100.0, PHASES, {"search": (150.0, True)})
+    assert got == {"polish": 0.0, "refine": 0.0}
+
+
+# -- a recipe on an analytic objective ------------------------------------------------
+# The objective is replaced by a smooth function of the drive parameters that
+# takes EVAL_S seconds, so the recipe's clock, budgets and resume are exercised
+# without NEURON.
+OPTIMUM = {"evprox1.mu": 28.0, "evdist1.mu": 60.0, "evprox2.mu": 125.0}
+EVAL_S = 0.05
+CALLS = []
+
+
+def _fake_call(self, params, seeds=None):
+    vals = self.space.check_values(params)
+    time.sleep(EVAL_S)
+    CALLS.append({"params": dict(vals), "seeds": list(seeds or self.seeds),
+                  "dt": self.dt})
+    polish_calls = [c for c in CALLS if 1000 <= c["seeds"][0] < 2000]
+    if _fake_call.interrupt_at is not None and len(polish_calls) == _fake_call.interrupt_at:
+        raise KeyboardInterrupt
+    value = sum(((vals[n] - OPTIMUM[n]) / 10.0) ** 2 for n in OPTIMUM if n in vals)
+    # trial noise: each seed moves the value a little
+    value += 0.01 * sum(math.sin(s) for s in (seeds or self.seeds))
+    return {"value": float(value), "scale": 1.0, "seeds": list(seeds or self.seeds),
+            "n_trials": len(seeds or self.seeds), "sim_s": EVAL_S,
+            "dipole": np.zeros(len(self.target.times))}
+
+
+def _fake_budget(self, params, seeds, k=None, n_jobs=1):
+    vals = self.space.check_values(params)
+    CALLS.append({"params": dict(vals), "seeds": list(seeds), "dt": self.dt,
+                  "check": True})
+    rng = np.random.default_rng(len(seeds))
+    trials = rng.normal(0.0, 1.0, (len(seeds), len(self.target.times)))
+    return {"expected": 1.0, "bias2": 0.5, "var": 1.5, "k": k, "trials": trials,
+            "group_rmse": np.ones(3)}
+
+
+@pytest.fixture
+def fake_objective(monkeypatch):
+    # the solvers' libraries load before the clock starts: a budget of
+    # seconds here stands for one of minutes, where loading them is nothing
+    import cma  # noqa: F401
+    import skopt  # noqa: F401
+
+    CALLS.clear()
+    _fake_call.interrupt_at = None
+    monkeypatch.setattr(DipoleObjective, "__call__", _fake_call)
+    monkeypatch.setattr(DipoleObjective, "error_budget", _fake_budget)
+    return CALLS
+
+
+def _setup():
+    net = jones_2009_model(mesh_shape=(3, 3))
+    for name, mu, loc in (("evprox1", 26.0, "proximal"), ("evdist1", 63.0, "distal"),
+                          ("evprox2", 120.0, "proximal")):
+        net.add_evoked_drive(name, mu=mu, sigma=3.0, numspikes=1, location=loc,
+                             weights_ampa={"L2_pyramidal": 0.02, "L5_pyramidal": 0.02},
+                             synaptic_delays=1.0, event_seed=4)
+    space = ParameterSpace([Parameter("evprox1.mu", 18.0, 36.0),
+                            Parameter("evdist1.mu", 50.0, 75.0),
+                            Parameter("evprox2.mu", 100.0, 140.0)])
+    return FitSetup(net=net, target=Target(TIMES, np.zeros_like(TIMES)), space=space,
+                    objective={"smooth_window": 20.0, "n_trials": 1, "seeds": [0]},
+                    solver=SolverConfig(seed=0))
+
+
+TEST_RECIPE = Recipe("erp-refine", "test", (
+    Phase("search", 0.5), Phase("polish", 0.3, {"sigma0": 0.1}),
+    Phase("refine", 0.2, {"step": 0.05}, n_trials=6)), check_trials=6)
+
+
+def test_a_recipe_runs_its_phases_within_its_time(tmp_path, fake_objective):
+    budget = 8.0
+    t0 = time.monotonic()
+    report = run_recipe(_setup(), tmp_path / "fit.sqlite", TEST_RECIPE, budget,
+                        progress=False, out=lambda line: None)
+    wall = time.monotonic() - t0
+    assert [p["name"] for p in report.phases] == ["search", "polish", "refine"]
+    # within its time, give or take one batch of evaluations and the start
+    # measurement (two evaluations)
+    assert wall < budget + 1.5
+    assert wall > 0.6 * budget
+    record = recipe_record(Study.load(tmp_path / "fit.sqlite", readonly=True).storage)
+    used = sum(p["seconds"] for p in record["phases"].values())
+    assert used + record["check"]["seconds"] < budget + 1.0
+    # every phase had time and used it: each at least a quarter of its share
+    shares = {p.name: p.share for p in TEST_RECIPE.phases}
+    for ph in report.phases:
+        assert ph["n_evals"] >= 2
+        assert ph["seconds"] > 0.25 * shares[ph["name"]] * (budget - 6 * 2 * EVAL_S)
+    # the search ran at the coarse step, the check at the fit's own
+    search_dts = {c["dt"] for c in CALLS[:2]}
+    assert search_dts == {0.05}
+    check = [c for c in CALLS if c.get("check")]
+    assert len(check) == 1 and check[0]["dt"] == 0.025
+    assert check[0]["seeds"] == list(range(100, 106))
+    # the polish ran on new trials each generation, the refinement on fixed ones
+    polish = Study.load(tmp_path / "fit_polish.sqlite", readonly=True)
+    seeds = polish.evaluations["seeds"].map(tuple)
+    assert seeds.nunique() == polish.evaluations["batch"].nunique() > 1
+    refine = Study.load(tmp_path / "fit_refine.sqlite", readonly=True)
+    assert refine.evaluations["seeds"].map(tuple).nunique() == 1
+    # the report: the point kept, each phase's numbers, the held-out split
+    assert set(report.params) == set(_setup().space.names)
+    assert report.expected == 1.0 and report.bias2 == 0.5 and report.var == 1.5
+    assert len(report.group_rmse) == 2 and report.held_out == report.group_rmse[0]
+    text = "\n".join(report.lines())
+    assert "expected RMSE of a 3-trial average: 1.000" in text
+    for name in ("search", "polish", "refine"):
+        assert name in text
+
+
+def test_a_longer_budget_buys_more_evaluations(tmp_path, fake_objective):
+    short = run_recipe(_setup(), tmp_path / "a.sqlite", TEST_RECIPE, 5.0,
+                       progress=False, out=lambda line: None)
+    long = run_recipe(_setup(), tmp_path / "b.sqlite", TEST_RECIPE, 10.0,
+                      progress=False, out=lambda line: None)
+    n_short = sum(p["n_evals"] for p in short.phases)
+    n_long = sum(p["n_evals"] for p in long.phases)
+    assert n_long > 1.4 * n_short
+
+
+def test_a_recipe_resumes_in_the_middle_of_a_phase(tmp_path, fake_objective):
+    path = tmp_path / "fit.sqlite"
+    setup = _setup()
+    run = _runs_until_interrupted(setup, path)
+    polish_path = tmp_path / "fit_polish.sqlite"
+    before = Study.load(polish_path, readonly=True).evaluations
+    n_search = len(Study.load(path, readonly=True).evaluations)
+    record = recipe_record(Study.load(path, readonly=True).storage)
+    assert record["phases"]["search"]["done"]
+    assert not record["phases"]["polish"]["done"]
+    used_before = record["phases"]["polish"]["seconds"]
+    assert used_before > 0
+    CALLS.clear()
+    report = run_recipe(setup, path, TEST_RECIPE, 8.0, progress=False,
+                        out=lambda line: None)
+    # the search is not run again, and neither is what the polish finished
+    assert len(Study.load(path, readonly=True).evaluations) == n_search
+    after = Study.load(polish_path, readonly=True).evaluations
+    done_before = before[before["status"] == "complete"]
+    assert len(after) > len(done_before)
+    # the replayed polish goes on exactly where it was: same points, same seeds
+    assert len(done_before) == 2
+    assert (after["seeds"].iloc[:len(done_before)].tolist()
+            == done_before["seeds"].tolist())
+    names = setup.space.names
+    np.testing.assert_array_equal(after[names].iloc[:len(done_before)].to_numpy(),
+                                  done_before[names].to_numpy())
+    first_new = CALLS[0]
+    pending = before[before["status"] != "complete"]
+    # the evaluation interrupted is the first one run again
+    if len(pending):
+        assert first_new["params"] == pytest.approx(
+            {n: pending[n].iloc[0] for n in names})
+    record = recipe_record(Study.load(path, readonly=True).storage)
+    assert record["phases"]["polish"]["seconds"] > used_before
+    assert record["phases"]["polish"]["done"] and record["phases"]["refine"]["done"]
+    assert [p["name"] for p in report.phases] == ["search", "polish", "refine"]
+    assert run == "interrupted"
+
+
+def _runs_until_interrupted(setup, path):
+    """Run the recipe with an interruption at the polish's third evaluation."""
+    _fake_call.interrupt_at = 3
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(setup, path, TEST_RECIPE, 8.0, progress=False, out=lambda line: None)
+    _fake_call.interrupt_at = None
+    return "interrupted"
+
+
+def test_a_recipe_study_refuses_another_recipe(tmp_path, fake_objective):
+    path = tmp_path / "fit.sqlite"
+    run_recipe(_setup(), path, Recipe("search", "test", (Phase("search", 1.0),),
+                                      check_trials=6), 2.0,
+               progress=False, out=lambda line: None)
+    from hnnfit.exceptions import StudyError
+
+    with pytest.raises(StudyError, match="fitted with the recipe 'search'"):
+        run_recipe(_setup(), path, TEST_RECIPE, 2.0, progress=False,
+                   out=lambda line: None)
+    raw = Study.load(path, readonly=True).storage.get_metadata(RECIPE_KEY)
+    assert json.loads(raw)["name"] == "search"
+
+
+def test_the_named_recipes_are_well_formed():
+    assert "erp" in RECIPES
+    for name, recipe in RECIPES.items():
+        assert recipe.name == name and recipe.summary
+        assert recipe.phases[0].name == "search"
+        assert all(p.share > 0 for p in recipe.phases)
