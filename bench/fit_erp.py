@@ -63,6 +63,137 @@ TIME_LIMIT_S = 2 * 3600.0
 REFINE_SEED0 = 2000   # the refinement's fixed trials start here, or above every fit seed
 
 
+# -- hnn-core's Optimizer as the baseline ------------------------------------------
+# The baseline runs in a child process of the interpreter given as
+# --baseline-python (an environment with hnn-core 0.6.1); that process imports
+# hnn-core, never hnnfit. The parent hands it a JSON file and reads back one
+# JSON line.
+BASELINE_SOLVERS = ("bayesian", "cobyla")
+
+
+def hnn_core_optimize(net, set_params, space, x0, target_file, solver, n_evals, *,
+                      n_trials=1, smooth_window=None, scale=None, seed=0, early=15):
+    """Run hnn-core's ``Optimizer`` on a task; runs under the baseline interpreter.
+
+    Parameters
+    ----------
+    net : hnn_core.Network
+        The network ``set_params`` changes (a copy per evaluation).
+    set_params : callable
+        ``set_params(net, params)`` with ``params`` keyed by ``space``'s names.
+    space : list of (str, float, float)
+        Parameter names and ranges (the parameters' units).
+    x0 : dict
+        Start point; the first evaluation.
+    target_file : str
+        Two-column text file (ms, nAm) read by ``hnn_core.read_dipole``; the
+        simulation runs to its last time.
+    solver : {'bayesian', 'cobyla'}
+    n_evals : int
+        Evaluations asked for (hnn-core's Bayesian optimizer evaluates the
+        start and then ``max_iter`` points, so ``max_iter = n_evals - 1``;
+        COBYLA may stop earlier by itself).
+    n_trials : int
+        Trials averaged per evaluation.
+    smooth_window : float | None
+        Smoothing window, ms (hnn-core's ``smooth_window_len``).
+    scale : float | None
+        Fixed scale factor (hnn-core's ``scale_factor``).
+    seed : int
+        Seed of NumPy's global generator, which hnn-core's Bayesian
+        optimizer draws its candidates from.
+    early : int
+        The record's ``best_early`` is the best of the first ``early``
+        evaluations.
+
+    Returns
+    -------
+    dict
+        ``values`` (each evaluation's RMSE, nAm), ``start_rmse``,
+        ``best_early``, ``best``, ``best_params``, ``n_evals``, ``wall_s``
+        (the whole ``fit`` call) and ``eval_s`` (summed evaluation times).
+    """
+    import contextlib
+    import io
+    import time
+
+    import hnn_core
+    import neuron
+    import numpy as np
+    from hnn_core import read_dipole
+    from hnn_core.optimization import Optimizer
+    from hnn_core.optimization.objective_functions import _rmse_evoked
+
+    if solver not in BASELINE_SOLVERS:
+        raise ValueError(f"solver must be one of {BASELINE_SOLVERS}, got {solver!r}")
+    values, seconds = [], []
+
+    def objective(**kwargs):
+        # hnn-core's own RMSE objective, timed and recorded per evaluation
+        t = time.perf_counter()
+        value = _rmse_evoked(**kwargs)
+        seconds.append(time.perf_counter() - t)
+        values.append(float(value))
+        return value
+
+    target = read_dipole(target_file)
+    names = [name for name, _, _ in space]
+    optim = Optimizer(net, tstop=float(target.times[-1]),
+                      constraints={n: (lo, hi) for n, lo, hi in space},
+                      set_params=set_params, initial_params={n: x0[n] for n in names},
+                      solver=solver, obj_fun=objective,
+                      max_iter=n_evals - 1 if solver == "bayesian" else n_evals)
+    kwargs = {"target": target, "n_trials": n_trials}
+    if smooth_window:
+        kwargs["smooth_window_len"] = smooth_window
+    if scale is not None:
+        kwargs["scale_factor"] = scale
+    np.random.seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        t0 = time.perf_counter()
+        optim.fit(**kwargs)
+        wall = time.perf_counter() - t0
+    best = int(np.argmin(values))
+    return {"implementation": f"hnn-core {hnn_core.__version__}, NEURON "
+                              f"{neuron.__version__}",
+            "solver": solver, "seed": seed, "n_evals": len(values), "values": values,
+            "start_rmse": values[0], "best_early": min(values[:early]),
+            "best": values[best], "wall_s": wall, "eval_s": sum(seconds),
+            "best_params": {n: float(v) for n, v in zip(names, optim.opt_params_)}}
+
+
+def run_baseline(python, script, payload):
+    """Run ``script --baseline-child FILE`` under ``python``; its JSON record.
+
+    ``payload`` (a JSON-able dict) is written to a temporary file the child
+    reads. A failed child raises RuntimeError with the end of its stderr.
+    """
+    import subprocess
+
+    if not os.path.isfile(python):
+        raise SystemExit(f"--baseline-python must be an interpreter, got {python!r} "
+                         f"(no such file)")
+    with tempfile.TemporaryDirectory(prefix="baseline_") as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps(payload))
+        cmd = [python, str(script), "--baseline-child", str(job)]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the baseline run failed ({' '.join(cmd)}):\n"
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def write_target(target, path):
+    """Write a target as the two-column text (ms, nAm) hnn-core reads."""
+    import numpy as np
+
+    np.savetxt(path, np.c_[target.times, target.values], fmt="%.17g")
+    return str(path)
+
+
 def _emit(record):
     print(json.dumps(record), flush=True)
 
