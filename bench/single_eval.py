@@ -92,7 +92,7 @@ def _child_cold(mesh, tstop, point):
     return _record(wall, net._sim_timing[0]["build_s"], dpls[0].data["agg"])
 
 
-def _reference_apply(net, point):
+def apply_to_hnn_core(net, point):
     """Set hnnfit's dotted parameter names on an hnn-core network, in place.
 
     ``drive.key`` is a drive's dynamics entry; ``drive.ampa.cell`` /
@@ -130,7 +130,7 @@ def _child_reference(mesh, tstop, point):
 
     load_custom_mechanisms()
     net = jones_2009_model(add_drives_from_params=True, mesh_shape=(mesh, mesh))
-    _reference_apply(net, point)
+    apply_to_hnn_core(net, point)
     builds = []
     init = network_builder.NetworkBuilder.__init__
 
