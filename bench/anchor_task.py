@@ -302,7 +302,8 @@ def report(runs, baseline, n_evals, published=False):
     ``published``, and no baseline, the published reference's goals are
     printed as context.
     """
-    lines = ["", f"| run | start RMSE | best in {EARLY} evals | best in {n_evals} "
+    k = min(EARLY, n_evals)
+    lines = ["", f"| run | start RMSE | best in {k} evals | best in {n_evals} "
              "evals | evals | wall s | s per eval |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
@@ -335,7 +336,7 @@ def report(runs, baseline, n_evals, published=False):
                      f"{_per_eval(b) / per_eval:.2f}x")
         if b["solver"] == "bayesian":
             lines.append(f"{'PASS' if early <= b['best'] else 'FAIL'}: hnnfit Bayesian "
-                         f"median best within {EARLY} evaluations {early:.2f} (goal <= "
+                         f"median best within {k} evaluations {early:.2f} (goal <= "
                          f"hnn-core's best after {b['n_evals']}, {b['best']:.2f})")
             lines.append(f"{'PASS' if final < b['best'] else 'FAIL'}: hnnfit Bayesian "
                          f"median best after {min(r['n_evals'] for r in bayes)} "
