@@ -1,6 +1,9 @@
-"""bench/kill_resume.py: one kill of each kind on a tiny fit, nothing lost."""
+"""bench/kill_resume.py: how it reads a killed study.
+
+The script's end-to-end run (a few kills of each kind, nothing lost) is
+``tests/test_reliability.py::test_kill_resume_bench_quick``.
+"""
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -14,32 +17,6 @@ def kill_resume():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_one_kill_of_each_kind_loses_nothing(kill_resume, tmp_path, capsys):
-    # a 3-evaluation fit on one worker, killed once as a group and once in
-    # its driver alone, each time resumed to its budget
-    assert kill_resume.main(["--kills", "1", "--driver-kills", "1", "--n-evals", "3",
-                             "--n-jobs", "1", "--grace", "1", "--seed", "0",
-                             "--workdir", str(tmp_path)]) == 0
-    text = capsys.readouterr().out
-    summary = json.loads(text.strip().splitlines()[-1])
-    assert summary["seed"] == 0 and summary["uninterrupted_s"] > 0
-    for kind in ("group", "driver"):
-        t = summary[kind]
-        assert t["kills"] == 1 and t["studies"] >= 1
-        assert (t["lost"], t["duplicated"]) == (0, 0)
-        # every study finished under kills holds the uninterrupted run's points
-        assert t["same_points"] == t["studies"]
-    assert summary["driver"]["in_flight"] == 1
-    lines = text.splitlines()
-    assert lines[0] == (f"3x3 network, 30 ms, Bayesian, 3 evaluations, 1 jobs; "
-                        f"uninterrupted run {summary['uninterrupted_s']:.1f} s; seed 0")
-    group = lines[2].split()
-    assert group[:5] == ["process", "group", "1", "0", "0"]
-    studies = summary["group"]["studies"]
-    assert " ".join(group[5:8]) == f"yes ({studies}/{studies} studies)"
-    assert lines[3].split()[:5] == ["driver", "alone", "1", "0", "0"]
 
 
 def test_a_study_killed_before_its_tables_has_no_rows(kill_resume, tmp_path):
