@@ -25,6 +25,17 @@ objective, solver, stage budgets and polish of each. This script
    trial noise. Held-out trials are simulated at the fit's own time step,
    whatever step a polish searched at.
 
+With ``--baseline-python PATH`` (an environment with hnn-core 0.6.1) the same
+run also measures the reference instead of quoting it: hnn-core scores the
+``--score`` files (its own RMSE, trial 0 and the average of trials 0-2),
+and hnn-core's ``Optimizer`` fits the configuration's whole parameter space
+(hnn-core has no staged fit or polish) from the same start with as many
+evaluations as the fit and its polish used, with the configuration's solver
+when hnn-core has it (Bayesian or COBYLA; else Bayesian), on the same
+target window, smoothing, fixed scale and number of trials; its best point
+is scored by hnnfit on the same held-out trials. Both run in a child
+process of that interpreter that imports hnn-core only.
+
 Steps 4 and 5 are flags, not configuration keys: a configuration describes
 one fit and one polish, and a second refinement that starts from CMA-ES'
 averaged mean has no place there yet; held-out scoring judges a fit and is
@@ -35,6 +46,8 @@ Usage::
     python bench/fit_erp.py bench/configs/yes_trial_erp.toml \
         --score ERPYes100Trials.json --score default.json
     python bench/fit_erp.py bench/configs/supra_four_drives.toml --held-out-groups 10
+    python bench/fit_erp.py bench/configs/yes_trial_erp.toml --score ERPYes100Trials.json \
+        --baseline-python ~/refvenv/bin/python
 
 Each configuration's header gives the command of its README run. The
 recorded datasets come from ``$HNNFIT_DATA``, else from the project's
@@ -52,15 +65,206 @@ from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "MEG_detection_data"
 
-# RMSE measured with hnn-core 0.6.1 (fixed scale 3000) on the datasets
-# named: 1 trial (seed 0) / the average of 3 trials (seeds 0-2)
-REFERENCE = {
+# RMSE published from an earlier run of hnn-core 0.6.1 (fixed scale 3000) on
+# the datasets named: 1 trial (seed 0) / the average of 3 trials (seeds 0-2).
+# Context only: --baseline-python measures them in the same run instead.
+PUBLISHED = {
     ("yes_trial_S1_ERP_all_avg", "ERPYes100Trials"): (15.02, 6.53),
     ("yes_trial_S1_ERP_all_avg", "default"): (7.01, 5.37),
     ("S1_SupraT", "ERPYesSupraT"): (30.92, 21.78),
 }
 TIME_LIMIT_S = 2 * 3600.0
 REFINE_SEED0 = 2000   # the refinement's fixed trials start here, or above every fit seed
+
+
+# -- hnn-core's Optimizer as the baseline ------------------------------------------
+# The baseline runs in a child process of the interpreter given as
+# --baseline-python (an environment with hnn-core 0.6.1); that process imports
+# hnn-core, never hnnfit. The parent hands it a JSON file and reads back one
+# JSON line.
+BASELINE_SOLVERS = ("bayesian", "cobyla")
+
+
+def hnn_core_optimize(net, set_params, space, x0, target_file, solver, n_evals, *,
+                      n_trials=1, smooth_window=None, scale=None, seed=0, early=15):
+    """Run hnn-core's ``Optimizer`` on a task; runs under the baseline interpreter.
+
+    Parameters
+    ----------
+    net : hnn_core.Network
+        The network ``set_params`` changes (a copy per evaluation).
+    set_params : callable
+        ``set_params(net, params)`` with ``params`` keyed by ``space``'s names.
+    space : list of (str, float, float)
+        Parameter names and ranges (the parameters' units).
+    x0 : dict
+        Start point; the first evaluation.
+    target_file : str
+        Two-column text file (ms, nAm) read by ``hnn_core.read_dipole``; the
+        simulation runs to its last time.
+    solver : {'bayesian', 'cobyla'}
+    n_evals : int
+        Evaluations asked for (hnn-core's Bayesian optimizer evaluates the
+        start and then ``max_iter`` points, so ``max_iter = n_evals - 1``;
+        COBYLA may stop earlier by itself).
+    n_trials : int
+        Trials averaged per evaluation.
+    smooth_window : float | None
+        Smoothing window, ms (hnn-core's ``smooth_window_len``).
+    scale : float | None
+        Fixed scale factor (hnn-core's ``scale_factor``).
+    seed : int
+        Seed of NumPy's global generator, which hnn-core's Bayesian
+        optimizer draws its candidates from.
+    early : int
+        The record's ``best_early`` is the best of the first ``early``
+        evaluations.
+
+    Returns
+    -------
+    dict
+        ``values`` (each evaluation's RMSE, nAm), ``start_rmse``,
+        ``best_early``, ``best``, ``best_params``, ``n_evals``, ``wall_s``
+        (the whole ``fit`` call) and ``eval_s`` (summed evaluation times).
+    """
+    import contextlib
+    import io
+    import time
+
+    import hnn_core
+    import neuron
+    import numpy as np
+    from hnn_core import read_dipole
+    from hnn_core.optimization import Optimizer
+    from hnn_core.optimization.objective_functions import _rmse_evoked
+
+    if solver not in BASELINE_SOLVERS:
+        raise ValueError(f"solver must be one of {BASELINE_SOLVERS}, got {solver!r}")
+    values, seconds = [], []
+
+    def objective(**kwargs):
+        # hnn-core's own RMSE objective, timed and recorded per evaluation
+        t = time.perf_counter()
+        value = _rmse_evoked(**kwargs)
+        seconds.append(time.perf_counter() - t)
+        values.append(float(value))
+        return value
+
+    target = read_dipole(target_file)
+    names = [name for name, _, _ in space]
+    optim = Optimizer(net, tstop=float(target.times[-1]),
+                      constraints={n: (lo, hi) for n, lo, hi in space},
+                      set_params=set_params, initial_params={n: x0[n] for n in names},
+                      solver=solver, obj_fun=objective,
+                      max_iter=n_evals - 1 if solver == "bayesian" else n_evals)
+    kwargs = {"target": target, "n_trials": n_trials}
+    if smooth_window:
+        kwargs["smooth_window_len"] = smooth_window
+    if scale is not None:
+        kwargs["scale_factor"] = scale
+    np.random.seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        t0 = time.perf_counter()
+        optim.fit(**kwargs)
+        wall = time.perf_counter() - t0
+    best = int(np.argmin(values))
+    return {"implementation": f"hnn-core {hnn_core.__version__}, NEURON "
+                              f"{neuron.__version__}",
+            "solver": solver, "seed": seed, "n_evals": len(values), "values": values,
+            "start_rmse": values[0], "best_early": min(values[:early]),
+            "best": values[best], "wall_s": wall, "eval_s": sum(seconds),
+            "best_params": {n: float(v) for n, v in zip(names, optim.opt_params_)}}
+
+
+def run_baseline(python, script, payload):
+    """Run ``script --baseline-child FILE`` under ``python``; its JSON record.
+
+    ``payload`` (a JSON-able dict) is written to a temporary file the child
+    reads. A failed child raises RuntimeError with the end of its stderr.
+    """
+    import subprocess
+
+    if not os.path.isfile(python):
+        raise SystemExit(f"--baseline-python must be an interpreter, got {python!r} "
+                         f"(no such file)")
+    with tempfile.TemporaryDirectory(prefix="baseline_") as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps(payload))
+        cmd = [python, str(script), "--baseline-child", str(job)]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the baseline run failed ({' '.join(cmd)}):\n"
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def write_target(target, path):
+    """Write a target as the two-column text (ms, nAm) hnn-core reads."""
+    import numpy as np
+
+    np.savetxt(path, np.c_[target.times, target.values], fmt="%.17g")
+    return str(path)
+
+
+def _baseline_network(job):
+    # runs under the baseline interpreter: hnn-core only, no hnnfit
+    from hnn_core import Network, read_params
+
+    net = Network(read_params(job["params"]),
+                  add_drives_from_params=job.get("add_drives_from_params", True),
+                  legacy_mode=job.get("legacy_mode", False),
+                  mesh_shape=tuple(job["mesh_shape"]))
+    for drive in job.get("evoked_drives", []):
+        drive = dict(drive)
+        name = drive.pop("name")
+        drive.setdefault("numspikes", 1)
+        net.add_evoked_drive(name, **drive)
+    return net
+
+
+def _set_dotted(net, params):
+    # hnnfit's dotted parameter names written into an hnn-core network
+    from single_eval import apply_to_hnn_core
+
+    apply_to_hnn_core(net, params)
+
+
+def _baseline_child(job_file):
+    """The baseline process's work: a fit or the scores of parameter files."""
+    job = json.loads(Path(job_file).read_text())
+    if job["kind"] == "fit":
+        net = _baseline_network(job)
+        return hnn_core_optimize(net, _set_dotted, job["space"], job["x0"],
+                                 job["target_file"], job["solver"], job["n_evals"],
+                                 n_trials=job["n_trials"],
+                                 smooth_window=job["smooth_window"], scale=job["scale"],
+                                 seed=job["seed"])
+    # scores of parameter files as they are: hnn-core's RMSE of trial 0 and of
+    # the average of trials 0-2, smoothed and scaled as the objective does
+    import contextlib
+    import io
+
+    import hnn_core
+    from hnn_core import read_dipole, simulate_dipole
+    from hnn_core.dipole import _rmse, average_dipoles
+
+    target = read_dipole(job["target_file"])
+    tstop = float(target.times[-1])
+    scores = {}
+    for name, path in job["files"].items():
+        net = _baseline_network({**job, "params": path, "add_drives_from_params": True,
+                                 "evoked_drives": []})
+        with contextlib.redirect_stdout(io.StringIO()):
+            dpls = simulate_dipole(net, tstop=tstop, n_trials=3)
+        for dpl in dpls:
+            dpl.scale(job["scale"])
+            if job["smooth_window"]:
+                dpl.smooth(job["smooth_window"])
+        scores[name] = [float(_rmse(dpls[0], target, tstop=tstop)),
+                        float(_rmse(average_dipoles(dpls), target, tstop=tstop))]
+    return {"implementation": f"hnn-core {hnn_core.__version__}", "scores": scores}
 
 
 def _emit(record):
@@ -109,14 +313,34 @@ def _fmt_value(value):
     return "-" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
-def _score_files(names, config, setup, held_out, n_jobs):
-    """Score parameter files as they are with the configuration's objective."""
+def _score_files(names, config, setup, held_out, n_jobs, baseline_python=None):
+    """Score parameter files as they are with the configuration's objective.
+
+    With ``baseline_python``, hnn-core scores the same files in the same run
+    (its own RMSE, trial 0 and the average of trials 0-2); otherwise the
+    published figures, where known, are shown as context.
+    """
     from hnnfit import Network
     from hnnfit.fit import DipoleObjective
     from hnnfit.fit.space import evoked_space
     from hnnfit.params import read_params
 
+    from hnnfit.params import _resolve
+
     dataset = config.target.dataset
+    measured = None
+    scale = setup.objective.get("scale", 3000.0)
+    if baseline_python:
+        if isinstance(scale, str):
+            raise SystemExit(f"--baseline-python needs a fixed [objective] scale (hnn-core "
+                             f"has no fitted scale), got {scale!r}")
+        with tempfile.TemporaryDirectory(prefix="fit_erp_target_") as tmp:
+            job = {"kind": "score", "mesh_shape": list(config.network.mesh_shape),
+                   "legacy_mode": config.network.legacy_mode,
+                   "files": {n: str(_resolve(n)) for n in names},
+                   "target_file": write_target(setup.target, Path(tmp) / "target.txt"),
+                   "smooth_window": setup.objective.get("smooth_window"), "scale": scale}
+            measured = run_baseline(baseline_python, Path(__file__).resolve(), job)
     rows = []
     for name in names:
         net = Network(read_params(name), add_drives_from_params=True,
@@ -130,15 +354,23 @@ def _score_files(names, config, setup, held_out, n_jobs):
             obj = DipoleObjective(net, setup.target, space, n_trials=len(seeds),
                                   seeds=seeds, **settings)
             values[label] = obj(space.current_values(net))["value"]
-        ref = REFERENCE.get((dataset, Path(name).stem))
-        fixed = setup.objective.get("scale", 3000.0) == 3000.0
+        if measured is not None:
+            ref, source = measured["scores"][name], measured["implementation"]
+        else:
+            ref = PUBLISHED.get((dataset, Path(name).stem))
+            ref = ref if ref and scale == 3000.0 else None
+            source = "published"
         rec = {"kind": "hand-tuned", "file": name, **values,
-               "reference_1trial": ref[0] if ref and fixed else None,
-               "reference_3trials": ref[1] if ref and fixed else None}
+               "reference_1trial": ref[0] if ref else None,
+               "reference_3trials": ref[1] if ref else None,
+               "reference_source": source if ref else None}
         _emit(rec)
         rows.append(rec)
+    what = (f"{measured['implementation']}, this run, its own RMSE" if measured is not None
+            else "hnn-core 0.6.1, published from an earlier run, not measured here")
     lines = [f"| parameter file | RMSE 1 trial (seed 0) | 3 trials (0-2) | held-out "
-             f"{held_out} | reference 1 / 3 trials |", "| --- | ---: | ---: | ---: | ---: |"]
+             f"{held_out} | reference 1 / 3 trials ({what}) |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         ref = (f"{r['reference_1trial']:.2f} / {r['reference_3trials']:.2f}"
                if r["reference_1trial"] is not None else "n/a")
@@ -208,7 +440,8 @@ def run(args):
     lines = [f"### {stem}: {title} ({setup.objective.get('smooth_window', 0):g} ms "
              f"smoothing, scale {setup.objective.get('scale', 3000.0)})", ""]
     if args.score:
-        lines += _score_files(args.score, config, setup, held_out, n_jobs)
+        lines += _score_files(args.score, config, setup, held_out, n_jobs,
+                              args.baseline_python)
     if args.score_only:
         return lines
 
@@ -323,6 +556,11 @@ def run(args):
            "start_params": study.space.current_values(setup.net),
            "study": str(chosen.path)}
     _emit(rec)
+    base = None
+    if args.baseline_python:
+        base = _baseline_fit(args.baseline_python, config, setup, study, n_evals, held_out,
+                             out_dir, stem)
+        _emit({"kind": "baseline", **base})
     for st in (study, polish, refine):
         if st is not None:
             st.close()
@@ -336,7 +574,20 @@ def run(args):
               f"{' | goal' if goal else ''} |",
               "| --- | ---: | ---: | ---: | ---:" + (" | ---: |" if goal else " |"),
               f"| {label} | {n_evals} | {wall / 60:.1f} min | {_fmt_value(fit_value)} | "
-              f"{held['value']:.2f}{goal} |", ""]
+              f"{held['value']:.2f}{goal} |"]
+    if base is not None:
+        lines += [f"| {base['implementation']} Optimizer ({base['solver']}, whole space, "
+                  f"hnn-core's RMSE of trials {format_seeds(range(base['n_trials']))}), this run | "
+                  f"{base['n_evals']} | {base['wall_s'] / 60:.1f} min | {base['best']:.2f} | "
+                  f"{base['held_out_rmse']:.2f}{goal} |", "",
+                  f"measured in this run: wall time per evaluation, hnn-core "
+                  f"{base['wall_s'] / base['n_evals']:.2f} s (one at a time) / hnnfit "
+                  f"{wall / max(n_evals, 1):.2f} s (n_jobs {n_jobs}) = "
+                  f"{base['wall_s'] / base['n_evals'] / (wall / max(n_evals, 1)):.2f}x; "
+                  f"held-out RMSE hnnfit {held['value']:.2f} vs hnn-core "
+                  f"{base['held_out_rmse']:.2f} (both scored by hnnfit on the same "
+                  f"held-out trials)"]
+    lines += [""]
     if len(groups) > 1:
         lines += ["| held-out group (seeds) | RMSE |", "| --- | ---: |"]
         lines += [f"| {g[0]}-{g[-1]} | {v:.2f} |" for g, v in zip(groups, group_rmse)]
@@ -357,9 +608,47 @@ def run(args):
     return lines
 
 
+def _baseline_fit(python, config, setup, study, n_evals, held_out, out_dir, stem):
+    """hnn-core's Optimizer on the fit's whole space with the same budget.
+
+    hnn-core has no staged fit or polish: the baseline searches all of the
+    fit's parameters at once, from the same start, for as many evaluations
+    as the fit and its polish used together, with the config's solver if
+    hnn-core has it (else Bayesian), the same target window, smoothing,
+    fixed scale and number of trials. Its best point is then scored by
+    hnnfit on the same held-out trials as the fit's.
+    """
+    from hnnfit.params import _resolve
+
+    scale = setup.objective.get("scale", 3000.0)
+    if isinstance(scale, str):
+        raise SystemExit(f"--baseline-python needs a fixed [objective] scale (hnn-core has "
+                         f"no fitted scale), got {scale!r}")
+    solver = setup.solver.name if setup.solver.name in BASELINE_SOLVERS else "bayesian"
+    seeds = list(study.objective.seeds)
+    job = {"kind": "fit", "params": str(_resolve(config.network.params)),
+           "mesh_shape": list(config.network.mesh_shape),
+           "add_drives_from_params": config.network.add_drives_from_params,
+           "legacy_mode": config.network.legacy_mode,
+           "evoked_drives": config.network.evoked_drives,
+           "space": [[p.name, p.low, p.high] for p in study.space],
+           "x0": study.space.clip(study.x0),
+           "target_file": write_target(study.target, out_dir / f"{stem}_baseline_target.txt"),
+           "solver": solver, "n_evals": n_evals, "n_trials": len(seeds),
+           "smooth_window": setup.objective.get("smooth_window"), "scale": scale,
+           "seed": setup.solver.seed}
+    rec = run_baseline(python, Path(__file__).resolve(), job)
+    rec["n_trials"] = len(seeds)
+    rec["held_out"] = held_out
+    rec["held_out_rmse"] = study.objective.score_held_out(rec["best_params"],
+                                                          held_out)["value"]
+    return rec
+
+
 def make_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("config", help="fit configuration (TOML), e.g. bench/configs/*.toml")
+    p.add_argument("config", nargs="?",
+                   help="fit configuration (TOML), e.g. bench/configs/*.toml")
     p.add_argument("--held-out", type=_seed_list, nargs="+", default=[[100, 101, 102]],
                    metavar="SEEDS", help="seeds of the held-out trials: integers or ranges "
                    "A-B (default 100-102)")
@@ -392,13 +681,24 @@ def make_parser():
                    "1 2 4; none for a compass search)")
     p.add_argument("--refine-only", action="append", metavar="NAME",
                    help="refine only this parameter, or this drive's (repeatable)")
+    p.add_argument("--baseline-python", metavar="PATH",
+                   help="also run hnn-core's Optimizer (this interpreter's, e.g. an "
+                   "environment with hnn-core 0.6.1) on the fit's whole space with the same "
+                   "budget, and score --score files with it, in the same run")
+    p.add_argument("--baseline-child", help=argparse.SUPPRESS)
     p.add_argument("--refine-dt", type=float,
                    help="time step of the refinement, ms (default: the polish's)")
     return p
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.baseline_child:
+        print(json.dumps(_baseline_child(args.baseline_child)), flush=True)
+        return
+    if args.config is None:
+        parser.error("the following arguments are required: config")
     if args.held_out_groups < 1:
         raise SystemExit(f"--held-out-groups must be at least 1, got {args.held_out_groups}")
     if args.n_jobs is not None and args.n_jobs < 1:

@@ -5,7 +5,9 @@ True)``, 170 ms, 1 trial per evaluation) against a synthetic ERP-shaped
 target, six drive parameters (timings and weights), Bayesian optimisation,
 each evaluation run by :class:`hnnfit.fit.objective.DipoleObjective` through
 :func:`hnnfit.fit.optimize.run_optimization` into a fresh study file. The
-wall time of the whole run (solver included) gives evaluations per minute.
+wall time of the whole run (solver included) gives evaluations per minute;
+only completed evaluations count as throughput, failed ones are reported in
+their own column.
 
 Peak memory is each evaluating process's peak resident set (``VmHWM`` in
 ``/proc/<pid>/status``, Linux): this process for ``n_jobs=1`` (it evaluates
@@ -95,7 +97,14 @@ def _worker_peaks():
     return peaks
 
 
-def run_fit(n_jobs, n_evals, mesh, tstop, folder):
+def throughput(n_complete, wall):
+    """Completed evaluations per minute in ``wall`` seconds (failed ones excluded)."""
+    if not wall > 0:
+        raise ValueError(f"wall must be > 0 s, got {wall}")
+    return 60.0 * n_complete / wall
+
+
+def run_fit(n_jobs, n_evals, mesh, tstop, folder, timeout=None):
     from hnnfit import jones_2009_model
     from hnnfit.fit.objective import DipoleObjective
     from hnnfit.fit.optimize import run_optimization
@@ -106,7 +115,7 @@ def run_fit(n_jobs, n_evals, mesh, tstop, folder):
     net = jones_2009_model(add_drives_from_params=True, mesh_shape=(mesh, mesh))
     target = _target(tstop)
     space = ParameterSpace([Parameter(*p) for p in PARAMETERS])
-    objective = DipoleObjective(net, target, space, n_trials=1, scale="fit")
+    objective = DipoleObjective(net, target, space, n_trials=1, scale="fit", timeout=timeout)
     solver = make_solver("bayesian", space, seed=0,
                          n_initial_points=min(10, max(2, n_evals // 2)))
     path = Path(folder) / f"throughput_n{n_jobs}.sqlite"
@@ -120,9 +129,10 @@ def run_fit(n_jobs, n_evals, mesh, tstop, folder):
     return {
         "n_jobs": n_jobs,
         "n_evals": summary.n_complete + summary.n_failed,
+        "n_complete": summary.n_complete,
         "n_failed": summary.n_failed,
         "wall_s": wall,
-        "evals_per_min": 60.0 * (summary.n_complete + summary.n_failed) / wall,
+        "evals_per_min": throughput(summary.n_complete, wall),
         "peak_rss_mb_per_worker": sorted(peaks.values()),
         "best_value": summary.best_value,
     }
@@ -135,6 +145,9 @@ def main(argv=None):
     parser.add_argument("--mesh", type=int, default=10,
                         help="pyramidal grid side (10 = the default model)")
     parser.add_argument("--tstop", type=float, default=170.0)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds an evaluation may take before it fails (default: "
+                             "no limit)")
     parser.add_argument("--keep", metavar="DIR", default=None,
                         help="write the study files here and keep them (for their "
                              "per-evaluation timestamps); default: a temporary folder")
@@ -155,18 +168,26 @@ def main(argv=None):
             for n_jobs in args.jobs:
                 (folder / f"throughput_n{n_jobs}.sqlite").unlink(missing_ok=True)
         for n_jobs in args.jobs:
-            row = run_fit(n_jobs, args.n_evals, args.mesh, args.tstop, folder)
+            row = run_fit(n_jobs, args.n_evals, args.mesh, args.tstop, folder, args.timeout)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    base = rows[0]["evals_per_min"]
     print()
-    print("| n_jobs | evaluations | wall s | evaluations / min | speed-up | "
-          "peak RSS per worker (MB) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(table(rows))
+
+
+def table(rows):
+    """Markdown table of the runs; speed-up relative to the first row."""
+    base = rows[0]["evals_per_min"]
+    lines = ["| n_jobs | evaluations | failed | wall s | completed evaluations / min | "
+             "speed-up | peak RSS per worker (MB) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         rss = ", ".join(f"{m:.0f}" for m in row["peak_rss_mb_per_worker"]) or "n/a"
-        print(f"| {row['n_jobs']} | {row['n_evals']} | {row['wall_s']:.1f} | "
-              f"{row['evals_per_min']:.2f} | {row['evals_per_min'] / base:.2f}x | {rss} |")
+        speedup = f"{row['evals_per_min'] / base:.2f}x" if base > 0 else "n/a"
+        lines.append(f"| {row['n_jobs']} | {row['n_evals']} | {row['n_failed']} | "
+                     f"{row['wall_s']:.1f} | {row['evals_per_min']:.2f} | {speedup} | "
+                     f"{rss} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,10 @@ def test_the_bench_runs_a_config(fit_erp, data, tmp_path, capsys):
     records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     kinds = [r["kind"] for r in records]
     assert kinds == ["hand-tuned", "stage", "stage", "stage", "polish", "refine", "fit"]
+    # no baseline: nothing measured with hnn-core, and no published figure
+    # exists for this pair, so none is shown
+    assert records[0]["reference_source"] is None and records[0]["reference_1trial"] is None
+    assert "hnn-core 0.6.1, published from an earlier run, not measured here" in text
     fit = records[-1]
     with Study.load(out / "tiny.sqlite") as study, \
             Study.load(out / "tiny_polish.sqlite") as polish, \
@@ -168,3 +172,25 @@ def test_the_bench_runs_a_config(fit_erp, data, tmp_path, capsys):
     again = [json.loads(line) for line in capsys.readouterr().out.splitlines()
              if line.startswith("{")][-1]
     assert again["n_evals"] == 7
+
+
+def test_the_baseline_target_file_holds_the_target(fit_erp, tmp_path):
+    # hnn-core reads the target from this two-column file: it must hold the
+    # same samples, to the last bit
+    import numpy as np
+
+    from hnnfit.fit.targets import read_target
+
+    target = read_target(np.c_[np.linspace(0.0, 40.0, 25), np.sin(np.arange(25.0)) / 3])
+    path = fit_erp.write_target(target, tmp_path / "t.txt")
+    data = np.loadtxt(path)
+    assert data.shape == (25, 2)
+    assert np.array_equal(data[:, 0], target.times)
+    assert np.array_equal(data[:, 1], target.values)
+
+
+def test_a_missing_baseline_interpreter_is_named(fit_erp, tmp_path):
+    missing = str(tmp_path / "nopython")
+    with pytest.raises(SystemExit, match=f"--baseline-python must be an interpreter, got "
+                                         f"{missing!r}"):
+        fit_erp.run_baseline(missing, fit_erp.__file__, {"kind": "score"})
