@@ -8,8 +8,12 @@ public module. ``.ci/run`` builds the site itself, warnings as errors.
 import importlib
 import importlib.util
 import inspect
+import os
 import pkgutil
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,10 +250,6 @@ _HELP = {}
 def _script_options(script):
     """Option strings a bench script's ``--help`` lists."""
     if script not in _HELP:
-        import os
-        import subprocess
-        import sys
-
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
@@ -259,8 +259,6 @@ def _script_options(script):
 
 
 def _command_problems(command):
-    import shlex
-
     try:
         tokens = shlex.split(command)
     except ValueError as err:
