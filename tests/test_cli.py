@@ -13,6 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,6 +99,19 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _direct_dipoles(n_trials, params=None):
+    """Trials of the 3x3 default network (drives of ``default.json``) simulated
+    through the API, optionally with evprox1's timing set (ms)."""
+    from hnnfit import jones_2009_model, simulate_dipole
+
+    net = jones_2009_model(read_params("default.json"), add_drives_from_params=True,
+                           mesh_shape=(3, 3))
+    for name, value in (params or {}).items():
+        drive, key = name.split(".")
+        net.external_drives[drive]["dynamics"][key] = value
+    return simulate_dipole(net, tstop=TSTOP, dt=0.025, n_trials=n_trials, verbose=False)
+
+
 # --------------------------------------------------------------------------
 # the subcommands
 # --------------------------------------------------------------------------
@@ -101,7 +120,15 @@ def test_simulate_writes_readable_dipole(small, tmp_path, capsys):
     assert dpl.times[0] == 0.0 and dpl.times[-1] == pytest.approx(TSTOP)
     assert dpl.scale_applied == 3000.0
     assert set(dpl.data) == {"agg", "L2", "L5"}
-    assert np.isfinite(dpl.data["agg"]).all() and np.ptp(dpl.data["agg"]) > 0.1
+    # the file holds the simulation of the parameter file's network, smoothed
+    # and scaled: the same numbers as a direct simulation through the API
+    (direct,) = _direct_dipoles(1)
+    direct.smooth(10).scale(3000)
+    np.testing.assert_array_equal(dpl.times, direct.times)
+    for layer in ("agg", "L2", "L5"):
+        np.testing.assert_allclose(dpl.data[layer], direct.data[layer], rtol=1e-12,
+                                   atol=1e-12 * np.abs(direct.data[layer]).max())
+    assert np.ptp(dpl.data["agg"]) > 1.0
     # two trials, raw (no smoothing or scaling); the drives start within 40 ms
     out = tmp_path / "two.txt"
     status, stdout, err = run(["simulate", "default.json", "--out", out, "--tstop", TSTOP,
@@ -119,7 +146,13 @@ def test_simulate_writes_readable_dipole(small, tmp_path, capsys):
     two = read_dipole(out)
     assert two.nave == 2 and two.scale_applied == 1.0
     assert two.times[-1] == pytest.approx(TSTOP)
-    assert np.isfinite(two.data["agg"]).all()
+    # the average of the two trials a direct simulation gives, unprocessed
+    trials = _direct_dipoles(2)
+    np.testing.assert_array_equal(two.times, trials[0].times)
+    for layer in ("agg", "L2", "L5"):
+        mean = (trials[0].data[layer] + trials[1].data[layer]) / 2
+        np.testing.assert_allclose(two.data[layer], mean, rtol=1e-12,
+                                   atol=1e-12 * np.abs(mean).max())
     # the average of two trials is not the first trial alone
     one = tmp_path / "one.txt"
     status, stdout, err = run(["simulate", "default.json", "--out", one, "--tstop", TSTOP,
@@ -538,9 +571,50 @@ def test_report(small, tmp_path, capsys):
     assert status == 0, err
     names = sorted(p.name for p in outdir.iterdir())
     assert names == ["convergence.png", "fit.png", "params.png"]
-    for name in names:
-        data = (outdir / name).read_bytes()
-        assert data[:8] == PNG_MAGIC and len(data) > 5000
+    with Study.load(small["study"]) as study:
+        rows = study.evaluations
+        best, best_value, x0 = study.best_params, study.best_value, study.x0
+        figures = {"convergence": study.plot_convergence(show=False),
+                   "fit": study.plot_fit(show=False), "params": study.plot_params(show=False)}
+    values = rows["value"].to_numpy()
+    # convergence: every evaluation's value and the running best
+    dots, running = figures["convergence"].axes[0].lines[:2]
+    np.testing.assert_array_equal(dots.get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(dots.get_ydata(), values)
+    np.testing.assert_array_equal(running.get_ydata(), np.minimum.accumulate(values))
+    # fit: the target file, and the start and best points' dipoles as a
+    # direct simulation gives them (smoothed over 10 ms, scaled x3000)
+    target = read_dipole(small["target"])
+    lines = figures["fit"].axes[0].lines
+    assert [line.get_label() for line in lines] == ["target", "initial",
+                                                    f"best ({best_value:.4g})"]
+    np.testing.assert_allclose(lines[0].get_xdata(), target.times, rtol=1e-12)
+    np.testing.assert_array_equal(lines[0].get_ydata(), target.data["agg"])
+    for line, point in zip(lines[1:], (x0, best)):
+        (direct,) = _direct_dipoles(1, point)
+        expected = direct.smooth(10).scale(3000).data["agg"]
+        np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-9,
+                                   atol=1e-9 * np.abs(expected).max())
+    # the best value is the RMSE of the best dipole against the target
+    rmse = np.sqrt(np.mean((lines[2].get_ydata() - target.data["agg"]) ** 2))
+    assert best_value == pytest.approx(rmse, rel=1e-9)
+    # params: each parameter's evaluated values, its bounds and its best
+    for ax, (name, low, high) in zip(figures["params"].axes,
+                                     [("evprox1.mu", 20.0, 35.0), ("evprox1.sigma", 1.0, 6.0)]):
+        np.testing.assert_array_equal(ax.lines[0].get_ydata(), rows[name].to_numpy())
+        assert [line.get_ydata()[0] for line in ax.lines[1:]] == [low, high, best[name]]
+    # the report's images are these figures, pixel for pixel, and not blank
+    for name, fig in figures.items():
+        data = (outdir / f"{name}.png").read_bytes()
+        assert data[:8] == PNG_MAGIC
+        fig.savefig(tmp_path / f"{name}.png", dpi=100)
+        image = mpimg.imread(outdir / f"{name}.png")
+        np.testing.assert_array_equal(image, mpimg.imread(tmp_path / f"{name}.png"))
+        assert np.ptp(image[..., :3]) > 0.5
+        # the plotted data, in colour, covers more than a few pixels
+        coloured = np.ptp(image[..., :3], axis=-1) > 0.2
+        assert coloured.sum() > 200, name
+        plt.close(fig)
 
 
 # Budget of the fits interrupted by SIGINT: far more evaluations (about 0.5 s
