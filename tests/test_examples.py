@@ -257,7 +257,8 @@ def test_connectivity_example(tmp_path):
 
 @pytest.mark.slow
 def test_fit_example(tmp_path):
-    out = _run_example("plot_fit_evoked.py", tmp_path)
+    out, figures, scope = _run_example("plot_fit_evoked.py", tmp_path,
+                                       keep=("dipole", "noisy"))
     values = {}
     for line in out.splitlines():
         if line.startswith(("start:", "best:")):
@@ -277,3 +278,16 @@ def test_fit_example(tmp_path):
     assert "expected RMSE of a 2-trial average:" in out
     # convergence and fit
     _check_figures(tmp_path, 2)
+    # the convergence plot draws the table's values and their running best
+    values = np.array([float(row[4]) for row in rows])
+    dots, running = figures[0][0]["lines"][:2]
+    np.testing.assert_allclose(dots[2], values, atol=0.006)
+    np.testing.assert_allclose(running[2], np.minimum.accumulate(dots[2]), rtol=1e-12)
+    # the fit plot: the noisy target the script made, and a best dipole
+    # whose RMSE against it is the best value printed
+    target, initial, best = figures[1][0]["lines"][:3]
+    np.testing.assert_array_equal(target[1], scope["dipole"].times)
+    np.testing.assert_allclose(target[2], scope["noisy"], rtol=1e-12)
+    assert np.sqrt(np.mean((best[2] - target[2]) ** 2)) == pytest.approx(best_rmse, abs=0.006)
+    assert np.sqrt(np.mean((initial[2] - target[2]) ** 2)) == pytest.approx(values[0],
+                                                                          abs=0.006)
