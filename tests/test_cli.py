@@ -693,27 +693,14 @@ def _demo_noise_rmse(meta):
     return float(np.sqrt(np.mean(noise ** 2)))
 
 
-def test_demo_noise_rmse_is_what_the_metadata_records():
-    meta = demo_metadata()
-    assert _demo_noise_rmse(meta) == pytest.approx(meta["clean_rmse_to_target"], rel=1e-12)
-
-
-@pytest.mark.slow
-def test_demo_fit_recovers_the_true_drive_times(tmp_path, monkeypatch, capsys):
-    """The README's first command: `hnnfit fit` with no argument (full-size network)."""
-    monkeypatch.chdir(tmp_path)
-    status, out, err = run(["fit"], capsys)
-    assert status == 0, err
-    meta = demo_metadata()
-    with Study.load(tmp_path / "studies" / "demo.sqlite") as study:
-        best, value, counts = study.best_params, study.best_value, study.counts()
-        x0, rows = study.x0, study.evaluations
-    assert counts["complete"] == 24 and counts["failed"] == 0
-    # the fit starts at the published times, the first evaluation there
+def _check_demo_recovery(meta, x0, first, best, value):
+    """Assert that a demo study is a fit: ``x0`` its start, ``first`` its
+    first evaluation (parameters and value), ``best`` and ``value`` its best."""
     start = meta["published_values"]
+    # the fit starts at the published times, the first evaluation there
     assert x0 == start
-    assert [rows[name][0] for name in start] == [start[name] for name in start]
-    start_rmse = rows["value"][0]
+    assert {name: first[name] for name in start} == start
+    start_rmse = first["value"]
     noise_rmse = _demo_noise_rmse(meta)            # 3.28 nAm
     # a fit that did not happen keeps the start, 6.7x the noise's RMSE
     # (21.9 nAm); the fit ends near the noise's (4.57 nAm measured)
@@ -728,6 +715,43 @@ def test_demo_fit_recovers_the_true_drive_times(tmp_path, monkeypatch, capsys):
     assert abs(best["evdist1.mu"] - true["evdist1.mu"]) < \
         abs(start["evdist1.mu"] - true["evdist1.mu"]) / 3, best
     assert abs(best["evprox1.mu"] - true["evprox1.mu"]) < 4.0, best
+
+
+def test_demo_noise_rmse_is_what_the_metadata_records():
+    meta = demo_metadata()
+    assert _demo_noise_rmse(meta) == pytest.approx(meta["clean_rmse_to_target"], rel=1e-12)
+
+
+def test_demo_check_rejects_a_solver_that_returns_its_start():
+    # a solver that never leaves the start reports the start as its best:
+    # rejected on the parameters even with the RMSE the noise alone leaves
+    meta = demo_metadata()
+    start = meta["published_values"]
+    noise = meta["clean_rmse_to_target"]
+    first = {**start, "value": 6 * noise}
+    with pytest.raises(AssertionError, match="evdist1"):
+        _check_demo_recovery(meta, start, first, start, noise)
+    # and on the RMSE, at the start's own value, even where the parameters pass
+    near = dict(meta["true_values"])
+    with pytest.raises(AssertionError):
+        _check_demo_recovery(meta, start, first, near, first["value"])
+    # the measured fit passes
+    _check_demo_recovery(meta, start, first, {"evprox1.mu": 34.68, "evdist1.mu": 55.76},
+                         4.571)
+
+
+@pytest.mark.slow
+def test_demo_fit_recovers_the_true_drive_times(tmp_path, monkeypatch, capsys):
+    """The README's first command: `hnnfit fit` with no argument (full-size network)."""
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(["fit"], capsys)
+    assert status == 0, err
+    meta = demo_metadata()
+    with Study.load(tmp_path / "studies" / "demo.sqlite") as study:
+        best, value, counts = study.best_params, study.best_value, study.counts()
+        x0, first = study.x0, study.evaluations.iloc[0]
+    assert counts["complete"] == 24 and counts["failed"] == 0
+    _check_demo_recovery(meta, x0, first, best, value)
     assert "recovery of the demo's generating parameters:" in out
 
 
