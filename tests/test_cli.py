@@ -100,9 +100,9 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _direct_dipoles(n_trials, params=None):
+def _direct_dipoles(n_trials, params=None, tstop=TSTOP):
     """Trials of the 3x3 default network (drives of ``default.json``) simulated
-    through the API, optionally with evprox1's timing set (ms)."""
+    through the API, optionally with drive timings set (``{'evprox1.mu': ms}``)."""
     from hnnfit import jones_2009_model, simulate_dipole
 
     net = jones_2009_model(read_params("default.json"), add_drives_from_params=True,
@@ -110,7 +110,7 @@ def _direct_dipoles(n_trials, params=None):
     for name, value in (params or {}).items():
         drive, key = name.split(".")
         net.external_drives[drive]["dynamics"][key] = value
-    return simulate_dipole(net, tstop=TSTOP, dt=0.025, n_trials=n_trials, verbose=False)
+    return simulate_dipole(net, tstop=tstop, dt=0.025, n_trials=n_trials, verbose=False)
 
 
 # --------------------------------------------------------------------------
@@ -560,10 +560,19 @@ def test_export(small, tmp_path, capsys):
     dyn = net.external_drives["evprox1"]["dynamics"]
     assert dyn["mu"] == pytest.approx(best["evprox1.mu"], rel=1e-12)
     assert dyn["sigma"] == pytest.approx(best["evprox1.sigma"], rel=1e-12)
-    # simulate reads the exported file
-    status, out, err = run(["simulate", out_file, "--out", tmp_path / "d.txt", "--tstop", 10,
-                            "--mesh", 3, 3], capsys)
+    # simulate reads the exported file: the network at the best point
+    status, out, err = run(["simulate", out_file, "--out", tmp_path / "d.txt", "--tstop",
+                            TSTOP, "--mesh", 3, 3], capsys)
     assert status == 0, err
+    (direct,) = _direct_dipoles(1, best)
+    written = read_dipole(tmp_path / "d.txt")
+    np.testing.assert_array_equal(written.times, direct.times)
+    np.testing.assert_allclose(written.data["agg"], direct.data["agg"], rtol=1e-12,
+                               atol=1e-12 * np.abs(direct.data["agg"]).max())
+    # the target is the parameter file's network, so the start point (its
+    # published values, evaluated first) is the best, at RMSE 0
+    with Study.load(small["study"]) as study:
+        assert best == study.x0 and study.best_value == pytest.approx(0.0, abs=1e-9)
 
 
 def test_report(small, tmp_path, capsys):
