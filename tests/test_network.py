@@ -646,15 +646,33 @@ def test_instantiate_drives_validation(erp_net):
         net._instantiate_drives(tstop=10.0, n_trials=0)
 
 
-def test_plot_cells_returns_figure(params):
+def test_plot_cells_draws_every_cell_at_its_position(params):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    net = jones_2009_model(params, mesh_shape=(3, 3))
+    net = jones_2009_model(params, mesh_shape=(3, 3), add_drives_from_params=True)
+    net.set_cell_positions(inplane_distance=2.0)
     fig = net.plot_cells(show=False)
-    assert isinstance(fig, matplotlib.figure.Figure)
+    (ax,) = fig.axes
+    # one scatter per cell type (no drives), labelled, in the gid order
+    labels = [c.get_label() for c in ax.collections]
+    assert labels == ["L2_basket", "L2_pyramidal", "L5_basket", "L5_pyramidal"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
+
+    def drawn(i):
+        return np.column_stack([np.asarray(c, dtype=float)
+                                for c in ax.collections[i]._offsets3d])
+
+    for i, cell_type in enumerate(labels):
+        np.testing.assert_array_equal(drawn(i), net.pos_dict[cell_type])
+    # the grid drawn is the moved one: pyramidal x at 0, 2, 4 um; layers
+    # LAYER_SEP apart, baskets at 0.2 and 0.8 of it
+    assert sorted(set(drawn(3)[:, 0])) == [0.0, 2.0, 4.0] and set(drawn(3)[:, 2]) == {0.0}
+    assert set(drawn(1)[:, 2]) == {LAYER_SEP}
+    assert drawn(0)[:, 2] == pytest.approx(0.8 * LAYER_SEP)
+    assert drawn(2)[:, 2] == pytest.approx(0.2 * LAYER_SEP)
     plt.close(fig)
 
 

@@ -9,14 +9,16 @@ from hnnfit.simulation import simulate_trials
 TSTOP = 40.0
 # deliberately different ranges: each parameter must keep to its own
 CONSTRAINTS = {"mu": (10.0, 20.0), "sigma": (0.5, 5.0)}
+#: The drive timing of make_net(), which simulates the target (ms).
+TRUTH = {"mu": 15.0, "sigma": 2.0}
 FAST_BAYES = {"n_initial_points": 3, "acq_optimizer": "sampling", "n_points": 1000}
 
 
 def make_net():
     net = jones_2009_model(mesh_shape=(3, 3))
     ampa = {"L2_basket": 0.08, "L2_pyramidal": 0.02, "L5_basket": 0.2, "L5_pyramidal": 0.02}
-    net.add_evoked_drive("evprox1", mu=15.0, sigma=2.0, numspikes=1, location="proximal",
-                         weights_ampa=ampa, synaptic_delays=0.1, event_seed=4)
+    net.add_evoked_drive("evprox1", mu=TRUTH["mu"], sigma=TRUTH["sigma"], numspikes=1,
+                         location="proximal", weights_ampa=ampa, synaptic_delays=0.1, event_seed=4)
     return net
 
 
@@ -70,16 +72,30 @@ def test_optimizer_results_and_study_log(tmp_path, target):
     assert fig.axes[0].get_xlabel() == "Number of calls"
 
 
-def test_bayesian_optimizer_keeps_each_parameter_in_its_bounds(tmp_path, target):
-    opt = _fit(tmp_path / "bayes.sqlite", target, solver="bayesian", max_iter=6,
-               solver_options=FAST_BAYES, seed=3)
-    assert len(opt.obj_) == 6
+def test_bayesian_optimizer_keeps_bounds_and_moves_toward_the_truth(tmp_path, target):
+    # the target is make_net()'s own dipole: the truth is TRUTH, where the
+    # objective is 0 (same trial seed, no noise); the fit starts at (12, 4)
+    opt = _fit(tmp_path / "bayes.sqlite", target, solver="bayesian", max_iter=12,
+               solver_options=FAST_BAYES, seed=0)
+    assert len(opt.obj_) == 12
     assert _in_bounds(opt.study_)
-    mus = [r["params"]["mu"] for r in opt.study_.storage.rows()]
-    sigmas = [r["params"]["sigma"] for r in opt.study_.storage.rows()]
-    # six distinct proposals, the first being the start point
-    assert len(set(zip(mus, sigmas))) == 6
+    rows = opt.study_.storage.rows()
+    mus = [r["params"]["mu"] for r in rows]
+    sigmas = [r["params"]["sigma"] for r in rows]
+    # twelve distinct proposals, the first being the start point
+    assert len(set(zip(mus, sigmas))) == 12
     assert (mus[0], sigmas[0]) == (12.0, 4.0)
+    # each parameter ends within a third of its starting distance to the
+    # truth, and the RMSE below a third of the start's
+    best = dict(zip(CONSTRAINTS, opt.opt_params_))
+    for name, start in (("mu", 12.0), ("sigma", 4.0)):
+        assert abs(best[name] - TRUTH[name]) < abs(start - TRUTH[name]) / 3, (name, best)
+    start_rmse = opt.obj_values_[0]
+    assert start_rmse > 5.0                 # the start is far from the target (nAm)
+    assert opt.obj_[-1] < start_rmse / 3
+    # the best network is the one simulated at the best point
+    dyn = opt.net_.external_drives["evprox1"]["dynamics"]
+    assert (dyn["mu"], dyn["sigma"]) == (best["mu"], best["sigma"])
 
 
 def test_fit_again_with_the_same_study_resumes(tmp_path, target):

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import EventCollection
 from matplotlib.figure import Figure
 
 from hnnfit import viz
@@ -23,7 +24,9 @@ def _close_figures():
 def _save(fig, path):
     assert isinstance(fig, Figure)
     fig.savefig(path)
-    assert path.is_file() and path.stat().st_size > 1000
+    # something was drawn: not a single flat colour
+    image = plt.imread(path)
+    assert np.ptp(image[..., :3]) > 0.5
 
 
 # ----------------------------------------------------------------------
@@ -122,6 +125,10 @@ def test_plot_dipole_into_axes_with_labels(ref_dipoles):
     out = viz.plot_dipole(dpls, ax=axes[0], layer="agg", label=["a", "b"], show=False)
     assert out is fig
     assert len(axes[0].lines) == 2 and len(axes[1].lines) == 0
+    for line, dpl, label in zip(axes[0].lines, dpls, ["a", "b"]):
+        assert line.get_label() == label
+        np.testing.assert_array_equal(line.get_xdata(), dpl.times)
+        np.testing.assert_array_equal(line.get_ydata(), dpl.data["agg"])
     assert "3000" in axes[0].get_ylabel()
     colours = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
                else line.get_color() for line in axes[0].lines}
@@ -166,12 +173,40 @@ def test_plot_psd_finds_rhythm(tmp_path):
 
 def test_spike_plots(reference_dir, tmp_path):
     cr = read_spikes(reference_dir / "erp_default" / "spikes.csv")
+    # the oracle: the reference's spike table, read by pandas
+    table = pd.read_csv(reference_dir / "erp_default" / "spikes.csv")
+    cells = table[table["type"].isin(["L2_basket", "L2_pyramidal", "L5_basket",
+                                      "L5_pyramidal"])]
     fig = viz.plot_spikes_raster(cr, show=False)
-    assert len(fig.axes) == 1 and len(fig.axes[0].collections) > 100
+    assert len(fig.axes) == 1
+    # one row per cell that fired (at -gid), holding its spikes of both trials
+    drawn = {int(-c.get_lineoffset()): sorted(c.get_positions())
+             for c in fig.axes[0].collections if isinstance(c, EventCollection)}
+    expected = {int(gid): sorted(group["time_ms"])
+                for gid, group in cells.groupby("gid")}
+    assert drawn.keys() == expected.keys() and len(drawn) > 100
+    for gid, times in expected.items():
+        np.testing.assert_allclose(drawn[gid], times, rtol=1e-12)
     _save(fig, tmp_path / "raster.png")
+    # one trial only
+    fig = viz.plot_spikes_raster(cr, trial_idx=1, show=False)
+    n_drawn = sum(len(c.get_positions()) for c in fig.axes[0].collections
+                  if isinstance(c, EventCollection))
+    assert n_drawn == (cells["trial"] == 1).sum()
+
     fig, axes = plt.subplots(2, 1)
     viz.plot_spikes_hist(cr, ax=axes[1], spike_types=["evprox", "evdist"], show=False)
     assert len(axes[1].containers) == 2 and not axes[0].containers
+    # 5 ms bins from 0 to the end; the counts of each drive group's spikes
+    for container, prefix in zip(axes[1].containers, ("evprox", "evdist")):
+        lefts = np.array([p.get_x() for p in container.patches])
+        widths = np.array([p.get_width() for p in container.patches])
+        np.testing.assert_allclose(widths, 5.0)
+        assert lefts[0] == 0.0
+        times = table.loc[table["type"].str.startswith(prefix), "time_ms"]
+        counts, _ = np.histogram(times, bins=np.append(lefts, lefts[-1] + 5.0))
+        np.testing.assert_array_equal([p.get_height() for p in container.patches], counts)
+        assert counts.sum() == len(times) > 0
     with pytest.raises(TypeError, match="cell_response"):
         viz.plot_spikes_raster([1, 2], show=False)
 
@@ -255,6 +290,12 @@ def test_real_network_plots(small_net, tmp_path):
     net, idx = small_net
     fig = viz.plot_cells(net, show=False)
     assert len(fig.axes[0].collections) == 4
+    for collection, cell_type in zip(fig.axes[0].collections,
+                                     ["L2_basket", "L2_pyramidal", "L5_basket",
+                                      "L5_pyramidal"]):
+        drawn = np.column_stack([np.asarray(v, dtype=float)
+                                 for v in collection._offsets3d])
+        np.testing.assert_array_equal(drawn, net.pos_dict[cell_type])
     _save(fig, tmp_path / "net_cells.png")
 
     fig = viz.plot_connectivity_matrix(net, idx, show=False)
