@@ -295,8 +295,8 @@ def _recipe_fit(args, config, config_path, write):
         print(f"its configuration: {config_path} (run 'hnnfit fit {config_path}' to "
               f"repeat or continue it)")
     try:
-        report = run_recipe(setup, study_path, recipe.name, budget, n_jobs=n_jobs,
-                            progress=True, description=f"hnnfit fit {config_path}")
+        run_recipe(setup, study_path, recipe.name, budget, n_jobs=n_jobs,
+                   progress=True, description=f"hnnfit fit {config_path}")
     except KeyboardInterrupt:
         again = f"{PROG} fit {config_path}"
         print(f"\n{PROG}: interrupted; the evaluations that finished are recorded. "

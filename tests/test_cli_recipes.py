@@ -111,6 +111,7 @@ def test_resume_of_a_recipe_study_points_to_its_command(tmp_path, capsys, monkey
 
 # a proximal drive onto every cell type, as a parameter file writes one
 WEIGHTS = {"L2_basket": 0.05, "L2_pyramidal": 0.1, "L5_basket": 0.05, "L5_pyramidal": 0.2}
+DELAYS = {"L2_basket": 0.1, "L2_pyramidal": 0.1, "L5_basket": 1.0, "L5_pyramidal": 1.0}
 
 
 def test_a_small_recipe_fit_from_the_command_line(tmp_path, monkeypatch, capsys):
@@ -122,7 +123,7 @@ def test_a_small_recipe_fit_from_the_command_line(tmp_path, monkeypatch, capsys)
     # the target: the network the config describes with evprox1 at 30 ms, not 25
     truth = jones_2009_model(mesh_shape=(3, 3))
     truth.add_evoked_drive("evprox1", mu=30.0, sigma=2.0, numspikes=1, location="proximal",
-                           weights_ampa=WEIGHTS, synaptic_delays=1.0, event_seed=4)
+                           weights_ampa=WEIGHTS, synaptic_delays=DELAYS, event_seed=4)
     dpl = simulate_dipole(truth, tstop=60.0, n_trials=1)[0].smooth(5.0).scale(100.0)
     np.savetxt("target.txt", np.column_stack([dpl.times, dpl.data["agg"]]))
 
@@ -133,7 +134,7 @@ def test_a_small_recipe_fit_from_the_command_line(tmp_path, monkeypatch, capsys)
                     "evoked_drives": [{"name": "evprox1", "mu": 25.0, "sigma": 2.0,
                                        "location": "proximal",
                                        "weights_ampa": WEIGHTS,
-                                       "synaptic_delays": 1.0, "event_seed": 4}]},
+                                       "synaptic_delays": DELAYS, "event_seed": 4}]},
         "target": {"file": str(tmp_path / "target.txt")},
         "objective": {"n_trials": 1, "seeds": [0], "smooth_window": 5.0, "scale": 100.0},
         "space": {"auto": False, "evprox1.mu": [20.0, 35.0]},

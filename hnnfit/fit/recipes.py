@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ import numpy as np
 from ..validation import check_int, check_number, check_type
 
 __all__ = ["Phase", "Recipe", "RECIPES", "DEFAULT_RECIPE", "parse_duration", "get_recipe",
-           "split_time", "run_recipe", "RecipeReport"]
+           "split_time", "run_recipe", "RecipeReport", "recipe_record"]
 
 #: Metadata key of the search study holding the recipe's record.
 RECIPE_KEY = "recipe"
@@ -716,8 +715,3 @@ def recipe_record(storage):
     """The recipe record of a search study (dict), or None for another study."""
     raw = storage.get_metadata(RECIPE_KEY)
     return None if raw is None else json.loads(raw)
-
-
-def write_stderr(line):
-    """Write a line to stderr (a default ``out`` for scripts)."""
-    sys.stderr.write(line + "\n")

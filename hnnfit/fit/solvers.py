@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from ..validation import check_int, check_number, check_option, check_type
+from ..validation import check_bool, check_int, check_number, check_option, check_type
 from .space import ParameterSpace
 
 SOLVERS = ("bayesian", "cobyla", "cma", "pattern")
@@ -41,6 +41,46 @@ INITIAL_DESIGNS = ("lhs", "random")
 # Each entry: the option whose absence marks such a study, and the values.
 LEGACY_OPTIONS = {"bayesian": ("initial_design",
                                {"initial_design": "random", "n_initial_points": 10})}
+
+
+class _TrustRegion:
+    """The box around the best point that a trust-region Bayesian solver searches.
+
+    Its state depends only on the sequence of values told, so a replayed
+    solver has the same box.
+    """
+
+    START, LARGEST, SMALLEST = 0.4, 1.0, 0.05
+    SUCCESSES, FAILURES = 2, 3
+
+    def __init__(self, n_dims):
+        self.side = self.START
+        self.best_x, self.best_y = None, np.inf
+        self.successes = self.failures = 0
+        self.n_dims = n_dims
+
+    def update(self, x, y, guided):
+        """Take a told value; after the initial design, resize the box."""
+        improved = y < self.best_y - 1e-3 * abs(self.best_y)
+        if y < self.best_y:
+            self.best_x, self.best_y = np.asarray(x, dtype=float), y
+        if not guided:
+            return
+        if improved:
+            self.successes, self.failures = self.successes + 1, 0
+            if self.successes >= self.SUCCESSES:
+                self.side, self.successes = min(self.LARGEST, 2 * self.side), 0
+        else:
+            self.successes, self.failures = 0, self.failures + 1
+            if self.failures >= self.FAILURES:
+                self.side, self.failures = max(self.SMALLEST, self.side / 2), 0
+
+    def box(self):
+        """Lower and upper corners of the box in the unit cube."""
+        centre = self.best_x if self.best_x is not None else np.full(self.n_dims, 0.5)
+        lo = np.clip(centre - self.side / 2, 0.0, 1.0)
+        hi = np.clip(centre + self.side / 2, 0.0, 1.0)
+        return lo, hi
 
 
 def default_initial_points(n_params):
@@ -167,6 +207,15 @@ class BayesianSolver(Solver):
         design of a few points covers every range; ``'random'``: uniform
         random points (the design of studies made before this option
         existed, which keep it when resumed).
+    trust_region : bool
+        After the initial design, propose the point of highest expected
+        improvement within a box around the best point so far instead of
+        over the whole space (the idea of trust-region Bayesian
+        optimisation). The box's side, a fraction of each range, starts at
+        0.4, doubles (up to 1) after 2 improvements in a row and halves
+        (down to 0.05) after 3 proposals in a row that do not improve. It
+        keeps a few evaluations from going to the space's far corners,
+        where a global acquisition explores first.
     acq_func : str
         Acquisition function (``'gp_hedge'``, ``'EI'``, ``'LCB'``, ``'PI'``).
     acq_optimizer : {'auto', 'lbfgs', 'sampling'}
@@ -180,16 +229,22 @@ class BayesianSolver(Solver):
 
     def __init__(self, space, x0=None, seed=0, n_initial_points=None,
                  initial_design="lhs", acq_func="gp_hedge", acq_optimizer="auto",
-                 n_points=10000):
+                 n_points=10000, trust_region=False):
         if n_initial_points is not None:
             n_initial_points = check_int(n_initial_points, "n_initial_points", low=1)
         check_option(initial_design, INITIAL_DESIGNS, "initial_design")
         check_option(acq_func, ("gp_hedge", "EI", "LCB", "PI"), "acq_func")
         check_option(acq_optimizer, ("auto", "lbfgs", "sampling"), "acq_optimizer")
         n_points = check_int(n_points, "n_points", low=1)
-        super().__init__(space, x0, seed, n_initial_points=n_initial_points,
-                         initial_design=initial_design, acq_func=acq_func,
-                         acq_optimizer=acq_optimizer, n_points=n_points)
+        trust_region = check_bool(trust_region, "trust_region")
+        options = {"n_initial_points": n_initial_points, "initial_design": initial_design,
+                   "acq_func": acq_func, "acq_optimizer": acq_optimizer,
+                   "n_points": n_points}
+        if trust_region:
+            # recorded only when used, so that settings stored without it match
+            options["trust_region"] = True
+        super().__init__(space, x0, seed, **options)
+        self._region = _TrustRegion(len(space)) if trust_region else None
         from skopt import Optimizer
 
         n_design = (n_initial_points if n_initial_points is not None
@@ -215,7 +270,9 @@ class BayesianSolver(Solver):
         while n and self._queue:
             units.append(self._queue.pop(0))
             n -= 1
-        if n == 1:
+        if n and self._region is not None and self._opt.models:
+            units.extend(self._region_points(self._opt, n))
+        elif n == 1:
             units.append(self._opt.ask())
         elif n > 1:
             units.extend(self._opt.ask(n_points=n))
@@ -263,7 +320,10 @@ class BayesianSolver(Solver):
             warnings.simplefilter("ignore")
             trial.tell([self.space.to_unit(p).tolist() for p in pending],
                        [lie] * len(pending))
-            u = trial.ask()
+            if self._region is not None and trial.models:
+                (u,) = self._region_points(trial, 1, salt=len(pending))
+            else:
+                u = trial.ask()
         params = self.space.from_unit(u)
         self._pending.append((params, self.space.to_unit(params).tolist()))
         return params
@@ -285,7 +345,37 @@ class BayesianSolver(Solver):
             # re-evaluated points (integers, replays) are expected
             warnings.simplefilter("ignore")
             self._opt.tell(xs, ys)
-        self.n_told += len(points)
+        if self._region is not None:
+            for x, y in zip(xs, ys):
+                self._region.update(x, y, guided=self.n_told >= self.n_initial_points)
+                self.n_told += 1
+        else:
+            self.n_told += len(points)
+
+    def _region_points(self, opt, n, salt=0):
+        """``n`` points of highest expected improvement in the trust region.
+
+        The candidates are drawn from a stream seeded by the solver's seed
+        and what it has been told, so a replay proposes the same points.
+        Each further point is chosen with the ones before it told to a copy
+        at the best value so far (a constant liar).
+        """
+        from skopt.acquisition import gaussian_ei
+
+        rng = np.random.default_rng([self.seed, self.n_told, salt])
+        lo, hi = self._region.box()
+        points = []
+        work = opt
+        for k in range(n):
+            if k:
+                work = copy.deepcopy(work) if work is opt else work
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    work.tell(points[-1].tolist(), float(np.min(work.yi)))
+            cand = lo + rng.random((min(self.options["n_points"], 4096), len(lo))) * (hi - lo)
+            ei = gaussian_ei(cand, work.models[-1], y_opt=float(np.min(work.yi)), xi=0.01)
+            points.append(cand[int(np.argmax(ei))])
+        return points
 
 
 class _NeedPoint(Exception):
