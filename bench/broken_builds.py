@@ -209,15 +209,15 @@ def run_tests(root, tests, cache, python=sys.executable):
     Returns
     -------
     status : str
-        ``'pass'`` (exit status 0), ``'fail: <first failed test>'`` (1: a
-        test failed) or ``'error (N)'`` for any other pytest exit status
+        ``'pass'`` (exit status 0), ``'fail: <first failed test> (+N
+        more)'`` (1: tests failed) or ``'error (N)'`` for any other pytest exit status
         (nothing collected, usage error, interrupted).
     seconds : float
         Wall time.
     output : str
         The tail of pytest's output.
     """
-    cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, env=copy_env(root, cache),
                           capture_output=True, text=True)
@@ -226,7 +226,8 @@ def run_tests(root, tests, cache, python=sys.executable):
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     failed = [ln.split()[1] for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
     if failed:
-        status = f"fail: {failed[0].split('/')[-1]}"
+        names = [f.split("/")[-1] for f in failed]
+        status = f"fail: {names[0]}" + (f" (+{len(names) - 1} more)" if len(names) > 1 else "")
     return status, seconds, "\n".join(lines[-15:])
 
 
