@@ -32,10 +32,10 @@ def _digest(path):
 
 
 def _changed_lines(before, after):
-    diff = difflib.ndiff(before.splitlines(), after.splitlines())
+    """Lines removed from and lines added to ``before``."""
+    diff = list(difflib.ndiff(before.splitlines(), after.splitlines()))
     return ([ln[2:] for ln in diff if ln.startswith("- ")],
-            [ln[2:] for ln in difflib.ndiff(before.splitlines(), after.splitlines())
-             if ln.startswith("+ ")])
+            [ln[2:] for ln in diff if ln.startswith("+ ")])
 
 
 @pytest.fixture(scope="module")

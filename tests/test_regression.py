@@ -3,25 +3,34 @@
 Each of the four shared reference cases (``../shared/reference/<case>``) is
 simulated once (a module fixture) by ``bench/regression_table.py``, which
 prints its table of agreements into the test log; the tests then hold the
-table's numbers to the tolerances below. The same table is what
-``python bench/regression_table.py`` prints for the documentation.
+table's numbers to the tolerances below. ``python bench/regression_table.py``
+prints the same table for the documentation.
 
-Measured agreement (NEURON 9.0.2 against the reference's 8.2.7, relative
-RMS difference of the raw dipole, every trial of every case):
+Measured agreement (NEURON 9.0.2 against the reference's 8.2.7), relative
+RMS difference of the raw dipole over every trial of a case:
 
-- ``L2``: at most 1.2e-10 (rounding): tolerance 1e-8;
-- ``agg`` and ``L5``: at most 7.4e-4, the difference the reference itself
-  shows when moved to NEURON 9 with modern units (the Faraday constant of
-  calcium accumulation in L5 pyramidal cells): tolerance 2e-3;
-- spike counts per cell type: identical in every trial (tolerance: exact);
-- drive event times: identical to the last bit (tolerance 1e-9 ms).
+==================  ========  ===========  ===========
+case                L2        agg          L5
+==================  ========  ===========  ===========
+erp_default         1.2e-10   6.3e-4       7.3e-4
+seed000_evoked      1.6e-10   6.9e-4       7.8e-4
+seed003_all_to_all  7.8e-11   1.1e-3       1.1e-3
+seed003_sparse      7.8e-11   1.4e-3       1.4e-3
+==================  ========  ===========  ===========
+
+L2 agrees to rounding (tolerance 1e-8). ``agg`` and ``L5`` differ as much
+as the reference itself does when moved to NEURON 9 with modern units (the
+Faraday constant of calcium accumulation in L5 pyramidal cells); the
+tolerance is 2e-3 for the two ERP cases and 3e-3 for the two seed003 cases,
+whose L5 pyramidal cells fire about three times as often. Spike counts per
+cell type are identical in every trial (tolerance: exact), and the drive
+cells fire at exactly the reference's event times (tolerance 1e-9 ms).
 """
 import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from hnnfit import CellResponse
@@ -29,8 +38,11 @@ from hnnfit.dipole import Dipole
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "regression_table.py"
 
-#: largest accepted relative RMS difference per dipole layer
-DIPOLE_TOL = {"agg": 2e-3, "L2": 1e-8, "L5": 2e-3}
+#: largest accepted relative RMS difference per case and dipole layer
+_ERP_TOL = {"agg": 2e-3, "L2": 1e-8, "L5": 2e-3}
+_SEED003_TOL = {"agg": 3e-3, "L2": 1e-8, "L5": 3e-3}
+DIPOLE_TOL = {"erp_default": _ERP_TOL, "seed000_evoked": _ERP_TOL,
+              "seed003_all_to_all": _SEED003_TOL, "seed003_sparse": _SEED003_TOL}
 EVENT_TOL = 1e-9   # ms
 
 
@@ -43,8 +55,7 @@ def table():
     return module
 
 
-@pytest.fixture(scope="module", params=["erp_default", "seed000_evoked",
-                                        "seed003_all_to_all", "seed003_sparse"])
+@pytest.fixture(scope="module", params=list(DIPOLE_TOL))
 def agreement(request, table, reference_dir):
     """One full-size simulation per case; its table goes to the test log."""
     capture = request.config.pluginmanager.getplugin("capturemanager")
@@ -59,7 +70,7 @@ def test_dipoles_agree(agreement):
     case, rows = agreement
     for row in rows:
         assert row.time_max_diff <= EVENT_TOL, (case, row.trial, row.time_max_diff)
-        for layer, tol in DIPOLE_TOL.items():
+        for layer, tol in DIPOLE_TOL[case].items():
             assert row.dipole[layer] < tol, (
                 f"{case} trial {row.trial} {layer}: relative RMS difference "
                 f"{row.dipole[layer]:.2e}, tolerance {tol:.0e}")
@@ -85,17 +96,22 @@ def test_drive_spikes_are_the_reference_events(agreement):
 # the script itself, without simulating
 # --------------------------------------------------------------------------
 def _reference_as_simulation(ref):
-    """The reference's own outputs dressed as a simulation's."""
+    """The reference's own outputs dressed as a simulation's: its dipoles, its
+    cells' spikes and, as drive spikes, the drive events at full precision."""
     dpls = [Dipole(d["time_ms"].to_numpy(), {k: d[k].to_numpy() for k in ("agg", "L2", "L5")})
             for d in ref.dipoles]
-    trials = [ref.spikes[ref.spikes["trial"] == k] for k in range(len(dpls))]
-    cr = CellResponse([t["time_ms"].tolist() for t in trials],
-                      [t["gid"].tolist() for t in trials],
-                      [t["type"].tolist() for t in trials])
-    return cr, dpls
+    times, gids, types = [], [], []
+    for k in range(len(dpls)):
+        cells = ref.spikes[(ref.spikes["trial"] == k) & (ref.spikes["gid"] < 270)]
+        drive_gids, drive_times = ref.drive_spikes(k)
+        times.append(cells["time_ms"].tolist() + drive_times.tolist())
+        gids.append(cells["gid"].astype(int).tolist() + drive_gids.tolist())
+        types.append(cells["type"].tolist() + ["drive"] * len(drive_gids))
+    return CellResponse(times, gids, types), dpls
 
 
 def test_builders_make_the_reference_networks(table, reference_dir):
+    assert list(DIPOLE_TOL) == list(table.CASES)   # every case is simulated
     for case in table.CASES:
         ref = table.load_reference(case, reference_dir)
         net = table.build_network(case)
@@ -111,6 +127,13 @@ def test_builders_make_the_reference_networks(table, reference_dir):
 
 def test_compare_and_table_on_known_differences(table, reference_dir):
     ref = table.load_reference("erp_default", reference_dir)
+    # the drive events are the drive cells' spikes of spikes.csv, unrounded
+    for k in (0, 1):
+        gids, times = ref.drive_spikes(k)
+        csv = ref.spikes[(ref.spikes["trial"] == k) & (ref.spikes["gid"] >= 270)]
+        csv = csv.sort_values(["gid", "time_ms"])
+        np.testing.assert_array_equal(gids, csv["gid"].to_numpy(int))
+        np.testing.assert_allclose(times, csv["time_ms"], rtol=0, atol=5e-7)
     cr, dpls = _reference_as_simulation(ref)
     same = table.compare("erp_default", cr, dpls, ref)
     assert [r.trial for r in same] == [0, 1]
