@@ -160,3 +160,16 @@ def test_run_tests_reports_pass_fail_and_errors(bb, mutated, tmp_path):
     assert not bb.Outcome(m, "pass", "error (5)", 1.0).caught
     table = bb.format_table([bb.Outcome(m, "pass", "fail: x", 1.0)])
     assert table.splitlines()[2].endswith("| pass | fail: x | yes |")
+
+
+def test_every_mutation_selects_tests_that_exist(bb):
+    """A renamed test would leave a mutation's selection empty (pytest exit status 5)."""
+    for m in bb.MUTATIONS:
+        out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                              "-p", "no:cacheprovider", *m.tests], cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (m.name, out.stdout[-2000:], out.stderr[-2000:])
+        selected = [ln for ln in out.stdout.splitlines() if "::" in ln]
+        assert selected, m.name
+        if m.name == "demo_solver_start":
+            assert all("test_cli.py::test_demo_fit" in ln for ln in selected), selected
