@@ -82,10 +82,13 @@ def test_hnn_rmse_resamples_like_hnn_core(signals):
     assert value == pytest.approx(np.sqrt(np.mean((2.0 * a - target[:40]) ** 2)), rel=1e-12)
     # the dipole kept for plots is still the one on the target's times
     np.testing.assert_allclose(out, 2.0 * np.interp(ttimes, times, sim))
-    # on a smooth waveform it is close to the interpolated RMSE, not equal
+    # on a smooth waveform it is close to the interpolated RMSE, not equal:
+    # the two resamplings differ by up to 0.011 here and the RMSEs by 1.25%
     plain = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="rmse",
                             **common).score_dipole(dpl)[0]
-    assert value != plain and value == pytest.approx(plain, rel=0.5)
+    assert plain == pytest.approx(np.sqrt(np.mean((2 * np.interp(ttimes, times, sim)
+                                                   - target) ** 2)), rel=1e-12)
+    assert 0.005 < (value - plain) / plain < 0.03
     fitted = DipoleObjective(_net(), _target(target, ttimes), SPACE, metric="hnn_rmse",
                              smooth_window=0.0, scale="fit").score_dipole(dpl)
     assert fitted[1] == pytest.approx(float(a @ target[:40] / (a @ a)))
@@ -300,13 +303,20 @@ def test_error_budget_recovers_known_bias_and_noise():
     trials = target + offset + sd * rng.standard_normal((4000, len(t)))
     out = error_budget(trials, target, k=3)
     assert out["n_trials"] == 4000 and out["k"] == 3
+    # Tolerances are about three standard errors of the estimates from 4000
+    # trials (measured with this seed: bias2 -0.82%, var +0.25%, expected
+    # -0.29% against the groups and -0.06% against the formula, largest
+    # deviation of the mean 2.2 standard errors)
     assert out["bias2"] == pytest.approx(np.mean(offset ** 2), rel=0.03)
-    assert out["var"] == pytest.approx(np.mean(sd ** 2), rel=0.03)
-    np.testing.assert_allclose(out["mean"], target + offset, atol=0.5)
-    # what 3-trial averages actually score, on average over many of them
+    assert out["var"] == pytest.approx(np.mean(sd ** 2), rel=0.01)
+    assert np.all(np.abs(out["mean"] - (target + offset)) < 4 * sd / np.sqrt(4000))
+    # the expected RMSE of a 3-trial average: sqrt(bias^2 + sigma^2 / 3) ...
+    assert out["expected"] == pytest.approx(
+        np.sqrt(np.mean(offset ** 2) + np.mean(sd ** 2) / 3), rel=0.01)
+    # ... and what 3-trial averages actually score, on average over many of them
     groups = trials.reshape(-1, 4, len(t))[:, :3].mean(axis=1)
     msq = np.mean((groups - target) ** 2, axis=1).mean()
-    assert out["expected"] == pytest.approx(np.sqrt(msq), rel=0.02)
+    assert out["expected"] == pytest.approx(np.sqrt(msq), rel=0.01)
 
     # with exactly k trials it is the RMSE of their average
     few = trials[:3]
@@ -352,7 +362,9 @@ def test_error_budget_group_distribution():
     np.testing.assert_array_equal(a["group_rmse"], b["group_rmse"])
     full = error_budget(many, target, k=3)["group_rmse"]
     assert len(full) == 9880
-    assert np.median(a["group_rmse"]) == pytest.approx(np.median(full), rel=0.05)
+    # the median of 500 sampled groups has a standard error of ~0.55% of the
+    # full median here (measured difference 0.22%)
+    assert np.median(a["group_rmse"]) == pytest.approx(np.median(full), rel=0.02)
 
 
 @pytest.mark.parametrize("scale", [2.0, "fit"])
