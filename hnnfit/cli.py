@@ -6,6 +6,7 @@
     hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N] [--staged]
                [--recipe NAME] [--time DURATION]
     hnnfit fit RECORDING --params FILE [--time DURATION] [--recipe NAME]
+               [--add-drives auto]
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
     hnnfit list [FOLDER] [--width N] [--json]
     hnnfit show STUDY [--last N] [--generations N] [--json]
@@ -241,7 +242,7 @@ def _cmd_fit(args):
         config_path = demo.demo_config_path() if is_demo else Path(args.config)
         config = load_config(config_path)
     run = config.run
-    if recording or run.uses_recipe or args.recipe or args.time:
+    if recording or run.uses_recipe or args.recipe or args.time or args.add_drives:
         return _recipe_fit(args, config, config_path, write=recording)
     n_evals = run.n_evals if args.n_evals is None else args.n_evals
     n_jobs = run.n_jobs if args.n_jobs is None else args.n_jobs
@@ -285,9 +286,11 @@ def _recipe_fit(args, config, config_path, write):
     setup = build_fit(config)
     if not study_path.parent.is_dir():
         study_path.parent.mkdir(parents=True)
+    add = args.add_drives or run.add_drives or "none"
     if write:
         # the fit can be repeated, or resumed, from this file
         config.run.recipe, config.run.time, config.run.n_jobs = recipe.name, budget, n_jobs
+        config.run.add_drives = add
         write_config(config, config_path)
     print(f"{'resuming' if study_path.exists() else 'starting'} recipe {recipe.name!r} "
           f"({recipe.summary}) within {budget}, {n_jobs} job(s), into {study_path}")
@@ -296,7 +299,8 @@ def _recipe_fit(args, config, config_path, write):
               f"repeat or continue it)")
     try:
         run_recipe(setup, study_path, recipe.name, budget, n_jobs=n_jobs,
-                   progress=True, description=f"hnnfit fit {config_path}")
+                   progress=True, description=f"hnnfit fit {config_path}",
+                   add_drives=int(add == "auto"))
     except KeyboardInterrupt:
         again = f"{PROG} fit {config_path}"
         print(f"\n{PROG}: interrupted; the evaluations that finished are recorded. "
@@ -887,6 +891,11 @@ def make_parser():
                    "hnnfit.fit.recipes); default with --time: erp")
     p.add_argument("--time", help="wall-time budget of a recipe fit, e.g. 45m, 1h30m "
                    f"(default {DEFAULT_TIME} for a recording)")
+    p.add_argument("--add-drives", choices=("auto", "none"),
+                   help="with a recipe: 'auto' also looks for an evoked drive the model "
+                   "lacks (where its residual exceeds trial noise), fits candidates and "
+                   "keeps one only if it lowers the expected score on unseen trials by "
+                   "more than that comparison's noise")
     p.add_argument("--study", help="study file (default: [run] study, else "
                    "studies/<config name>.sqlite)")
     p.add_argument("--n-evals", type=_positive_int, help="total evaluation budget")

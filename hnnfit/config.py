@@ -74,6 +74,8 @@ error::
     # recipe = "erp"               # a fitting recipe (hnnfit.fit.recipes) run
     # time = "45m"                 # within this wall time, instead of n_evals,
                                    # staged and [polish]; time alone: recipe "erp"
+    # add_drives = "auto"          # a recipe also looks for an evoked drive the
+                                   # model lacks (hnnfit.fit.structure)
 
     [polish]                       # optional: once the fit has its budget, a
                                    # second study refines its best point
@@ -123,7 +125,8 @@ _SECTIONS = {
                   "metric", "layer", "dt", "band", "timeout", "engine"),
     "space": None,
     "solver": ("name", "seed", "options", "x0"),
-    "run": ("n_evals", "n_jobs", "study", "staged", "stage_evals", "recipe", "time"),
+    "run": ("n_evals", "n_jobs", "study", "staged", "stage_evals", "recipe", "time",
+            "add_drives"),
     "polish": ("solver", "seed", "options", "n_evals", "only", "study", "objective", "space"),
 }
 _PARAM_KEYS = ("low", "high", "log", "integer")
@@ -231,6 +234,9 @@ class RunConfig:
         ``n_evals`` evaluations.
     time : str | None
         The recipe's wall-time budget, e.g. ``'45m'``.
+    add_drives : str | None
+        ``'auto'``: the recipe looks for an evoked drive the model lacks
+        and keeps it if it pays (see :mod:`hnnfit.fit.structure`).
     """
 
     n_evals: int = DEFAULT_N_EVALS
@@ -240,11 +246,12 @@ class RunConfig:
     stage_evals: dict | None = None
     recipe: str | None = None
     time: str | None = None
+    add_drives: str | None = None
 
     @property
     def uses_recipe(self):
-        """True if the fit runs a recipe (``recipe`` or ``time`` given)."""
-        return self.recipe is not None or self.time is not None
+        """True if the fit runs a recipe (``recipe``, ``time`` or ``add_drives`` given)."""
+        return any(v is not None for v in (self.recipe, self.time, self.add_drives))
 
 
 @dataclass
@@ -762,6 +769,11 @@ def _parse(raw, base, path):
                              f"{value!r}")
         parse_duration(value)
         run.time = str(value)
+    if "add_drives" in run_s:
+        if run_s["add_drives"] not in ("auto", "none"):
+            raise ValueError(f"add_drives in [run] must be 'auto' or 'none', got "
+                             f"{run_s['add_drives']!r}")
+        run.add_drives = run_s["add_drives"]
     if run.uses_recipe and (stage_evals is not None or "polish" in raw):
         raise ValueError(f"[run] of {source} gives a recipe, which plans its own stages "
                          f"and polish: it must not also give stage_evals or [polish]")

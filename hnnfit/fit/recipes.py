@@ -49,7 +49,8 @@ import numpy as np
 from ..validation import check_int, check_number, check_type
 
 __all__ = ["Phase", "Recipe", "RECIPES", "DEFAULT_RECIPE", "parse_duration", "get_recipe",
-           "split_time", "run_recipe", "RecipeReport", "recipe_record"]
+           "split_time", "run_recipe", "RecipeReport", "recipe_record",
+           "with_structure_search"]
 
 #: Metadata key of the search study holding the recipe's record.
 RECIPE_KEY = "recipe"
@@ -236,6 +237,12 @@ class RecipeReport:
     params_file : str | None
         The parameter file of the point kept (None if the network cannot be
         written as one).
+    hypotheses : list of dict
+        With a structure search, each drive tried: ``name``, ``location``,
+        ``mu`` (fitted, ms), ``reason``, ``expected`` (nAm, on the
+        comparison's unseen trials), ``gain`` and ``noise`` (nAm, against
+        the model without it), ``kept``; and the model without it as
+        ``name`` None.
     """
 
     recipe: str
@@ -252,6 +259,7 @@ class RecipeReport:
     check_seeds: list = field(default_factory=list)
     check_seconds: float | None = None
     params_file: str | None = None
+    hypotheses: list = field(default_factory=list)
 
     def to_dict(self):
         """The report as JSON-able data."""
@@ -278,6 +286,16 @@ class RecipeReport:
                        f"{np.percentile(spread, 90):.3f}")
             out.append(f"expected RMSE of a {self.k}-trial average: {self.expected:.3f} nAm "
                        f"= sqrt(bias² {self.bias2:.2f} + variance {self.var:.2f} / {self.k})")
+        if self.hypotheses:
+            out.append("structure search (expected RMSE on unseen trials):")
+            for h in self.hypotheses:
+                if h["name"] is None:
+                    out.append(f"  without a new drive: {h['expected']:.3f} nAm")
+                    continue
+                verdict = "KEPT" if h["kept"] else "not kept"
+                out.append(f"  {verdict}: {h['name']} ({h['location']}, fitted at "
+                           f"{h['mu']:.1f} ms): {h['expected']:.3f} nAm, gain "
+                           f"{h['gain']:+.3f} +- {h['noise']:.3f}; {h['reason']}")
         if self.params_file is not None:
             out.append(f"the point kept, as a parameter file: {self.params_file}")
         return out
@@ -388,7 +406,7 @@ def _timed_evaluation(objective, point):
 
 
 def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=1,
-               progress=True, out=None, description=None):
+               progress=True, out=None, description=None, add_drives=0):
     """Fit with a recipe within a wall-time budget (or resume such a fit).
 
     Parameters
@@ -415,6 +433,13 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
         (default: ``print``).
     description : str | None
         Stored in the search study.
+    add_drives : {0, 1}
+        1: after the search, look for an evoked drive the model lacks (see
+        :mod:`hnnfit.fit.structure`): each candidate is fitted
+        and judged against the model without it on unseen trials, and kept
+        only if it lowers the expected score by more than twice the noise of
+        that comparison. The phases after the search then work on the model
+        kept. 0 (default): the network's drives only.
 
     Returns
     -------
@@ -426,6 +451,12 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
     started = time.monotonic()
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     check_type(recipe, Recipe, "recipe")
+    add_drives = check_int(add_drives, "add_drives", low=0)
+    if add_drives > 1:
+        raise ValueError(f"add_drives must be 0 or 1 (one structure search, which keeps "
+                         f"at most one new drive), got {add_drives}")
+    if add_drives:
+        recipe = with_structure_search(recipe)
     total = parse_duration(time_budget)
     n_jobs = check_int(n_jobs, "n_jobs", low=1)
     out = print if out is None else out
@@ -463,17 +494,22 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
             clock.tick()
             clock.phase = phase.name
             allotted = split_time(total, recipe.phases, record.elapsed(), reserve)
-            runner = {"search": _search, "polish": _polish, "refine": _refine}.get(phase.name)
+            runner = {"search": _search, "structure": _structure, "polish": _polish,
+                      "refine": _refine}.get(phase.name)
             if runner is None:
-                raise ValueError(f"phase must be 'search', 'polish' or 'refine', got "
-                                 f"{phase.name!r}")
+                raise ValueError(f"phase must be 'search', 'structure', 'polish' or "
+                                 f"'refine', got {phase.name!r}")
             if phase.name == "search":
                 ran, point = _search(study, clock, phase, allotted.get(phase.name),
                                      n_jobs, progress, out)
+            elif phase.name == "structure":
+                ran, point = _structure(study, last, point, path, clock,
+                                        allotted.get(phase.name), n_jobs, progress, out,
+                                        setup.solver.seed, studies)
             else:
                 ran, point = runner(last, point, path, clock, phase, objective,
                                     allotted.get(phase.name), n_jobs, progress, out,
-                                    setup.solver.seed)
+                                    setup.solver.seed, full=study.space)
                 studies.append(ran)
             p = record.phase(phase.name)
             if p.get("interrupted"):
@@ -487,7 +523,9 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
                            "n_evals": int(ran.n_complete + ran.n_failed),
                            "seconds": p["seconds"], "best_value": _best(ran)})
         report = RecipeReport(recipe=recipe.name, time_budget=total, phases=phases,
-                              params=dict(point), start_value=data.get("start_value"))
+                              params=dict(point), start_value=data.get("start_value"),
+                              hypotheses=record.phase("structure").get("hypotheses", [])
+                              if add_drives else [])
         clock.tick()
         _check(last, point, report, record, recipe, fine_dt, n_jobs, out)
         report.params_file = _export(last, point, path.with_name(f"{path.stem}_best.json"),
@@ -601,7 +639,7 @@ def _timed_run(study, clock, phase_record, allotted, step, n_jobs, progress, rec
 
 
 def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progress, out,
-            seed):
+            seed, full):
     """CMA-ES on new trials each generation; keeps its averaged mean."""
     record = clock.record
     p = record.phase("polish")
@@ -614,7 +652,8 @@ def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     ppath = path.with_name(f"{path.stem}_polish.sqlite")
     polish = base.create_polish(ppath, objective=settings, solver="cma",
                                 solver_options=dict(phase.options), seed=seed,
-                                start=point, exist_ok=True,
+                                start={n: point[n] for n in base.space.names},
+                                exist_ok=True, overrides=_widen(base, full),
                                 description=f"recipe polish of {path.name}")
     if not p["done"]:
         gen = polish.make_solver().generation_size
@@ -635,7 +674,7 @@ def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progre
 
 
 def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progress, out,
-            seed):
+            seed, full):
     """A pattern search on fixed trials from the point kept so far."""
     record = clock.record
     p = record.phase("refine")
@@ -649,6 +688,7 @@ def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     rpath = path.with_name(f"{path.stem}_refine.sqlite")
     refine = base.create_polish(rpath, objective=settings, solver="pattern",
                                 solver_options=dict(phase.options), seed=seed,
+                                overrides=_widen(base, full),
                                 start={n: point[n] for n in base.space.names},
                                 exist_ok=True, description=f"recipe refine of {path.name}")
     if not p["done"]:
@@ -661,6 +701,169 @@ def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     if refine.n_complete == 0:
         return refine, point
     return refine, {**point, **refine.best_params}
+
+
+#: Seeds of the trials a structure search judges models on.
+STRUCTURE_SEED0 = 300
+#: Share of the time a structure search takes from a recipe's others.
+STRUCTURE_SHARE = 0.35
+#: A new drive must lower the expected score by this fraction at least, on top
+#: of beating the comparison's noise: a drive is eight parameters, worth
+#: keeping only for a visible gain.
+MIN_GAIN = 0.03
+
+
+def with_structure_search(recipe):
+    """``recipe`` with a structure search after its search.
+
+    The structure phase gets :data:`STRUCTURE_SHARE` of the time; the other
+    phases keep their proportions in the rest.
+    """
+    if any(p.name == "structure" for p in recipe.phases):
+        return recipe
+    rest = sum(p.share for p in recipe.phases)
+    phases = []
+    for p in recipe.phases:
+        phases.append(Phase(p.name, p.share / rest * (1 - STRUCTURE_SHARE), p.options,
+                            p.n_trials))
+        if p.name == "search":
+            phases.append(Phase("structure", STRUCTURE_SHARE))
+    return Recipe(recipe.name, recipe.summary, tuple(phases), recipe.search_dt,
+                  recipe.check_trials)
+
+
+def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out, seed,
+               studies):
+    """Look for evoked drives the model lacks; fit and judge each candidate.
+
+    Returns the study whose point the next phase starts from (a candidate's
+    if one is kept) and that point.
+    """
+    from ..network import add_evoked_drives
+    from .objective import objective_kwargs
+    from .structure import compare_models, gain_and_noise, propose_drives, residual_features
+    from .study import Study
+
+    record = clock.record
+    p = record.phase("structure")
+    if point is None or p.get("done"):
+        if p.get("kept"):
+            kept = Study.load(p["kept"]["study"])
+            studies.append(kept)
+            return kept, {**point, **p["kept"]["params"]}
+        return base, point
+    data = record.data
+    per_trial = data["eval_seconds"] / data["search_trials"]
+    # the comparison's trials: at most a fifth of the phase's time, 9 to 30
+    if "n_trials" not in p:
+        fits = int(0.2 * allotted / per_trial * n_jobs / (2 * 2 + 1)) // 3 * 3
+        p["n_trials"] = min(30, max(9, fits))
+        record.save()
+    seeds = list(range(STRUCTURE_SEED0, STRUCTURE_SEED0 + p["n_trials"]))
+    target = search.target
+    tstop = float(target.times[-1])
+    params = {n: point[n] for n in base.space.names}
+    base_net = base.space.apply(base.net, params)
+    budget = base.objective.error_budget(params, seeds, k=3, n_jobs=n_jobs)
+    trials = {"": budget["trials"]}
+    features = residual_features(target.times, target.values, budget, k=3)
+    candidates = propose_drives(base_net, features, tstop, max_features=2)
+    out(f"structure: {len(features)} part(s) of the waveform miss the target beyond "
+        f"trial noise; {len(candidates)} candidate drive(s), about "
+        f"{_minutes(allotted - p['seconds'])}")
+    fitted = []
+    for i, cand in enumerate(candidates):
+        spec = cand["spec"]
+        name = spec["name"]
+        net = base_net.copy()
+        add_evoked_drives(net, [dict(spec)], what="candidate drive")
+        lo, hi = cand["mu_range"]
+        space = candidate_space(net, name, (lo, hi), tstop)
+        cpath = path.with_name(f"{path.stem}_{name}.sqlite")
+        study = Study.create(cpath, net, target, space,
+                             objective=objective_kwargs(base.objective), solver="bayesian",
+                             seed=seed, description=f"recipe candidate: {cand['reason']}",
+                             exist_ok=True)
+        studies.append(study)
+        c = p.setdefault("candidates", {}).setdefault(name, {"done": False})
+        if not c["done"]:
+            out(f"  candidate {name}: {cand['reason']}")
+            left = allotted - p["seconds"] - (len(candidates) + 1 - i) * _cmp_seconds(
+                p["n_trials"], per_trial, n_jobs)
+            limit = p["seconds"] + max(0.0, left) / (len(candidates) - i)
+            summary = study.optimize(max(len(space) + 3, 10 * len(space)), n_jobs=n_jobs,
+                                     progress=progress, callback=clock.until(limit))
+            clock.tick()
+            if summary.interrupted:
+                p["interrupted"] = True
+                record.save()
+                return base, None
+            c["done"] = True
+            record.save()
+        if study.n_complete:
+            best = dict(study.best_params)
+            trials[name] = study.objective.error_budget(best, seeds, k=3,
+                                                        n_jobs=n_jobs)["trials"]
+            fitted.append((cand, study, best))
+            clock.tick()
+    scores = compare_models(trials, target.values, k=3)
+    hypotheses = [{"name": None, "location": None, "mu": None, "reason": "the model as fitted",
+                   "expected": scores[""]["expected"], "gain": 0.0, "noise": 0.0,
+                   "kept": False}]
+    winner = None
+    for cand, study, best in fitted:
+        name = cand["spec"]["name"]
+        gain, noise = gain_and_noise(scores, "", name)
+        hypotheses.append({"name": name, "location": cand["spec"]["location"],
+                           "mu": best[f"{name}.mu"], "reason": cand["reason"],
+                           "expected": scores[name]["expected"], "gain": gain,
+                           "noise": noise, "kept": False})
+        worth = gain > 2 * noise and gain > MIN_GAIN * scores[""]["expected"]
+        if worth and (winner is None or gain > winner[0]):
+            winner = (gain, len(hypotheses) - 1, study, best)
+    if winner is not None:
+        hypotheses[winner[1]]["kept"] = True
+        p["kept"] = {"study": str(winner[2].path), "params": winner[3]}
+    else:
+        hypotheses[0]["kept"] = True
+    p["hypotheses"] = hypotheses
+    p["done"] = True
+    record.save()
+    if winner is None:
+        return base, point
+    return winner[2], {**point, **winner[3]}
+
+
+def candidate_space(net, name, mu_range, tstop):
+    """The parameters of a candidate drive fitted by a structure search.
+
+    Its timing (within ``mu_range``, ms), its spread and its AMPA weights
+    onto the pyramidal cells, which make the dipole: few enough to fit in a
+    share of a budget. Its other weights keep their template values until
+    a polish fits every parameter.
+    """
+    from .space import evoked_space
+
+    space = evoked_space(net, drives=[name], tstop=tstop,
+                         overrides={f"{name}.mu": tuple(mu_range)})
+    keep = [n for n in space.names
+            if n in (f"{name}.mu", f"{name}.sigma")
+            or n.startswith(f"{name}.ampa.") and n.endswith("_pyramidal")]
+    return space.subset(keep)
+
+
+def _cmp_seconds(n_trials, per_trial, n_jobs):
+    """Seconds to simulate one model's comparison trials."""
+    return math.ceil(n_trials / n_jobs) * per_trial
+
+
+def _widen(base, full):
+    """The search's parameters ``base`` does not fit (a polish adds them back).
+
+    After a structure search, the study kept fits the new drive alone; its
+    polish covers every parameter again, the new drive's and the search's.
+    """
+    return {p.name: p for p in full.parameters if p.name not in base.space} or None
 
 
 def _check(last, point, report, record, recipe, fine_dt, n_jobs, out):

@@ -139,8 +139,10 @@ def residual_features(times, target, budget, k=3, min_width=3.0, smooth=5.0):
     inside = np.flatnonzero(over_s > 0)
     if inside.size == 0:
         return []
-    # contiguous runs of time points where the bias dominates
-    breaks = np.flatnonzero(np.diff(inside) > 1)
+    # contiguous runs of time points where the bias dominates, cut where the
+    # residual changes sign: a hump above and a dip below are two features
+    sign = np.sign(residual[inside])
+    breaks = np.flatnonzero((np.diff(inside) > 1) | (sign[1:] != sign[:-1]))
     for run in np.split(inside, breaks + 1):
         t0, t1 = times[run[0]], times[run[-1]]
         if t1 - t0 < min_width:
@@ -177,7 +179,7 @@ def _new_name(net, location):
     return f"{stem}{n}"
 
 
-def propose_drives(net, features, tstop, max_features=2, weight_scale=0.5,
+def propose_drives(net, features, tstop, max_features=2, weight_scale=1.0,
                    latency=DRIVE_LATENCY):
     """Candidate evoked drives for the largest residual features.
 
@@ -220,7 +222,7 @@ def propose_drives(net, features, tstop, max_features=2, weight_scale=0.5,
                 name = f"{stem}{n + 1}"
             taken.add(name)
             mu = float(np.clip(feature.t_peak - latency, 0.0, tstop))
-            lo = float(max(0.0, min(feature.t_start, feature.t_peak - latency) - 15.0))
+            lo = float(max(0.0, feature.t_peak - latency - 15.0))
             hi = float(min(tstop, feature.t_peak + 5.0))
             spec = {"name": name, "mu": mu, "sigma": 3.0, "numspikes": 1,
                     "location": location,
