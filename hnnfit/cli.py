@@ -272,7 +272,8 @@ def _cmd_fit(args):
 
 def _recipe_fit(args, config, config_path, write):
     """``hnnfit fit`` with a recipe: a configuration's, or the command line's."""
-    from .fit.recipes import DEFAULT_RECIPE, get_recipe, parse_duration, run_recipe
+    from .fit.recipe_runner import run_recipe
+    from .fit.recipes import DEFAULT_RECIPE, get_recipe, parse_duration
 
     run = config.run
     if args.n_evals is not None or args.staged:
@@ -406,7 +407,7 @@ def _closing(command=None, *, readonly=False):
 
 @_closing
 def _cmd_resume(args, study):
-    from .fit.recipes import recipe_record
+    from .fit.recipe_runner import recipe_record
 
     if recipe_record(study.storage) is not None:
         raise UsageError(f"study {str(study.path)!r} is the search of a recipe fit; "

@@ -56,8 +56,12 @@ NOISE_SEED = 20091201
 #: evaluations found the truth's basin with some solver seeds and paths, not
 #: all; 24 found it (within 4 ms, RMSE within 1.4x the noise's) with solver
 #: seeds 0-3 on the machine the README quotes.
+#: The demo keeps the uniform random initial design it was measured with
+#: (with the default Latin hypercube, solver seed 0 ends in the other basin,
+#: evprox1 at its upper bound, on this one-trial target).
 N_EVALS, N_JOBS = 24, 2
 SOLVER, SOLVER_SEED, N_INITIAL_POINTS = "bayesian", 0, 6
+INITIAL_DESIGN = "random"
 
 TARGET_NAME = "demo_target.txt"
 META_NAME = "demo_target.json"
@@ -125,7 +129,8 @@ def _config_text():
         "[solver]",
         f'name = "{SOLVER}"',
         f"seed = {SOLVER_SEED}",
-        f"options = {{ n_initial_points = {N_INITIAL_POINTS} }}",
+        f'options = {{ n_initial_points = {N_INITIAL_POINTS}, '
+        f'initial_design = "{INITIAL_DESIGN}" }}',
         "",
         "[run]",
         f"n_evals = {N_EVALS}",

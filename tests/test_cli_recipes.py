@@ -93,7 +93,7 @@ def test_recipe_keys_in_a_config(tmp_path, recording, shared_dir):
 
 
 def test_resume_of_a_recipe_study_points_to_its_command(tmp_path, capsys, monkeypatch):
-    from hnnfit.fit.recipes import RECIPE_KEY
+    from hnnfit.fit.recipe_runner import RECIPE_KEY
     from test_fit_recipes import _setup
 
     setup = _setup()

@@ -10,8 +10,9 @@ import pytest
 
 from hnnfit.config import FitSetup, SolverConfig
 from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
-from hnnfit.fit.recipes import (RECIPE_KEY, RECIPES, Phase, Recipe, get_recipe,
-                                parse_duration, recipe_record, run_recipe, split_time)
+from hnnfit.fit.recipe_runner import RECIPE_KEY, recipe_record, run_recipe
+from hnnfit.fit.recipes import (RECIPES, Phase, Recipe, get_recipe, parse_duration,
+                                split_time)
 from hnnfit.network import jones_2009_model
 
 TIMES = np.arange(0.0, 170.0 + 1e-9, 0.5)

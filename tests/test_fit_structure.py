@@ -7,7 +7,8 @@ import pytest
 from hnnfit.config import FitSetup, SolverConfig
 from hnnfit.fit import Target
 from hnnfit.fit.objective import error_budget
-from hnnfit.fit.recipes import Phase, Recipe, run_recipe
+from hnnfit.fit.recipe_runner import run_recipe
+from hnnfit.fit.recipes import Phase, Recipe
 from hnnfit.fit.space import evoked_space
 from hnnfit.fit.structure import (DRIVE_LATENCY, compare_models, gain_and_noise,
                                   propose_drives, residual_features)

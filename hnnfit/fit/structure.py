@@ -26,7 +26,7 @@ This module holds the analysis, on plain arrays and network descriptions:
     a model with more drives is kept only if it beats the simpler one by
     more than that noise.
 
-Fitting the candidates is a recipe phase (:mod:`hnnfit.fit.recipes`,
+Fitting the candidates is a recipe phase (:mod:`hnnfit.fit.recipe_runner`,
 ``add_drives``).
 """
 from __future__ import annotations

@@ -1,0 +1,725 @@
+"""Running a fitting recipe: its phases as studies, its clock, its record and report.
+
+See :mod:`hnnfit.fit.recipes` for what the phases do and how the time is
+shared. Each phase is a study file beside the search's (``<stem>.sqlite``):
+``<stem>_polish.sqlite``, ``<stem>_refine.sqlite``, one per candidate drive
+of a structure search (``<stem>_<drive>.sqlite``), and the point kept as
+``<stem>_best.json``. The recipe's record (the time each phase used, the
+budgets it decided, the check) is kept in the search study's metadata, so a
+recipe resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..validation import check_int, check_type
+from .recipes import (DEFAULT_RECIPE, Recipe, get_recipe, parse_duration, split_time,
+                      with_structure_search)
+
+__all__ = ["run_recipe", "RecipeReport", "recipe_record", "candidate_space", "RECIPE_KEY",
+           "MIN_GAIN"]
+
+#: Metadata key of the search study holding the recipe's record.
+RECIPE_KEY = "recipe"
+#: Seeds of the polish's first generation (each generation shifts them).
+POLISH_SEED0 = 1000
+#: Seeds of the refinement's fixed trials.
+REFINE_SEED0 = 2000
+#: Seeds of the held-out check: far from every phase's.
+CHECK_SEED0 = 100
+#: Seeds of the trials a structure search judges models on.
+STRUCTURE_SEED0 = 300
+#: A new drive must lower the expected score by this fraction at least, on top
+#: of beating the comparison's noise: a drive is eight parameters, worth
+#: keeping only for a visible gain.
+MIN_GAIN = 0.03
+
+
+@dataclass
+class RecipeReport:
+    """What a recipe did, and how good its point is on trials it never used.
+
+    Attributes
+    ----------
+    recipe : str
+    time_budget : float
+        Seconds.
+    phases : list of dict
+        Per phase: ``name``, ``study`` (its file), ``n_evals``, ``seconds``,
+        ``best_value`` (on the phase's own trials, nAm).
+    params : dict
+        The point kept.
+    start_value : float | None
+        The start point's score on the search's trials (nAm).
+    held_out : float | None
+        RMSE of the average of the first ``k`` held-out trials (nAm).
+    group_rmse : list of float
+        RMSE of each average of ``k`` held-out trials (nAm): the held-out
+        score's spread.
+    expected, bias2, var : float | None
+        The expected RMSE of a ``k``-trial average (nAm) and its split into
+        the squared bias and the trials' variance (nAm^2).
+    k : int
+    check_seeds : list of int
+    check_seconds : float | None
+    params_file : str | None
+        The parameter file of the point kept (None if the network cannot be
+        written as one).
+    hypotheses : list of dict
+        With a structure search, each drive tried: ``name``, ``location``,
+        ``mu`` (fitted, ms), ``reason``, ``expected`` (nAm, on the
+        comparison's unseen trials), ``gain`` and ``noise`` (nAm, against
+        the model without it), ``kept``; and the model without it as
+        ``name`` None.
+    """
+
+    recipe: str
+    time_budget: float
+    phases: list
+    params: dict
+    start_value: float | None = None
+    held_out: float | None = None
+    group_rmse: list = field(default_factory=list)
+    expected: float | None = None
+    bias2: float | None = None
+    var: float | None = None
+    k: int = 3
+    check_seeds: list = field(default_factory=list)
+    check_seconds: float | None = None
+    params_file: str | None = None
+    hypotheses: list = field(default_factory=list)
+
+    def to_dict(self):
+        """The report as JSON-able data."""
+        return dict(vars(self))
+
+    def lines(self):
+        """The report as text lines (a table of the phases, then the check)."""
+        out = [f"recipe {self.recipe!r}, budget {_minutes(self.time_budget)}",
+               f"{'phase':<8} {'evaluations':>11} {'time':>9} {'best (fit trials)':>18}  study"]
+        for ph in self.phases:
+            best = "-" if ph["best_value"] is None else f"{ph['best_value']:.3f}"
+            out.append(f"{ph['name']:<8} {ph['n_evals']:>11} {_minutes(ph['seconds']):>9} "
+                       f"{best:>18}  {ph['study']}")
+        if self.check_seconds is not None:
+            out.append(f"{'check':<8} {len(self.check_seeds):>8} tr {_minutes(self.check_seconds):>9}")
+        if self.start_value is not None:
+            out.append(f"start point: {self.start_value:.3f} nAm on the search's trials")
+        if self.held_out is not None:
+            spread = np.asarray(self.group_rmse, dtype=float)
+            out.append(f"held-out RMSE (average of trials {self.check_seeds[0]}-"
+                       f"{self.check_seeds[self.k - 1]}): {self.held_out:.3f} nAm; "
+                       f"over {spread.size} groups of {self.k}: median "
+                       f"{np.median(spread):.3f}, 10-90% {np.percentile(spread, 10):.3f}-"
+                       f"{np.percentile(spread, 90):.3f}")
+            out.append(f"expected RMSE of a {self.k}-trial average: {self.expected:.3f} nAm "
+                       f"= sqrt(bias² {self.bias2:.2f} + variance {self.var:.2f} / {self.k})")
+        if self.hypotheses:
+            out.append("structure search (expected RMSE on unseen trials):")
+            for h in self.hypotheses:
+                if h["name"] is None:
+                    out.append(f"  without a new drive: {h['expected']:.3f} nAm")
+                    continue
+                verdict = "KEPT" if h["kept"] else "not kept"
+                out.append(f"  {verdict}: {h['name']} ({h['location']}, fitted at "
+                           f"{h['mu']:.1f} ms): {h['expected']:.3f} nAm, gain "
+                           f"{h['gain']:+.3f} +- {h['noise']:.3f}; {h['reason']}")
+        if self.params_file is not None:
+            out.append(f"the point kept, as a parameter file: {self.params_file}")
+        return out
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:.1f} min"
+
+
+# ---------------------------------------------------------------------------
+# running a recipe
+# ---------------------------------------------------------------------------
+class _Record:
+    """The recipe's record in the search study's metadata."""
+
+    def __init__(self, storage, recipe, time_budget, n_jobs):
+        self.storage = storage
+        raw = storage.get_metadata(RECIPE_KEY)
+        if raw is None:
+            self.data = {"name": recipe.name, "time_budget": time_budget, "n_jobs": n_jobs,
+                         "phases": {}}
+        else:
+            self.data = json.loads(raw)
+            if self.data["name"] != recipe.name:
+                from ..exceptions import StudyError
+
+                raise StudyError(f"study {str(storage.path)!r} was fitted with the recipe "
+                                 f"{self.data['name']!r}; resume it with that recipe, not "
+                                 f"{recipe.name!r}")
+            # a new budget for a resumed recipe is the caller's to give
+            self.data["time_budget"] = time_budget
+            self.data["n_jobs"] = n_jobs
+            for phase in self.data["phases"].values():
+                phase.pop("interrupted", None)
+
+    def phase(self, name):
+        return self.data["phases"].setdefault(name, {"seconds": 0.0, "done": False})
+
+    def elapsed(self):
+        return {n: (p["seconds"], p["done"]) for n, p in self.data["phases"].items()}
+
+    def save(self):
+        self.storage.set_metadata(RECIPE_KEY, json.dumps(self.data, sort_keys=True))
+
+
+class _Clock:
+    """The recipe's wall clock: all time since the last tick goes to the
+    current phase's record (time between phases, setting up the next one
+    included, counts against the phase that follows)."""
+
+    def __init__(self, record, phase, start):
+        self.record, self.phase, self.last = record, phase, start
+
+    def tick(self):
+        """Charge the time since the last tick to the current phase; its total (s)."""
+        now = time.monotonic()
+        p = self.record.phase(self.phase)
+        p["seconds"] += now - self.last
+        self.last = now
+        self.record.save()
+        return p["seconds"]
+
+    def until(self, limit):
+        """A run callback that asks the run to stop once the phase has used ``limit`` s."""
+        return lambda row: self.tick() >= limit
+
+    def per_stage(self, study, budgets, allotted):
+        """A run callback giving each stage of the search its share of the time left.
+
+        A stage may use the phase's time left when it starts in proportion
+        to its budget among the stages still to run.
+        """
+        state = {"stage": None, "limit": math.inf}
+
+        def callback(row):
+            seconds = self.tick()
+            if row.get("stage") != state["stage"]:
+                state["stage"] = stage = row.get("stage")
+                todo = {n: max(1, b - _used(study, n)) for n, b in budgets.items()
+                        if _used(study, n) < b or n == stage}
+                left = max(0.0, allotted - seconds)
+                state["limit"] = seconds + left * todo.get(stage, 1) / sum(todo.values())
+            return seconds >= state["limit"]
+
+        return callback
+
+
+def _eval_seconds(record, study):
+    """Estimated seconds of one evaluation of ``study`` from the measured search's."""
+    per_trial = record.data["eval_seconds"] / record.data["search_trials"]
+    return per_trial * study.objective.n_trials * record.data["search_dt"] / study.objective.dt
+
+
+def _used(study, stage):
+    """Complete plus failed evaluations of a stage."""
+    from .storage import EvalState
+
+    counts = study.storage.counts(stage)
+    return counts[EvalState.COMPLETE] + counts[EvalState.FAILED]
+
+
+def _timed_evaluation(objective, point):
+    """(value, seconds) of a second evaluation at ``point`` (the first warms up)."""
+    objective(point)
+    t0 = time.perf_counter()
+    value = objective(point)["value"]
+    return value, time.perf_counter() - t0
+
+
+def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=1,
+               progress=True, out=None, description=None, add_drives=0):
+    """Fit with a recipe within a wall-time budget (or resume such a fit).
+
+    Parameters
+    ----------
+    setup : hnnfit.config.FitSetup
+        The network, target, space, objective and solver seed
+        (:func:`hnnfit.config.build_fit`); the search is a staged fit of
+        its space, with the Bayesian solver.
+    path : str | pathlib.Path
+        The search's study file; the other phases' files go beside it
+        (``<stem>_polish.sqlite``, ``<stem>_refine.sqlite``). An existing
+        one is resumed.
+    recipe : str
+        A name in :data:`RECIPES`.
+    time_budget : str | float
+        Wall time of the whole recipe, e.g. ``'45m'`` (see
+        :func:`parse_duration`; a number is seconds).
+    n_jobs : int
+        Evaluations run at once.
+    progress : bool
+        Print progress lines to stderr.
+    out : callable | None
+        Called with each line of the phase headers and of the final report
+        (default: ``print``).
+    description : str | None
+        Stored in the search study.
+    add_drives : {0, 1}
+        1: after the search, look for an evoked drive the model lacks (see
+        :mod:`hnnfit.fit.structure`): each candidate is fitted
+        and judged against the model without it on unseen trials, and kept
+        only if it lowers the expected score by more than twice the noise of
+        that comparison. The phases after the search then work on the model
+        kept. 0 (default): the network's drives only.
+
+    Returns
+    -------
+    RecipeReport
+    """
+    from ..exceptions import StudyError
+    from .study import Study
+
+    started = time.monotonic()
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    check_type(recipe, Recipe, "recipe")
+    add_drives = check_int(add_drives, "add_drives", low=0)
+    if add_drives > 1:
+        raise ValueError(f"add_drives must be 0 or 1 (one structure search, which keeps "
+                         f"at most one new drive), got {add_drives}")
+    if add_drives:
+        recipe = with_structure_search(recipe)
+    total = parse_duration(time_budget)
+    n_jobs = check_int(n_jobs, "n_jobs", low=1)
+    out = print if out is None else out
+    path = Path(path)
+    fine_dt = float(setup.objective.get("dt", 0.025))
+    objective = dict(setup.objective)
+    if recipe.search_dt is not None and fine_dt < recipe.search_dt:
+        objective["dt"] = recipe.search_dt
+    kwargs = setup.study_kwargs(staged=True)
+    kwargs.update(objective=objective, solver="bayesian")
+    study = Study.create(path, **kwargs, description=description, exist_ok=True)
+    studies = [study]
+    try:
+        record = _Record(study.storage, recipe, total, n_jobs)
+        clock = _Clock(record, recipe.phases[0].name, started)
+        data = record.data
+        if "eval_seconds" not in data:
+            # the cost of one evaluation, measured, sets the search's budget
+            value, seconds = _timed_evaluation(study.objective,
+                                               study.space.clip(study.x0))
+            data.update(start_value=value, eval_seconds=seconds,
+                        search_trials=study.objective.n_trials,
+                        search_dt=study.objective.dt)
+            record.save()
+        # the check's trials, at the fit's own step, are set aside first
+        trial_s = data["eval_seconds"] / data["search_trials"] * data["search_dt"] / fine_dt
+        if "check_trials" not in data:
+            fits = int(0.1 * total / trial_s * n_jobs) // 3 * 3
+            data["check_trials"] = min(recipe.check_trials, max(6, fits))
+            record.save()
+        reserve = math.ceil(data["check_trials"] / n_jobs) * trial_s
+        point, last = None, study
+        phases = []
+        for phase in recipe.phases:
+            clock.tick()
+            clock.phase = phase.name
+            allotted = split_time(total, recipe.phases, record.elapsed(), reserve)
+            runner = {"search": _search, "structure": _structure, "polish": _polish,
+                      "refine": _refine}.get(phase.name)
+            if runner is None:
+                raise ValueError(f"phase must be 'search', 'structure', 'polish' or "
+                                 f"'refine', got {phase.name!r}")
+            if phase.name == "search":
+                ran, point = _search(study, clock, phase, allotted.get(phase.name),
+                                     n_jobs, progress, out)
+            elif phase.name == "structure":
+                ran, point = _structure(study, last, point, path, clock,
+                                        allotted.get(phase.name), n_jobs, progress, out,
+                                        setup.solver.seed, studies)
+            else:
+                ran, point = runner(last, point, path, clock, phase, objective,
+                                    allotted.get(phase.name), n_jobs, progress, out,
+                                    setup.solver.seed, full=study.space)
+                studies.append(ran)
+            p = record.phase(phase.name)
+            if p.get("interrupted"):
+                raise KeyboardInterrupt
+            if ran.n_complete:
+                last = ran     # the study whose point the next phase starts from
+            elif phase.name == "search":
+                raise StudyError(f"the search of {str(path)!r} completed no evaluation; "
+                                 f"see 'hnnfit show {path}'")
+            phases.append({"name": phase.name, "study": str(ran.path),
+                           "n_evals": int(ran.n_complete + ran.n_failed),
+                           "seconds": p["seconds"], "best_value": _best(ran)})
+        report = RecipeReport(recipe=recipe.name, time_budget=total, phases=phases,
+                              params=dict(point), start_value=data.get("start_value"),
+                              hypotheses=record.phase("structure").get("hypotheses", [])
+                              if add_drives else [])
+        clock.tick()
+        _check(last, point, report, record, recipe, fine_dt, n_jobs, out)
+        report.params_file = _export(last, point, path.with_name(f"{path.stem}_best.json"),
+                                     out)
+        for line in report.lines():
+            out(line)
+        return report
+    finally:
+        for st in studies:
+            st.close()
+
+
+def _best(study):
+    from ..exceptions import StudyError
+
+    if study.n_complete == 0:
+        return None
+    try:
+        return float(study.best_value)
+    except StudyError:      # a staged study without a final stage row
+        return None
+
+
+def _search(study, clock, phase, allotted, n_jobs, progress, out):
+    """The staged Bayesian search within its time.
+
+    Its evaluation budget comes from the measured cost of one evaluation
+    and is split among the stages as a staged fit splits it; each stage
+    also gets the phase's time left in proportion to its budget among the
+    stages still to run, and a stage past its time is closed where it is
+    (its budget shortened to what it ran, so a resumed search agrees).
+    """
+    from .staging import FINAL, split_budget
+
+    record = clock.record
+    p = record.phase("search")
+    if not p["done"]:
+        names = [st.name for st in study.stages]
+        if "stage_evals" not in p:
+            per_eval = record.data["eval_seconds"] / n_jobs
+            n = int(allotted / per_eval)
+            n = max(2 * len(names), min(n, 10 * len(study.space) + 20))
+            p["stage_evals"] = dict(split_budget(n, study.stages))
+            record.save()
+        out(f"search: staged Bayesian fit of {len(study.space)} parameters in "
+            f"{len(names)} stages, at most {sum(p['stage_evals'].values())} evaluations "
+            f"(about {_minutes(allotted - p['seconds'])} of its time left)")
+        while True:
+            budgets = p["stage_evals"]
+            if all(_used(study, n) >= budgets[n] for n in names):
+                break
+            summary = study.optimize(sum(budgets.values()), n_jobs=n_jobs,
+                                     progress=progress,
+                                     callback=clock.per_stage(study, budgets, allotted),
+                                     stage_evals=budgets)
+            clock.tick()
+            if summary.interrupted:
+                p["interrupted"] = True
+                return study, None
+            if not summary.stopped:
+                break
+            # the stage ran out of its time: it ends with what it has
+            stopped = next(n for n in names if _used(study, n) < budgets[n])
+            budgets[stopped] = _used(study, stopped)
+            record.save()
+        p["done"] = True
+        record.save()
+    if study.storage.best(FINAL) is None:
+        return study, study.space.clip(study.x0)
+    return study, study.stage_point()
+
+
+def _timed_run(study, clock, phase_record, allotted, step, n_jobs, progress, record,
+               eval_s):
+    """Run ``study`` until its phase has used ``allotted`` seconds (or its solver stops).
+
+    No batch of ``step`` evaluations starts that the pace so far says would
+    end past the phase's time. The study's recorded budget is then what it
+    ran, so that ``hnnfit resume`` on it has nothing left to do.
+    """
+    pace = {"t": None, "rows": 0, "per_row": phase_record.get("row_seconds")}
+
+    def callback(row):
+        seconds = clock.tick()
+        now = time.monotonic()
+        if pace["t"] is not None:
+            pace["rows"] += 1
+            pace["per_row"] = (now - pace["t"]) / pace["rows"]
+            phase_record["row_seconds"] = pace["per_row"]
+        else:
+            pace["t"] = now
+        ahead = (pace["per_row"] or 0.0) * step
+        return seconds + ahead >= allotted
+
+    done = study.n_complete + study.n_failed
+    left = allotted - phase_record["seconds"]
+    if left - (pace["per_row"] or 0.0) * step > 0:
+        # a cap of twice what the time allows at the estimated pace
+        # (``eval_s`` per evaluation): the callback ends the run
+        cap = step * math.ceil(2 * left * n_jobs / eval_s / step + 1)
+        summary = study.optimize(done + cap, n_jobs=n_jobs, progress=progress,
+                                 callback=callback)
+        clock.tick()
+        if summary.interrupted:
+            phase_record["interrupted"] = True
+            record.save()
+            return
+    study.storage.record_budget(max(1, study.n_complete + study.n_failed), n_jobs, {})
+    phase_record["done"] = True
+    record.save()
+
+
+def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progress, out,
+            seed, full):
+    """CMA-ES on new trials each generation; keeps its averaged mean."""
+    record = clock.record
+    p = record.phase("polish")
+    if point is None:
+        return base, point
+    seeds = list(range(POLISH_SEED0, POLISH_SEED0 + phase.n_trials))
+    settings = {"seeds": seeds, "n_trials": len(seeds), "group_size": 3, "resample": True}
+    if "dt" in objective:
+        settings["dt"] = objective["dt"]
+    ppath = path.with_name(f"{path.stem}_polish.sqlite")
+    polish = base.create_polish(ppath, objective=settings, solver="cma",
+                                solver_options=dict(phase.options), seed=seed,
+                                start={n: point[n] for n in base.space.names},
+                                exist_ok=True, overrides=_widen(base, full),
+                                description=f"recipe polish of {path.name}")
+    if not p["done"]:
+        gen = polish.make_solver().generation_size
+        out(f"polish: CMA-ES, {gen} points per generation on {len(seeds)} new trials "
+            f"each, about {_minutes(allotted - p['seconds'])}")
+        _timed_run(polish, clock, p, allotted, gen, n_jobs, progress, record,
+                   _eval_seconds(record, polish))
+        if p.get("interrupted"):
+            return polish, None
+    if polish.n_complete == 0:
+        return polish, point     # no time was left for it
+    solver = polish.replay_solver()
+    if len(solver.means) >= 2:
+        kept = polish.space.clip(solver.averaged_mean(solver.averaging_window()))
+    else:
+        kept = dict(polish.best_params)
+    return polish, {**point, **kept}
+
+
+def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progress, out,
+            seed, full):
+    """A pattern search on fixed trials from the point kept so far."""
+    record = clock.record
+    p = record.phase("refine")
+    if point is None:
+        return base, point
+    seeds = list(range(REFINE_SEED0, REFINE_SEED0 + phase.n_trials))
+    settings = {"seeds": seeds, "n_trials": len(seeds), "group_size": 3,
+                "resample": False}
+    if "dt" in objective:
+        settings["dt"] = objective["dt"]
+    rpath = path.with_name(f"{path.stem}_refine.sqlite")
+    refine = base.create_polish(rpath, objective=settings, solver="pattern",
+                                solver_options=dict(phase.options), seed=seed,
+                                overrides=_widen(base, full),
+                                start={n: point[n] for n in base.space.names},
+                                exist_ok=True, description=f"recipe refine of {path.name}")
+    if not p["done"]:
+        out(f"refine: pattern search on {len(seeds)} fixed trials, about "
+            f"{_minutes(allotted - p['seconds'])}")
+        _timed_run(refine, clock, p, allotted, n_jobs, n_jobs, progress, record,
+                   _eval_seconds(record, refine))
+        if p.get("interrupted"):
+            return refine, None
+    if refine.n_complete == 0:
+        return refine, point
+    return refine, {**point, **refine.best_params}
+
+
+def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out, seed,
+               studies):
+    """Look for evoked drives the model lacks; fit and judge each candidate.
+
+    Returns the study whose point the next phase starts from (a candidate's
+    if one is kept) and that point.
+    """
+    from ..network import add_evoked_drives
+    from .objective import objective_kwargs
+    from .structure import compare_models, gain_and_noise, propose_drives, residual_features
+    from .study import Study
+
+    record = clock.record
+    p = record.phase("structure")
+    if point is None or p.get("done"):
+        if p.get("kept"):
+            kept = Study.load(p["kept"]["study"])
+            studies.append(kept)
+            return kept, {**point, **p["kept"]["params"]}
+        return base, point
+    data = record.data
+    per_trial = data["eval_seconds"] / data["search_trials"]
+    # the comparison's trials: at most a fifth of the phase's time, 9 to 30
+    if "n_trials" not in p:
+        fits = int(0.2 * allotted / per_trial * n_jobs / (2 * 2 + 1)) // 3 * 3
+        p["n_trials"] = min(30, max(9, fits))
+        record.save()
+    seeds = list(range(STRUCTURE_SEED0, STRUCTURE_SEED0 + p["n_trials"]))
+    target = search.target
+    tstop = float(target.times[-1])
+    params = {n: point[n] for n in base.space.names}
+    base_net = base.space.apply(base.net, params)
+    budget = base.objective.error_budget(params, seeds, k=3, n_jobs=n_jobs)
+    trials = {"": budget["trials"]}
+    features = residual_features(target.times, target.values, budget, k=3)
+    candidates = propose_drives(base_net, features, tstop, max_features=2)
+    out(f"structure: {len(features)} part(s) of the waveform miss the target beyond "
+        f"trial noise; {len(candidates)} candidate drive(s), about "
+        f"{_minutes(allotted - p['seconds'])}")
+    fitted = []
+    for i, cand in enumerate(candidates):
+        spec = cand["spec"]
+        name = spec["name"]
+        net = base_net.copy()
+        add_evoked_drives(net, [dict(spec)], what="candidate drive")
+        lo, hi = cand["mu_range"]
+        space = candidate_space(net, name, (lo, hi), tstop)
+        cpath = path.with_name(f"{path.stem}_{name}.sqlite")
+        study = Study.create(cpath, net, target, space,
+                             objective=objective_kwargs(base.objective), solver="bayesian",
+                             seed=seed, description=f"recipe candidate: {cand['reason']}",
+                             exist_ok=True)
+        studies.append(study)
+        c = p.setdefault("candidates", {}).setdefault(name, {"done": False})
+        if not c["done"]:
+            out(f"  candidate {name}: {cand['reason']}")
+            left = allotted - p["seconds"] - (len(candidates) + 1 - i) * _cmp_seconds(
+                p["n_trials"], per_trial, n_jobs)
+            limit = p["seconds"] + max(0.0, left) / (len(candidates) - i)
+            summary = study.optimize(max(len(space) + 3, 10 * len(space)), n_jobs=n_jobs,
+                                     progress=progress, callback=clock.until(limit))
+            clock.tick()
+            if summary.interrupted:
+                p["interrupted"] = True
+                record.save()
+                return base, None
+            c["done"] = True
+            record.save()
+        if study.n_complete:
+            best = dict(study.best_params)
+            trials[name] = study.objective.error_budget(best, seeds, k=3,
+                                                        n_jobs=n_jobs)["trials"]
+            fitted.append((cand, study, best))
+            clock.tick()
+    scores = compare_models(trials, target.values, k=3)
+    hypotheses = [{"name": None, "location": None, "mu": None, "reason": "the model as fitted",
+                   "expected": scores[""]["expected"], "gain": 0.0, "noise": 0.0,
+                   "kept": False}]
+    winner = None
+    for cand, study, best in fitted:
+        name = cand["spec"]["name"]
+        gain, noise = gain_and_noise(scores, "", name)
+        hypotheses.append({"name": name, "location": cand["spec"]["location"],
+                           "mu": best[f"{name}.mu"], "reason": cand["reason"],
+                           "expected": scores[name]["expected"], "gain": gain,
+                           "noise": noise, "kept": False})
+        worth = gain > 2 * noise and gain > MIN_GAIN * scores[""]["expected"]
+        if worth and (winner is None or gain > winner[0]):
+            winner = (gain, len(hypotheses) - 1, study, best)
+    if winner is not None:
+        hypotheses[winner[1]]["kept"] = True
+        p["kept"] = {"study": str(winner[2].path), "params": winner[3]}
+    else:
+        hypotheses[0]["kept"] = True
+    p["hypotheses"] = hypotheses
+    p["done"] = True
+    record.save()
+    if winner is None:
+        return base, point
+    return winner[2], {**point, **winner[3]}
+
+
+def candidate_space(net, name, mu_range, tstop):
+    """The parameters of a candidate drive fitted by a structure search.
+
+    Its timing (within ``mu_range``, ms), its spread and its AMPA weights
+    onto the pyramidal cells, which make the dipole: few enough to fit in a
+    share of a budget. Its other weights keep their template values until
+    a polish fits every parameter.
+    """
+    from .space import evoked_space
+
+    space = evoked_space(net, drives=[name], tstop=tstop,
+                         overrides={f"{name}.mu": tuple(mu_range)})
+    keep = [n for n in space.names
+            if n in (f"{name}.mu", f"{name}.sigma")
+            or n.startswith(f"{name}.ampa.") and n.endswith("_pyramidal")]
+    return space.subset(keep)
+
+
+def _cmp_seconds(n_trials, per_trial, n_jobs):
+    """Seconds to simulate one model's comparison trials."""
+    return math.ceil(n_trials / n_jobs) * per_trial
+
+
+def _widen(base, full):
+    """The search's parameters ``base`` does not fit (a polish adds them back).
+
+    After a structure search, the study kept fits the new drive alone; its
+    polish covers every parameter again, the new drive's and the search's.
+    """
+    return {p.name: p for p in full.parameters if p.name not in base.space} or None
+
+
+def _check(last, point, report, record, recipe, fine_dt, n_jobs, out):
+    """Score the point on held-out trials at the fit's own step; fill ``report``."""
+    from . import assess
+
+    data = record.data
+    check = data.get("check")
+    seeds = list(range(CHECK_SEED0, CHECK_SEED0 + data["check_trials"]))
+    if check is None or check["params"] != _jsonable(point) or check["seeds"] != seeds:
+        out(f"check: the point on {len(seeds)} held-out trials at dt {fine_dt:g} ms")
+        t0 = time.monotonic()
+        params = {n: point[n] for n in last.space.names}
+        budget = assess.error_budget(last, seeds, params=params, k=3, n_jobs=n_jobs,
+                                     dt=fine_dt)
+        # the disjoint averages of k consecutive held-out trials: the first is
+        # the held-out score, all of them its spread
+        trials, k = budget["trials"], int(budget["k"])
+        groups = [float(np.sqrt(np.mean((trials[i:i + k].mean(axis=0)
+                                         - last.target.values) ** 2)))
+                  for i in range(0, len(trials) - k + 1, k)]
+        check = {"params": _jsonable(point), "seeds": seeds, "group_rmse": groups,
+                 "expected": float(budget["expected"]), "bias2": float(budget["bias2"]),
+                 "var": float(budget["var"]), "k": int(budget["k"]),
+                 "seconds": time.monotonic() - t0}
+        data["check"] = check
+        record.save()
+    report.group_rmse = check["group_rmse"]
+    report.held_out = check["group_rmse"][0] if check["group_rmse"] else None
+    report.expected, report.bias2, report.var = check["expected"], check["bias2"], check["var"]
+    report.k, report.check_seeds = check["k"], check["seeds"]
+    report.check_seconds = check["seconds"]
+
+
+def _export(study, point, path, out):
+    """Write the point kept as a parameter file; its path, or None if it cannot be."""
+    from ..exceptions import HnnfitError
+
+    try:
+        study.export(path, params={n: point[n] for n in study.space.names})
+    except HnnfitError as err:
+        out(f"the point kept cannot be written as a parameter file: {err}")
+        return None
+    return str(path)
+
+
+def _jsonable(point):
+    return {str(k): float(v) for k, v in sorted(point.items())}
+
+
+def recipe_record(storage):
+    """The recipe record of a search study (dict), or None for another study."""
+    raw = storage.get_metadata(RECIPE_KEY)
+    return None if raw is None else json.loads(raw)
