@@ -479,16 +479,9 @@ def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     p = record.phase("polish")
     if point is None:
         return base, point
-    seeds = list(range(POLISH_SEED0, POLISH_SEED0 + phase.n_trials))
-    settings = {"seeds": seeds, "n_trials": len(seeds), "group_size": 3, "resample": True}
-    if "dt" in objective:
-        settings["dt"] = objective["dt"]
-    ppath = path.with_name(f"{path.stem}_polish.sqlite")
-    polish = base.create_polish(ppath, objective=settings, solver="cma",
-                                solver_options=dict(phase.options), seed=seed,
-                                start={n: point[n] for n in base.space.names},
-                                exist_ok=True, overrides=_widen(base, full),
-                                description=f"recipe polish of {path.name}")
+    polish = _local_study(base, point, path, phase, objective, seed, full, "polish", "cma",
+                          POLISH_SEED0, resample=True)
+    seeds = polish.objective.seeds
     if not p["done"]:
         gen = polish.make_solver().generation_size
         out(f"polish: CMA-ES, {gen} points per generation on {len(seeds)} new trials "
@@ -507,6 +500,23 @@ def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     return polish, {**point, **kept}
 
 
+def _local_study(base, point, path, phase, objective, seed, full, suffix, solver, seed0,
+                 resample):
+    """The study of a polish or refinement from ``point``: ``phase.n_trials``
+    trials from ``seed0``, averaged in groups of 3, at the search's step."""
+    seeds = list(range(seed0, seed0 + phase.n_trials))
+    settings = {"seeds": seeds, "n_trials": len(seeds), "group_size": 3,
+                "resample": resample}
+    if "dt" in objective:
+        settings["dt"] = objective["dt"]
+    return base.create_polish(path.with_name(f"{path.stem}_{suffix}.sqlite"),
+                              objective=settings, solver=solver,
+                              solver_options=dict(phase.options), seed=seed,
+                              start={n: point[n] for n in base.space.names},
+                              exist_ok=True, overrides=_widen(base, full),
+                              description=f"recipe {suffix} of {path.name}")
+
+
 def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progress, out,
             seed, full):
     """A pattern search on fixed trials from the point kept so far."""
@@ -514,17 +524,9 @@ def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     p = record.phase("refine")
     if point is None:
         return base, point
-    seeds = list(range(REFINE_SEED0, REFINE_SEED0 + phase.n_trials))
-    settings = {"seeds": seeds, "n_trials": len(seeds), "group_size": 3,
-                "resample": False}
-    if "dt" in objective:
-        settings["dt"] = objective["dt"]
-    rpath = path.with_name(f"{path.stem}_refine.sqlite")
-    refine = base.create_polish(rpath, objective=settings, solver="pattern",
-                                solver_options=dict(phase.options), seed=seed,
-                                overrides=_widen(base, full),
-                                start={n: point[n] for n in base.space.names},
-                                exist_ok=True, description=f"recipe refine of {path.name}")
+    refine = _local_study(base, point, path, phase, objective, seed, full, "refine",
+                          "pattern", REFINE_SEED0, resample=False)
+    seeds = refine.objective.seeds
     if not p["done"]:
         out(f"refine: pattern search on {len(seeds)} fixed trials, about "
             f"{_minutes(allotted - p['seconds'])}")
