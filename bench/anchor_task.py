@@ -172,11 +172,22 @@ def summarize(study, solver, seed, wall):
             "best_params": study.best_params, "study": str(study.path)}
 
 
-def run_one(solver, seed, args, target, out_dir):
+#: Initial designs of the Bayesian solver that ``--designs`` compares: the
+#: default (the start point and a Latin hypercube), the uniform random design
+#: of earlier versions, and the trust-region variant.
+DESIGNS = {"lhs": {}, "random": {"initial_design": "random", "n_initial_points": 10},
+           "trust": {"trust_region": True}}
+
+
+def run_one(solver, seed, args, target, out_dir, design=None):
     """Run (or, with ``--report``, re-read) one study and print its JSON line."""
     from hnnfit.fit import Study
 
-    path = out_dir / f"anchor_{solver}_seed{seed}.sqlite"
+    tag = "" if design is None else f"_{design}"
+    path = out_dir / f"anchor_{solver}{tag}_seed{seed}.sqlite"
+    options = args.solver_options.get(solver)
+    if design is not None:
+        options = {**(options or {}), **DESIGNS[design]}
     if args.report:
         if not path.exists():
             print(f"# no study {path}", flush=True)
@@ -187,7 +198,7 @@ def run_one(solver, seed, args, target, out_dir):
             path.unlink()
         study = Study.create(
             path, make_network(args.mesh), target, SPACE, x0=X0, solver=solver, seed=seed,
-            solver_options=args.solver_options.get(solver),
+            solver_options=options,
             objective={"n_trials": 1, "smooth_window": 30.0, "scale": 3000.0,
                        "metric": args.metric,
                        "engine": args.engine},
@@ -196,6 +207,8 @@ def run_one(solver, seed, args, target, out_dir):
         study.optimize(args.n_evals, n_jobs=args.n_jobs, progress=not args.quiet)
         wall = time.perf_counter() - t0
     rec = summarize(study, solver, seed, wall)
+    if design is not None:
+        rec["design"] = design
     study.close()
     print(json.dumps(rec), flush=True)
     return rec
@@ -225,6 +238,13 @@ def main(argv=None):
                         help="JSON object of per-solver options, e.g. "
                              "'{\"bayesian\": {\"n_initial_points\": 5}}' (default: the "
                              "solvers' own defaults)")
+    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS),
+                        help="run the Bayesian seeds once per initial design named and "
+                             "compare them (lhs: the default; random: earlier versions' "
+                             "10 random points; trust: the trust-region variant)")
+    parser.add_argument("--goal", type=float,
+                        help="with --designs: count the seeds whose best within 15 "
+                             "evaluations is at or below this RMSE")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--baseline-python", metavar="PATH",
                         help="also run hnn-core's Optimizer on the same task with this "
@@ -279,16 +299,38 @@ def main(argv=None):
 
     runs = []
     for solver in args.solvers:
-        for seed in (args.seeds if solver == "bayesian" else [0]):
-            rec = run_one(solver, seed, args, target, out_dir)
-            if rec is not None:
-                runs.append(rec)
+        for design in (args.designs or [None]) if solver == "bayesian" else [None]:
+            for seed in (args.seeds if solver == "bayesian" else [0]):
+                rec = run_one(solver, seed, args, target, out_dir, design)
+                if rec is not None:
+                    runs.append(rec)
+    if args.designs:
+        print("\n".join(design_report(runs, args.goal)))
     baseline = []
     if args.baseline_python and not args.report:
         baseline = run_baseline(args, target, out_dir)
     full_task = args.mesh in (None, 10) and args.tmax is None and args.data is None
     print("\n".join(report(runs, baseline, args.n_evals,
                            published=full_task and not baseline)))
+
+
+def design_report(runs, goal=None):
+    """A table of the Bayesian runs by initial design: median and worst early best."""
+    k = EARLY
+    lines = ["", f"| initial design | best in {k} evals, by seed | median | worst |"
+             + (f" seeds <= {goal:g} |" if goal is not None else ""),
+             "| --- | --- | ---: | ---: |" + (" ---: |" if goal is not None else "")]
+    for design in DESIGNS:
+        mine = [r for r in runs if r.get("design") == design]
+        if not mine:
+            continue
+        early = [r["best_early"] for r in mine]
+        row = (f"| {design} | {' / '.join(f'{v:.2f}' for v in early)} | "
+               f"{statistics.median(early):.2f} | {max(early):.2f} |")
+        if goal is not None:
+            row += f" {sum(v <= goal for v in early)} of {len(early)} |"
+        lines.append(row)
+    return lines
 
 
 def _per_eval(rec):
@@ -307,7 +349,9 @@ def report(runs, baseline, n_evals, published=False):
              "evals | evals | wall s | s per eval |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
-        lines.append(f"| hnnfit {r['solver']}, seed {r['seed']} | {r['start_rmse']:.2f} | "
+        design = f" ({r['design']})" if r.get("design") else ""
+        lines.append(f"| hnnfit {r['solver']}{design}, seed {r['seed']} | "
+                     f"{r['start_rmse']:.2f} | "
                      f"{r['best_early']:.2f} | {r['best']:.2f} | {r['n_evals']} | "
                      f"{r['wall_s']:.0f} | {_per_eval(r):.2f} |")
     bayes = [r for r in runs if r["solver"] == "bayesian"]

@@ -114,3 +114,31 @@ def _target():
     from hnnfit.fit.targets import read_target
 
     return read_target([[float(t), 1.0] for t in range(6)])
+
+
+def test_design_report_compares_the_designs_by_seed(anchor):
+    runs = [{"design": "lhs", "best_early": v} for v in (14.4, 14.9, 14.3)]
+    runs += [{"design": "random", "best_early": v} for v in (15.4, 14.3, 14.5)]
+    lines = anchor.design_report(runs, goal=14.61)
+    rows = {row[0]: row for row in (_cells(line) for line in lines if line.startswith("| l")
+                                    or line.startswith("| r"))}
+    assert rows["lhs"][1:] == ["14.40 / 14.90 / 14.30", "14.40", "14.90", "2 of 3"]
+    assert rows["random"][1:] == ["15.40 / 14.30 / 14.50", "14.50", "15.40", "2 of 3"]
+
+
+def test_designs_run_the_bayesian_seeds_once_per_design(anchor, tmp_path, capsys):
+    from hnnfit.fit import Study
+
+    anchor.main(["--mesh", "3", "--tmax", "130", "--n-evals", "2", "--seeds", "0",
+                 "--solvers", "bayesian", "--designs", "lhs", "random", "--quiet",
+                 "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    recs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [r["design"] for r in recs] == ["lhs", "random"]
+    designs = []
+    for r in recs:
+        with Study.load(r["study"], readonly=True) as study:
+            designs.append(study.solver_settings["options"]["initial_design"])
+    assert designs == ["lhs", "random"]
+    assert [row[0] for row in _rows(text, "| lhs") + _rows(text, "| random")] == [
+        "lhs", "random"]

@@ -214,6 +214,7 @@ class _Clock:
                 state["limit"] = seconds + left * todo.get(stage, 1) / sum(todo.values())
             return seconds >= state["limit"]
 
+        callback.state = state     # the stage of the last row: where a stop came
         return callback
 
 
@@ -411,9 +412,9 @@ def _search(study, clock, phase, allotted, n_jobs, progress, out):
             budgets = p["stage_evals"]
             if all(_used(study, n) >= budgets[n] for n in names):
                 break
+            callback = clock.per_stage(study, budgets, allotted)
             summary = study.optimize(sum(budgets.values()), n_jobs=n_jobs,
-                                     progress=progress,
-                                     callback=clock.per_stage(study, budgets, allotted),
+                                     progress=progress, callback=callback,
                                      stage_evals=budgets)
             clock.tick()
             if summary.interrupted:
@@ -421,9 +422,10 @@ def _search(study, clock, phase, allotted, n_jobs, progress, out):
                 return study, None
             if not summary.stopped:
                 break
-            # the stage ran out of its time: it ends with what it has
-            stopped = next(n for n in names if _used(study, n) < budgets[n])
-            budgets[stopped] = _used(study, stopped)
+            # the stage ran out of its time: it ends with what it has (a stop
+            # on its last evaluation leaves its budget as it was)
+            stopped = callback.state["stage"]
+            budgets[stopped] = max(1, _used(study, stopped))
             record.save()
         p["done"] = True
         record.save()
