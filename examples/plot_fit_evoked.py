@@ -53,14 +53,19 @@ print(target)
 # The study: the parameter space (both means, in ms), the objective (RMSE
 # of the 30 ms-smoothed dipole scaled by 3000 against the target, on trial
 # seed 0) and the solver. Every evaluation goes to the study file; calling
-# ``optimize`` again on the same file resumes instead of starting over.
+# ``optimize`` again on the same file resumes instead of starting over. On
+# a one-trial target the objective is rugged: twelve evaluations find the
+# true basin on some solver streams, not all, so the example names the one
+# it was written with (seed 0, six random initial points; the default
+# initial design is a Latin hypercube, see the benchmarks page).
 workdir = Path(tempfile.mkdtemp())
 study = Study.create(
     workdir / "two_drives.sqlite", net, target,
     space=[("evprox1.mu", 20.0, 36.0), ("evdist1.mu", 50.0, 72.0)],
     objective={"n_trials": 1, "seeds": [0], "smooth_window": 30.0,
                "scale": 3000.0},
-    solver="bayesian", solver_options={"n_initial_points": 6}, seed=0)
+    solver="bayesian", solver_options={"n_initial_points": 6, "initial_design": "random"},
+    seed=0)
 study.optimize(n_evals=12, n_jobs=1, progress=False)
 print(f"start: {study.x0}")
 print(f"best:  {study.best_params} (RMSE {study.best_value:.2f} nAm)")
