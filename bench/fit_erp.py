@@ -182,22 +182,13 @@ def run_baseline(python, script, payload):
     ``payload`` (a JSON-able dict) is written to a temporary file the child
     reads. A failed child raises RuntimeError with the end of its stderr.
     """
-    import subprocess
+    from child_process import check_interpreter, run_json_child
 
-    if not os.path.isfile(python):
-        raise SystemExit(f"--baseline-python must be an interpreter, got {python!r} "
-                         f"(no such file)")
+    check_interpreter(python)
     with tempfile.TemporaryDirectory(prefix="baseline_") as tmp:
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps(payload))
-        cmd = [python, str(script), "--baseline-child", str(job)]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the baseline run failed ({' '.join(cmd)}):\n"
-                           f"{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+        return run_json_child([python, script, "--baseline-child", job])
 
 
 def write_target(target, path):

@@ -37,7 +37,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -113,13 +112,10 @@ def _child_baseline(spec_path):
 
 
 def _run_baseline(python, spec_path):
-    cmd = [python, os.path.abspath(__file__), "--child-spec", spec_path]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the baseline run failed ({' '.join(cmd)}):\n"
-                           f"{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    from child_process import check_interpreter, run_json_child
+
+    check_interpreter(python)
+    return run_json_child([python, os.path.abspath(__file__), "--child-spec", spec_path])
 
 
 # -- hnnfit, in this process ----------------------------------------------------

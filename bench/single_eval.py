@@ -46,7 +46,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -149,13 +148,11 @@ def _child_reference(mesh, tstop, point):
 
 
 def _run_child(python, mode, mesh, tstop, point):
-    cmd = [python, os.path.abspath(__file__), "--child", mode, "--mesh", str(mesh),
-           "--tstop", str(tstop), "--point", json.dumps(point)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{mode} run failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    from child_process import run_json_child
+
+    return run_json_child([python, os.path.abspath(__file__), "--child", mode, "--mesh",
+                           mesh, "--tstop", tstop, "--point", json.dumps(point)],
+                          what=f"{mode} run")
 
 
 # -- warm evaluations in this process --------------------------------------------

@@ -1,23 +1,12 @@
 """bench/anchor_task.py: a tiny run of the anchor task, its table and verdicts."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "anchor_task.py"
-
 
 @pytest.fixture(scope="module")
-def anchor():
-    # the script imports its sibling fit_erp.py for the baseline
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_anchor_task", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH.parent))
+def anchor(load_bench):
+    return load_bench("anchor_task")
 
 
 def _cells(line):

@@ -6,7 +6,6 @@ mechanics cheaply.
 """
 import difflib
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,16 +14,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench" / "broken_builds.py"
 
 
 @pytest.fixture(scope="module")
-def bb():
-    spec = importlib.util.spec_from_file_location("bench_broken_builds", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def bb(load_bench):
+    return load_bench("broken_builds")
 
 
 def _digest(path):

@@ -1,5 +1,4 @@
 """bench/coreneuron_memory.py: its slope, its input checks, and one tiny run."""
-import importlib.util
 import json
 import os
 import re
@@ -18,11 +17,8 @@ SCRIPT = ROOT / "bench" / "coreneuron_memory.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_coreneuron_memory", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("coreneuron_memory")
 
 
 def _run(*args):

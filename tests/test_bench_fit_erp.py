@@ -1,5 +1,4 @@
 """bench/fit_erp.py: its configurations build, and it runs one end to end."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,11 +11,8 @@ CONFIGS = BENCH.parent / "configs"
 
 
 @pytest.fixture(scope="module")
-def fit_erp():
-    spec = importlib.util.spec_from_file_location("bench_fit_erp", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def fit_erp(load_bench):
+    return load_bench("fit_erp")
 
 
 @pytest.fixture

@@ -1,19 +1,12 @@
 """bench/fit_throughput.py: throughput counts completed evaluations only."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "fit_throughput.py"
-
 
 @pytest.fixture(scope="module")
-def throughput():
-    spec = importlib.util.spec_from_file_location("bench_fit_throughput", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def throughput(load_bench):
+    return load_bench("fit_throughput")
 
 
 def _run(module, capsys, *extra):

@@ -3,20 +3,13 @@
 The script's end-to-end run (a few kills of each kind, nothing lost) is
 ``tests/test_reliability.py::test_kill_resume_bench_quick``.
 """
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "kill_resume.py"
-
 
 @pytest.fixture(scope="module")
-def kill_resume():
-    spec = importlib.util.spec_from_file_location("bench_kill_resume", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def kill_resume(load_bench):
+    return load_bench("kill_resume")
 
 
 def test_a_study_killed_before_its_tables_has_no_rows(kill_resume, tmp_path):

@@ -1,23 +1,17 @@
 """bench/optimizer_compare.py on a tiny setting (hnnfit's Optimizer only)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hnnfit import jones_2009_model, simulate_dipole
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "optimizer_compare.py"
 TSTOP = 25.0
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_optimizer_compare", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("optimizer_compare")
 
 
 def _dipole(bench, mu, sigma):

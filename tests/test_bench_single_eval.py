@@ -1,22 +1,15 @@
 """bench/single_eval.py: a tiny run's measurements, tables and dipole comparison."""
 import copy
-import importlib.util
 import json
 import math
 import statistics
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "single_eval.py"
-
 
 @pytest.fixture(scope="module")
-def single_eval():
-    spec = importlib.util.spec_from_file_location("bench_single_eval", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def single_eval(load_bench):
+    return load_bench("single_eval")
 
 
 def _cells(text, first):

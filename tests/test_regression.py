@@ -27,17 +27,12 @@ cell type are identical in every trial (tolerance: exact), and the drive
 cells fire at exactly the reference's event times (tolerance 1e-9 ms).
 """
 import contextlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hnnfit import CellResponse
 from hnnfit.dipole import Dipole
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "regression_table.py"
 
 #: largest accepted relative RMS difference per case and dipole layer
 _ERP_TOL = {"agg": 2e-3, "L2": 1e-8, "L5": 2e-3}
@@ -48,12 +43,8 @@ EVENT_TOL = 1e-9   # ms
 
 
 @pytest.fixture(scope="module")
-def table():
-    spec = importlib.util.spec_from_file_location("bench_regression_table", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def table(load_bench):
+    return load_bench("regression_table")
 
 
 @pytest.fixture(scope="module", params=list(DIPOLE_TOL))
