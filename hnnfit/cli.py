@@ -6,7 +6,7 @@
     hnnfit fit [CONFIG.toml] [--study PATH] [--n-evals N] [--n-jobs N] [--staged]
                [--recipe NAME] [--time DURATION]
     hnnfit fit RECORDING --params FILE [--time DURATION] [--recipe NAME]
-               [--add-drives auto]
+               [--add-drives auto|none|N]
     hnnfit resume STUDY [--n-evals N] [--n-jobs N]
     hnnfit list [FOLDER] [--width N] [--json]
     hnnfit show STUDY [--last N] [--generations N] [--json]
@@ -273,7 +273,7 @@ def _cmd_fit(args):
 def _recipe_fit(args, config, config_path, write):
     """``hnnfit fit`` with a recipe: a configuration's, or the command line's."""
     from .fit.recipe_runner import run_recipe
-    from .fit.recipes import DEFAULT_RECIPE, get_recipe, parse_duration
+    from .fit.recipes import DEFAULT_RECIPE, get_recipe, new_drive_limit, parse_duration
 
     run = config.run
     if args.n_evals is not None or args.staged:
@@ -282,26 +282,34 @@ def _recipe_fit(args, config, config_path, write):
     recipe = get_recipe(args.recipe or run.recipe or DEFAULT_RECIPE)
     budget = args.time or run.time or DEFAULT_TIME
     parse_duration(budget)
+    add = args.add_drives or run.add_drives or "none"
+    try:
+        n_new = new_drive_limit(add)
+    except ValueError as err:
+        raise UsageError(str(err).replace("add_drives", "--add-drives", 1)
+                         if args.add_drives else str(err)) from None
     n_jobs = run.n_jobs if args.n_jobs is None else args.n_jobs
     study_path = Path(args.study) if args.study is not None else config.study_path()
     setup = build_fit(config)
     if not study_path.parent.is_dir():
         study_path.parent.mkdir(parents=True)
-    add = args.add_drives or run.add_drives or "none"
     if write:
         # the fit can be repeated, or resumed, from this file
         config.run.recipe, config.run.time, config.run.n_jobs = recipe.name, budget, n_jobs
-        config.run.add_drives = add
+        config.run.add_drives = add if add in ("auto", "none") else n_new
         write_config(config, config_path)
     print(f"{'resuming' if study_path.exists() else 'starting'} recipe {recipe.name!r} "
           f"({recipe.summary}) within {budget}, {n_jobs} job(s), into {study_path}")
+    if n_new:
+        print(f"after the search, a structure search adds up to {n_new} evoked "
+              f"drive(s) the model lacks, one per round")
     if write:
         print(f"its configuration: {config_path} (run 'hnnfit fit {config_path}' to "
               f"repeat or continue it)")
     try:
         run_recipe(setup, study_path, recipe.name, budget, n_jobs=n_jobs,
                    progress=True, description=f"hnnfit fit {config_path}",
-                   add_drives=int(add == "auto"))
+                   add_drives=n_new)
     except KeyboardInterrupt:
         again = f"{PROG} fit {config_path}"
         print(f"\n{PROG}: interrupted; the evaluations that finished are recorded. "
@@ -892,11 +900,12 @@ def make_parser():
                    "hnnfit.fit.recipes); default with --time: erp")
     p.add_argument("--time", help="wall-time budget of a recipe fit, e.g. 45m, 1h30m "
                    f"(default {DEFAULT_TIME} for a recording)")
-    p.add_argument("--add-drives", choices=("auto", "none"),
+    p.add_argument("--add-drives", metavar="auto|none|N",
                    help="with a recipe: 'auto' also looks for an evoked drive the model "
                    "lacks (where its residual exceeds trial noise), fits candidates and "
                    "keeps one only if it lowers the expected score on unseen trials by "
-                   "more than that comparison's noise")
+                   "more than that comparison's noise; a number N (up to 3) allows up "
+                   "to N drives, one per round")
     p.add_argument("--study", help="study file (default: [run] study, else "
                    "studies/<config name>.sqlite)")
     p.add_argument("--n-evals", type=_positive_int, help="total evaluation budget")

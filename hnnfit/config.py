@@ -75,7 +75,8 @@ error::
     # time = "45m"                 # within this wall time, instead of n_evals,
                                    # staged and [polish]; time alone: recipe "erp"
     # add_drives = "auto"          # a recipe also looks for an evoked drive the
-                                   # model lacks (hnnfit.fit.structure)
+                                   # model lacks (hnnfit.fit.structure); or a
+                                   # number (up to 3) of drives to allow
 
     [polish]                       # optional: once the fit has its budget, a
                                    # second study refines its best point
@@ -234,9 +235,10 @@ class RunConfig:
         ``n_evals`` evaluations.
     time : str | None
         The recipe's wall-time budget, e.g. ``'45m'``.
-    add_drives : str | None
+    add_drives : str | int | None
         ``'auto'``: the recipe looks for an evoked drive the model lacks
-        and keeps it if it pays (see :mod:`hnnfit.fit.structure`).
+        and keeps it if it pays (see :mod:`hnnfit.fit.structure`); a number
+        (up to 3) allows that many drives, one per round; ``'none'``: none.
     """
 
     n_evals: int = DEFAULT_N_EVALS
@@ -770,9 +772,12 @@ def _parse(raw, base, path):
         parse_duration(value)
         run.time = str(value)
     if "add_drives" in run_s:
-        if run_s["add_drives"] not in ("auto", "none"):
-            raise ValueError(f"add_drives in [run] must be 'auto' or 'none', got "
-                             f"{run_s['add_drives']!r}")
+        from .fit.recipes import new_drive_limit
+
+        try:
+            new_drive_limit(run_s["add_drives"])
+        except ValueError as err:
+            raise ValueError(f"{err} (in [run] of {source})") from None
         run.add_drives = run_s["add_drives"]
     if run.uses_recipe and (stage_evals is not None or "polish" in raw):
         raise ValueError(f"[run] of {source} gives a recipe, which plans its own stages "

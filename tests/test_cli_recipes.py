@@ -61,6 +61,8 @@ def test_a_dataset_name_is_a_recording(shared_dir, monkeypatch, tmp_path):
     (["REC", "--params", "P", "--recipe", "fast"], "recipe must be one of 'erp'"),
     (["REC", "--params", "P", "--n-evals", "5"], "--n-evals and --staged do not go"),
     (["CONF", "--params", "P"], "--params goes with a recording"),
+    (["REC", "--params", "P", "--add-drives", "9"],
+     "--add-drives must be 'auto', 'none' or a number of drives from 0 to 3, got '9'"),
 ])
 def test_bad_recipe_commands_are_refused_before_any_study(argv, message, recording,
                                                           shared_dir, tmp_path,
@@ -88,6 +90,10 @@ def test_recipe_keys_in_a_config(tmp_path, recording, shared_dir):
         FitConfig.from_dict({**base, "run": {"recipe": "best"}})
     with pytest.raises(ValueError, match="time must be a duration"):
         FitConfig.from_dict({**base, "run": {"time": "an hour"}})
+    assert FitConfig.from_dict({**base, "run": {"add_drives": 2}}).run.add_drives == 2
+    with pytest.raises(ValueError, match="add_drives must be 'auto', 'none' or a number of "
+                                         "drives from 0 to 3, got 'all' \\(in \\[run\\]"):
+        FitConfig.from_dict({**base, "run": {"add_drives": "all"}})
     with pytest.raises(ValueError, match="must not also give stage_evals or \\[polish\\]"):
         FitConfig.from_dict({**base, "run": {"time": "1h"}, "polish": {"n_evals": 5}})
 
@@ -144,8 +150,13 @@ def test_a_small_recipe_fit_from_the_command_line(tmp_path, monkeypatch, capsys)
     status = cli.main(["fit", str(conf)])
     out = capsys.readouterr().out
     assert status == cli.EXIT_OK, out
-    for name in ("small.sqlite", "small_polish.sqlite", "small_refine.sqlite"):
-        assert (tmp_path / "studies" / name).is_file()
+    # a phase whose share of a minute cannot pay for itself is left out,
+    # and the output says so; the others each have their study
+    left = [n for n in ("polish", "refine") if f"{n}: left out, its share" in out]
+    for name in ("polish", "refine"):
+        ran = (tmp_path / "studies" / f"small_{name}.sqlite").is_file()
+        assert ran == (name not in left)
+    assert (tmp_path / "studies" / "small.sqlite").is_file()
     assert "expected RMSE of a 3-trial average" in out
     # the point kept, written as a parameter file, moved from the start
     # towards the truth
@@ -156,6 +167,8 @@ def test_a_small_recipe_fit_from_the_command_line(tmp_path, monkeypatch, capsys)
     kept = read_params(best)["t_evprox_1"]
     assert abs(kept - 30.0) < abs(25.0 - 30.0) / 2
     search = Study.load(tmp_path / "studies" / "small.sqlite", readonly=True)
-    refine = Study.load(tmp_path / "studies" / "small_refine.sqlite", readonly=True)
-    assert search.objective.dt == 0.05 and refine.objective.dt == 0.05
+    assert search.objective.dt == 0.05
+    for name in {"polish", "refine"} - set(left):
+        local = Study.load(tmp_path / "studies" / f"small_{name}.sqlite", readonly=True)
+        assert local.objective.dt == 0.05
     assert search.n_complete >= 3

@@ -11,8 +11,11 @@ import pytest
 from hnnfit.config import FitSetup, SolverConfig
 from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
 from hnnfit.fit.recipe_runner import RECIPE_KEY, recipe_record, run_recipe
-from hnnfit.fit.recipes import (RECIPES, Phase, Recipe, get_recipe, parse_duration,
-                                split_time)
+from hnnfit.fit.recipes import (MAX_NEW_DRIVES, RECIPES,
+                                STRUCTURE_ROUND_SHARE, STRUCTURE_SHARE, Phase, Recipe,
+                                cma_generation_size, get_recipe, new_drive_limit,
+                                parse_duration, phases_left_out, split_time,
+                                structure_round, with_structure_search)
 from hnnfit.network import jones_2009_model
 
 TIMES = np.arange(0.0, 170.0 + 1e-9, 0.5)
@@ -128,9 +131,11 @@ def _setup():
                     solver=SolverConfig(seed=0))
 
 
+# every phase runs however short its time (min_rounds=0): these tests follow
+# the mechanics of each phase on budgets of seconds
 TEST_RECIPE = Recipe("erp-refine", "test", (
-    Phase("search", 0.5), Phase("polish", 0.3, {"sigma0": 0.1}),
-    Phase("refine", 0.2, {"step": 0.05}, n_trials=6)), check_trials=6)
+    Phase("search", 0.5), Phase("polish", 0.3, {"sigma0": 0.1}, min_rounds=0),
+    Phase("refine", 0.2, {"step": 0.05}, n_trials=6, min_rounds=0)), check_trials=6)
 
 
 def test_a_recipe_runs_its_phases_within_its_time(tmp_path, fake_objective):
@@ -253,3 +258,101 @@ def test_the_named_recipes_are_well_formed():
         assert recipe.name == name and recipe.summary
         assert recipe.phases[0].name == "search"
         assert all(p.share > 0 for p in recipe.phases)
+
+
+# -- structure search rounds ------------------------------------------------------------
+def test_structure_rounds_follow_the_search_with_their_shares():
+    erp = RECIPES["erp"]
+    one = with_structure_search(erp)
+    assert [p.name for p in one.phases] == ["search", "structure", "polish"]
+    two = with_structure_search(erp, 2)
+    assert [p.name for p in two.phases] == ["search", "structure", "structure-2", "polish"]
+    shares = {p.name: p.share for p in two.phases}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["structure"] == STRUCTURE_SHARE
+    assert shares["structure-2"] == STRUCTURE_ROUND_SHARE
+    # the recipe's own phases keep their proportions in the rest
+    assert shares["search"] / shares["polish"] == pytest.approx(
+        erp.phases[0].share / erp.phases[1].share)
+    assert [structure_round(p.name) for p in two.phases] == [None, 1, 2, None]
+    # adding a structure search twice changes nothing
+    assert with_structure_search(two, 2) == two
+    with pytest.raises(ValueError, match=f"rounds must be an integer from 1 to "
+                                         f"{MAX_NEW_DRIVES}, got 4"):
+        with_structure_search(erp, MAX_NEW_DRIVES + 1)
+
+
+def test_a_round_that_does_not_run_leaves_its_time_to_the_polish():
+    two = with_structure_search(RECIPES["erp"], 2).phases
+    elapsed = {"search": (400.0, True), "structure": (300.0, True),
+               "structure-2": (1.0, True)}
+    allotted = split_time(1000.0, two, elapsed)
+    assert allotted == {"polish": pytest.approx(299.0)}
+
+
+@pytest.mark.parametrize("value, limit", [("none", 0), ("auto", 1), (2, 2), ("3", 3),
+                                          (0, 0)])
+def test_new_drive_limit(value, limit):
+    assert new_drive_limit(value) == limit
+
+
+@pytest.mark.parametrize("bad", ["many", 4, -1, True, 1.5, "2 drives"])
+def test_new_drive_limit_names_a_bad_value(bad):
+    with pytest.raises(ValueError, match=f"add_drives must be 'auto', 'none' or a number "
+                                         f"of drives from 0 to 3, got {bad!r}"):
+        new_drive_limit(bad)
+
+
+def test_run_recipe_refuses_more_drives_than_allowed(tmp_path):
+    with pytest.raises(ValueError, match="add_drives must be <= 3, got 4"):
+        run_recipe(_setup(), tmp_path / "x.sqlite", TEST_RECIPE, 2.0, progress=False,
+                   out=lambda line: None, add_drives=4)
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+# -- phases the time cannot pay for ------------------------------------------------------
+def test_a_polish_without_time_for_its_generations_is_left_out():
+    erp = RECIPES["erp"]           # search 0.6, polish 0.4
+    assert cma_generation_size(20) == 12
+    # 12 points on 2 jobs: 6 rounds of a 3-trial evaluation of 3 s = 54 s a
+    # generation; the polish's 40% of 1000 s makes 7.4 of them
+    left = phases_left_out(erp, 1000.0, 3.0, 2, 20)
+    assert list(left) == ["polish"]
+    assert "has time for 7.4 CMA-ES generation(s); it needs 10" in left["polish"]
+    # 10 generations fit in 40% of 1350 s or more
+    assert phases_left_out(erp, 1360.0, 3.0, 2, 20) == {}
+    assert phases_left_out(erp, 1340.0, 3.0, 2, 20).keys() == {"polish"}
+    # min_rounds=0 always runs it
+    keep = Recipe("k", "t", (Phase("search", 0.6), Phase("polish", 0.4, min_rounds=0)))
+    assert phases_left_out(keep, 10.0, 3.0, 2, 20) == {}
+
+
+def test_a_refinement_left_out_gives_its_time_to_the_polish():
+    recipe = RECIPES["erp-refine"]     # search 0.5, polish 0.3, refine 0.2 on 12 trials
+    # one poll of 20 parameters: 40 evaluations of 12 trials of 3 s on 2 jobs =
+    # 720 s, more than the refinement's 20% of 3000 s; without it the polish
+    # has 0.3 / 0.8 of the time: 1125 s, 20.8 generations of 54 s
+    left = phases_left_out(recipe, 3000.0, 3.0, 2, 20)
+    assert list(left) == ["refine"]
+    assert "poll(s) of every direction; it needs 1" in left["refine"]
+    assert phases_left_out(recipe, 3700.0, 3.0, 2, 20) == {}
+
+
+def test_a_short_budget_runs_the_search_alone_and_says_why(tmp_path, fake_objective):
+    lines = []
+    recipe = Recipe("erp", "test", (Phase("search", 0.6), Phase("polish", 0.4)),
+                    check_trials=6)
+    report = run_recipe(_setup(), tmp_path / "fit.sqlite", recipe, 4.0, progress=False,
+                        out=lines.append)
+    assert [p["name"] for p in report.phases] == ["search"]
+    assert list(report.left_out) == ["polish"]
+    assert not (tmp_path / "fit_polish.sqlite").exists()
+    assert any(line.startswith("polish: left out, its share") for line in lines)
+    assert any(line.startswith("polish   ") and "left out" in line
+               for line in report.lines())
+    # the search had the whole time: well over the 60% it would share
+    assert report.phases[0]["seconds"] > 0.7 * (4.0 - 6 * EVAL_S)
+    # the decision is kept: resumed with a longer budget, it still runs alone
+    again = run_recipe(_setup(), tmp_path / "fit.sqlite", recipe, 60.0, progress=False,
+                       out=lambda line: None)
+    assert list(again.left_out) == ["polish"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hnnfit.config import FitSetup, SolverConfig
-from hnnfit.fit import Target
+from hnnfit.fit import Study, Target
 from hnnfit.fit.objective import error_budget
 from hnnfit.fit.recipe_runner import run_recipe
 from hnnfit.fit.recipes import Phase, Recipe
@@ -84,9 +84,21 @@ def test_candidates_are_timed_at_the_feature_and_ordered_by_its_sign():
         assert lo < c["spec"]["mu"] < hi
     # the proximal candidate copies the network's proximal drive; the distal
     # one, which the network lacks, HNN's default distal drive
+    # (its weights onto pyramidal cells; a thirtieth onto basket cells)
     prox = cands[1]["spec"]
-    assert prox["weights_ampa"] == pytest.approx(WEIGHTS)
+    assert prox["weights_ampa"] == pytest.approx(
+        {c: w if c.endswith("_pyramidal") else w / 30.0 for c, w in WEIGHTS.items()})
     assert prox["synaptic_delays"] == PROX
+    # each pyramidal weight is searched from a thirtieth to ten times the
+    # template's (at most 1 uS for weights below 0.5)
+    ranges = cands[1]["weight_ranges"]
+    assert set(ranges) == {"ampa.L2_pyramidal", "ampa.L5_pyramidal"}
+    for cell in ("L2_pyramidal", "L5_pyramidal"):
+        w = WEIGHTS[cell]
+        assert ranges[f"ampa.{cell}"] == pytest.approx((w / 30.0, min(10.0 * w, 1.0)))
+    # the distal template, HNN's default, has NMDA synapses: searched too
+    assert set(cands[0]["weight_ranges"]) == {"ampa.L2_pyramidal", "ampa.L5_pyramidal",
+                                              "nmda.L2_pyramidal", "nmda.L5_pyramidal"}
     assert set(cands[0]["spec"]["weights_nmda"]) == {"L2_basket", "L2_pyramidal",
                                                       "L5_pyramidal"}
     # each can be added to the network and has a space
@@ -95,6 +107,42 @@ def test_candidates_are_timed_at_the_feature_and_ordered_by_its_sign():
         net.add_evoked_drive(**{k: v for k, v in c["spec"].items() if k != "name"},
                              name=c["spec"]["name"])
         assert f"{c['spec']['name']}.mu" in evoked_space(net, tstop=100.0)
+
+
+def test_a_candidate_spans_the_weights_of_the_drives_at_its_location():
+    from hnnfit.fit.recipe_runner import candidate_space
+
+    net = _net()
+    strong = {c: 40.0 * w for c, w in WEIGHTS.items()}
+    net.add_evoked_drive("evprox2", mu=60.0, sigma=5.0, numspikes=1, location="proximal",
+                         weights_ampa=strong, synaptic_delays=PROX, event_seed=5)
+    target = 4.0 * np.exp(-((TIMES - 90.0) / 4.0) ** 2)
+    budget = error_budget(_trials(np.zeros_like(TIMES), 0.5, 30, 4), target, k=3)
+    cand = propose_drives(net, residual_features(TIMES, target, budget, k=3),
+                          tstop=100.0)[0]
+    assert cand["spec"]["location"] == "proximal" and cand["spec"]["name"] == "evprox3"
+    pyramidal = ("L2_pyramidal", "L5_pyramidal")
+    for cell, w in WEIGHTS.items():
+        if cell not in pyramidal:
+            # onto basket cells: a thirtieth of the weakest drive's, not searched
+            assert cand["spec"]["weights_ampa"][cell] == pytest.approx(w / 30.0)
+            assert f"ampa.{cell}" not in cand["weight_ranges"]
+            continue
+        # the start between the weakest and the strongest drive, the range
+        # from far below the weakest to above the strongest
+        assert cand["spec"]["weights_ampa"][cell] == pytest.approx(np.sqrt(40.0) * w)
+        lo, hi = cand["weight_ranges"][f"ampa.{cell}"]
+        assert lo == pytest.approx(w / 30.0)
+        assert hi == pytest.approx(min(400.0 * w, max(1.0, 80.0 * w)))
+    net.add_evoked_drive(**{k: v for k, v in cand["spec"].items() if k != "name"},
+                         name="evprox3")
+    space = candidate_space(net, "evprox3", cand["mu_range"], 100.0, cand["weight_ranges"])
+    assert set(space.names) == {"evprox3.mu", "evprox3.sigma"} | {
+        f"evprox3.ampa.{c}" for c in pyramidal}
+    for cell in pyramidal:
+        p = space[f"evprox3.ampa.{cell}"]
+        assert p.log and (p.low, p.high) == pytest.approx(cand["weight_ranges"][f"ampa.{cell}"])
+    assert (space["evprox3.sigma"].low, space["evprox3.sigma"].high) == (0.5, 20.0)
 
 
 # -- comparison --------------------------------------------------------------------------
@@ -136,29 +184,56 @@ def _case(with_extra):
 
 
 SEARCH = Recipe("search", "test", (Phase("search", 1.0),), check_trials=6)
+# the polish runs however short its time: the test follows the model kept
+SEARCH_POLISH = Recipe("erp", "test", (Phase("search", 0.75),
+                                       Phase("polish", 0.25, {"sigma0": 0.08},
+                                             min_rounds=0)),
+                       check_trials=6)
 
 
 @pytest.mark.slow
 def test_the_search_finds_the_drive_the_start_network_lacks(tmp_path):
-    report = run_recipe(_case(True), tmp_path / "fit.sqlite", SEARCH, "120s", n_jobs=2,
-                        progress=False, out=lambda line: None, add_drives=1)
-    kept = [h for h in report.hypotheses if h["kept"]]
+    # two rounds allowed: the first must keep the missing volley; the second
+    # then runs on the model with it
+    report = run_recipe(_case(True), tmp_path / "fit.sqlite", SEARCH_POLISH, "200s",
+                        n_jobs=2, progress=False, out=lambda line: None, add_drives=2)
+    print("\n".join(report.lines()))     # shown if the test fails
+    first = [h for h in report.hypotheses if h["round"] == 1]
+    kept = [h for h in first if h["kept"]]
     assert len(kept) == 1 and kept[0]["name"] is not None
     h = kept[0]
     assert h["location"] == "proximal" and abs(h["mu"] - 50.0) < 5.0
     assert h["gain"] > 2 * h["noise"]
-    # the model kept includes the new drive, and every hypothesis is reported
-    assert f"{h['name']}.mu" in report.params
-    assert report.hypotheses[0]["name"] is None
-    assert len(report.hypotheses) >= 3
+    # every hypothesis is reported, the model without a new drive first
+    assert first[0]["name"] is None and len(first) >= 3
     text = "\n".join(report.lines())
     assert f"KEPT: {h['name']} (proximal" in text
+    # the second round compared candidates with the model that has the drive
+    second = [h2 for h2 in report.hypotheses if h2["round"] == 2]
+    assert second and second[0]["name"] is None
+    assert h["name"] not in [h2["name"] for h2 in second]
+    added = [h2["name"] for h2 in report.hypotheses if h2["kept"] and h2["name"]]
+    assert added[0] == h["name"] and len(added) <= 2
+    # the polish fitted every parameter: the search's and each new drive's
+    polish = next(ph for ph in report.phases if ph["name"] == "polish")
+    with Study.load(polish["study"], readonly=True) as st:
+        names = set(st.space.names)
+    with Study.load(tmp_path / "fit.sqlite", readonly=True) as search:
+        assert set(search.space.names) <= names
+    for drive in added:
+        assert f"{drive}.mu" in names and f"{drive}.mu" in report.params
+    assert [ph["name"] for ph in report.phases][:3] == ["search", "structure",
+                                                        "structure-2"]
 
 
 @pytest.mark.slow
 def test_the_search_adds_nothing_to_a_network_that_made_the_target(tmp_path):
+    # a second round is allowed but does not run: the first kept nothing
     report = run_recipe(_case(False), tmp_path / "fit.sqlite", SEARCH, "120s", n_jobs=2,
-                        progress=False, out=lambda line: None, add_drives=1)
+                        progress=False, out=lambda line: None, add_drives=2)
+    print("\n".join(report.lines()))     # shown if the test fails
     assert report.hypotheses, "the search must report what it compared"
     assert [h["name"] for h in report.hypotheses if h["kept"]] == [None]
+    assert {h["round"] for h in report.hypotheses} == {1}
+    assert [ph["name"] for ph in report.phases] == ["search", "structure"]
     assert not any(k.startswith(("evprox2", "evdist")) for k in report.params)

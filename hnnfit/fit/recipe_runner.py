@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..validation import check_int, check_type
-from .recipes import (DEFAULT_RECIPE, Recipe, get_recipe, parse_duration, split_time,
+from .recipes import (DEFAULT_RECIPE, MAX_NEW_DRIVES, Recipe, get_recipe, parse_duration,
+                      phases_left_out, split_time, structure_phase_name, structure_round,
                       with_structure_search)
 
 __all__ = ["run_recipe", "RecipeReport", "recipe_record", "candidate_space", "RECIPE_KEY",
@@ -33,8 +34,10 @@ POLISH_SEED0 = 1000
 REFINE_SEED0 = 2000
 #: Seeds of the held-out check: far from every phase's.
 CHECK_SEED0 = 100
-#: Seeds of the trials a structure search judges models on.
+#: Seeds of the trials a structure search judges models on (each later round
+#: shifts them by :data:`STRUCTURE_ROUND_SEEDS`, so no round reuses another's).
 STRUCTURE_SEED0 = 300
+STRUCTURE_ROUND_SEEDS = 100
 #: A new drive must lower the expected score by this fraction at least, on top
 #: of beating the comparison's noise: a drive is eight parameters, worth
 #: keeping only for a visible gain.
@@ -75,8 +78,11 @@ class RecipeReport:
         With a structure search, each drive tried: ``name``, ``location``,
         ``mu`` (fitted, ms), ``reason``, ``expected`` (nAm, on the
         comparison's unseen trials), ``gain`` and ``noise`` (nAm, against
-        the model without it), ``kept``; and the model without it as
-        ``name`` None.
+        the model without it), ``kept``, ``round`` (1, 2, ...); and, first
+        in each round, the model without it as ``name`` None.
+    left_out : dict
+        ``{phase name: why}`` of the phases the time budget left out (see
+        :func:`~hnnfit.fit.recipes.phases_left_out`).
     """
 
     recipe: str
@@ -94,6 +100,7 @@ class RecipeReport:
     check_seconds: float | None = None
     params_file: str | None = None
     hypotheses: list = field(default_factory=list)
+    left_out: dict = field(default_factory=dict)
 
     def to_dict(self):
         """The report as JSON-able data."""
@@ -107,6 +114,8 @@ class RecipeReport:
             best = "-" if ph["best_value"] is None else f"{ph['best_value']:.3f}"
             out.append(f"{ph['name']:<8} {ph['n_evals']:>11} {_minutes(ph['seconds']):>9} "
                        f"{best:>18}  {ph['study']}")
+        for name, why in self.left_out.items():
+            out.append(f"{name:<8} {'left out':>11}  ({why})")
         if self.check_seconds is not None:
             out.append(f"{'check':<8} {len(self.check_seeds):>8} tr {_minutes(self.check_seconds):>9}")
         if self.start_value is not None:
@@ -124,7 +133,10 @@ class RecipeReport:
             out.append("structure search (expected RMSE on unseen trials):")
             for h in self.hypotheses:
                 if h["name"] is None:
-                    out.append(f"  without a new drive: {h['expected']:.3f} nAm")
+                    r = h.get("round", 1)
+                    out.append(f"  without a new drive: {h['expected']:.3f} nAm" if r == 1
+                               else f"  round {r}, on the model with the drives kept so "
+                                    f"far: {h['expected']:.3f} nAm")
                     continue
                 verdict = "KEPT" if h["kept"] else "not kept"
                 out.append(f"  {verdict}: {h['name']} ({h['location']}, fitted at "
@@ -268,13 +280,16 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
         (default: ``print``).
     description : str | None
         Stored in the search study.
-    add_drives : {0, 1}
-        1: after the search, look for an evoked drive the model lacks (see
-        :mod:`hnnfit.fit.structure`): each candidate is fitted
-        and judged against the model without it on unseen trials, and kept
-        only if it lowers the expected score by more than twice the noise of
-        that comparison. The phases after the search then work on the model
-        kept. 0 (default): the network's drives only.
+    add_drives : int
+        The most evoked drives to add, 0 (default: the network's drives
+        only) to :data:`~hnnfit.fit.recipes.MAX_NEW_DRIVES`. After the
+        search, look for a drive the model lacks (see
+        :mod:`hnnfit.fit.structure`): each candidate is fitted and judged
+        against the model without it on unseen trials, and kept only if it
+        lowers the expected score by more than twice the noise of that
+        comparison. Each round keeps one drive at most, and the next round
+        (up to ``add_drives``) runs only if it kept one. The phases after
+        the search then work on the model kept.
 
     Returns
     -------
@@ -286,12 +301,9 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
     started = time.monotonic()
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     check_type(recipe, Recipe, "recipe")
-    add_drives = check_int(add_drives, "add_drives", low=0)
-    if add_drives > 1:
-        raise ValueError(f"add_drives must be 0 or 1 (one structure search, which keeps "
-                         f"at most one new drive), got {add_drives}")
+    add_drives = check_int(add_drives, "add_drives", low=0, high=MAX_NEW_DRIVES)
     if add_drives:
-        recipe = with_structure_search(recipe)
+        recipe = with_structure_search(recipe, add_drives)
     total = parse_duration(time_budget)
     n_jobs = check_int(n_jobs, "n_jobs", low=1)
     out = print if out is None else out
@@ -323,28 +335,44 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
             data["check_trials"] = min(recipe.check_trials, max(6, fits))
             record.save()
         reserve = math.ceil(data["check_trials"] / n_jobs) * trial_s
+        if "left_out" not in data:
+            # decided once, from the measured cost, so that a resumed recipe
+            # runs the phases it started with
+            data["left_out"] = phases_left_out(
+                recipe, total - reserve - 2 * data["eval_seconds"],
+                data["eval_seconds"] / data["search_trials"], n_jobs, len(study.space))
+            record.save()
+        for name, why in data["left_out"].items():
+            out(f"{name}: left out, {why}; its time goes to the other phases")
+        recipe = replace(recipe, phases=tuple(p for p in recipe.phases
+                                              if p.name not in data["left_out"]))
         point, last = None, study
         phases = []
+        added = []      # the parameters of the drives a structure search kept
         for phase in recipe.phases:
             clock.tick()
             clock.phase = phase.name
             allotted = split_time(total, recipe.phases, record.elapsed(), reserve)
-            runner = {"search": _search, "structure": _structure, "polish": _polish,
+            round_ = structure_round(phase.name)
+            runner = {"search": _search, "polish": _polish,
                       "refine": _refine}.get(phase.name)
-            if runner is None:
+            if runner is None and round_ is None:
                 raise ValueError(f"phase must be 'search', 'structure', 'polish' or "
                                  f"'refine', got {phase.name!r}")
             if phase.name == "search":
                 ran, point = _search(study, clock, phase, allotted.get(phase.name),
                                      n_jobs, progress, out)
-            elif phase.name == "structure":
+            elif round_ is not None:
                 ran, point = _structure(study, last, point, path, clock,
                                         allotted.get(phase.name), n_jobs, progress, out,
-                                        setup.solver.seed, studies)
+                                        setup.solver.seed, studies, round_)
+                if ran is not last and ran.n_complete:
+                    added.extend(ran.space.parameters)    # the new drive's
             else:
                 ran, point = runner(last, point, path, clock, phase, objective,
                                     allotted.get(phase.name), n_jobs, progress, out,
-                                    setup.solver.seed, full=study.space)
+                                    setup.solver.seed,
+                                    full=list(study.space.parameters) + added)
                 studies.append(ran)
             p = record.phase(phase.name)
             if p.get("interrupted"):
@@ -354,13 +382,25 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
             elif phase.name == "search":
                 raise StudyError(f"the search of {str(path)!r} completed no evaluation; "
                                  f"see 'hnnfit show {path}'")
-            phases.append({"name": phase.name, "study": str(ran.path),
-                           "n_evals": int(ran.n_complete + ran.n_failed),
-                           "seconds": p["seconds"], "best_value": _best(ran)})
+            if round_ is None:
+                phases.append({"name": phase.name, "study": str(ran.path),
+                               "n_evals": int(ran.n_complete + ran.n_failed),
+                               "seconds": p["seconds"], "best_value": _best(ran)})
+            elif not p.get("skipped"):
+                # the candidates' fits; the study is the drive kept, if any
+                kept = p.get("kept")
+                phases.append({"name": phase.name,
+                               "study": kept["study"] if kept else "(no drive kept)",
+                               "n_evals": int(p.get("n_evals", 0)),
+                               "seconds": p["seconds"],
+                               "best_value": _best(ran) if kept else None})
         report = RecipeReport(recipe=recipe.name, time_budget=total, phases=phases,
+                              left_out=dict(data["left_out"]),
                               params=dict(point), start_value=data.get("start_value"),
-                              hypotheses=record.phase("structure").get("hypotheses", [])
-                              if add_drives else [])
+                              hypotheses=[h for ph in recipe.phases
+                                          if structure_round(ph.name)
+                                          for h in record.phase(ph.name).get("hypotheses",
+                                                                             [])])
         clock.tick()
         _check(last, point, report, record, recipe, fine_dt, n_jobs, out)
         report.params_file = _export(last, point, path.with_name(f"{path.stem}_best.json"),
@@ -542,11 +582,13 @@ def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progre
 
 
 def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out, seed,
-               studies):
-    """Look for evoked drives the model lacks; fit and judge each candidate.
+               studies, round_=1):
+    """One round of the search for evoked drives the model lacks: fit and
+    judge each candidate.
 
     Returns the study whose point the next phase starts from (a candidate's
-    if one is kept) and that point.
+    if one is kept) and that point. A round after the first runs only if
+    the round before it kept a drive.
     """
     from ..network import add_evoked_drives
     from .objective import objective_kwargs
@@ -554,12 +596,17 @@ def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out
     from .study import Study
 
     record = clock.record
-    p = record.phase("structure")
+    name = structure_phase_name(round_)
+    p = record.phase(name)
     if point is None or p.get("done"):
         if p.get("kept"):
             kept = Study.load(p["kept"]["study"])
             studies.append(kept)
             return kept, {**point, **p["kept"]["params"]}
+        return base, point
+    if round_ > 1 and not record.phase(structure_phase_name(round_ - 1)).get("kept"):
+        p.update(done=True, skipped=True)
+        record.save()
         return base, point
     data = record.data
     per_trial = data["eval_seconds"] / data["search_trials"]
@@ -568,7 +615,8 @@ def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out
         fits = int(0.2 * allotted / per_trial * n_jobs / (2 * 2 + 1)) // 3 * 3
         p["n_trials"] = min(30, max(9, fits))
         record.save()
-    seeds = list(range(STRUCTURE_SEED0, STRUCTURE_SEED0 + p["n_trials"]))
+    seed0 = STRUCTURE_SEED0 + (round_ - 1) * STRUCTURE_ROUND_SEEDS
+    seeds = list(range(seed0, seed0 + p["n_trials"]))
     target = search.target
     tstop = float(target.times[-1])
     params = {n: point[n] for n in base.space.names}
@@ -577,26 +625,27 @@ def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out
     trials = {"": budget["trials"]}
     features = residual_features(target.times, target.values, budget, k=3)
     candidates = propose_drives(base_net, features, tstop, max_features=2)
-    out(f"structure: {len(features)} part(s) of the waveform miss the target beyond "
+    out(f"{name}: {len(features)} part(s) of the waveform miss the target beyond "
         f"trial noise; {len(candidates)} candidate drive(s), about "
         f"{_minutes(allotted - p['seconds'])}")
     fitted = []
     for i, cand in enumerate(candidates):
         spec = cand["spec"]
-        name = spec["name"]
+        drive = spec["name"]
         net = base_net.copy()
         add_evoked_drives(net, [dict(spec)], what="candidate drive")
         lo, hi = cand["mu_range"]
-        space = candidate_space(net, name, (lo, hi), tstop)
-        cpath = path.with_name(f"{path.stem}_{name}.sqlite")
+        space = candidate_space(net, drive, (lo, hi), tstop, cand.get("weight_ranges"))
+        tag = "" if round_ == 1 else f"round{round_}_"
+        cpath = path.with_name(f"{path.stem}_{tag}{drive}.sqlite")
         study = Study.create(cpath, net, target, space,
                              objective=objective_kwargs(base.objective), solver="bayesian",
                              seed=seed, description=f"recipe candidate: {cand['reason']}",
                              exist_ok=True)
         studies.append(study)
-        c = p.setdefault("candidates", {}).setdefault(name, {"done": False})
+        c = p.setdefault("candidates", {}).setdefault(drive, {"done": False})
         if not c["done"]:
-            out(f"  candidate {name}: {cand['reason']}")
+            out(f"  candidate {drive}: {cand['reason']}")
             left = allotted - p["seconds"] - (len(candidates) + 1 - i) * _cmp_seconds(
                 p["n_trials"], per_trial, n_jobs)
             limit = p["seconds"] + max(0.0, left) / (len(candidates) - i)
@@ -611,22 +660,23 @@ def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out
             record.save()
         if study.n_complete:
             best = dict(study.best_params)
-            trials[name] = study.objective.error_budget(best, seeds, k=3,
+            trials[drive] = study.objective.error_budget(best, seeds, k=3,
                                                         n_jobs=n_jobs)["trials"]
             fitted.append((cand, study, best))
             clock.tick()
+    p["n_evals"] = sum(st.n_complete + st.n_failed for _, st, _ in fitted)
     scores = compare_models(trials, target.values, k=3)
     hypotheses = [{"name": None, "location": None, "mu": None, "reason": "the model as fitted",
                    "expected": scores[""]["expected"], "gain": 0.0, "noise": 0.0,
-                   "kept": False}]
+                   "kept": False, "round": round_}]
     winner = None
     for cand, study, best in fitted:
-        name = cand["spec"]["name"]
-        gain, noise = gain_and_noise(scores, "", name)
-        hypotheses.append({"name": name, "location": cand["spec"]["location"],
-                           "mu": best[f"{name}.mu"], "reason": cand["reason"],
-                           "expected": scores[name]["expected"], "gain": gain,
-                           "noise": noise, "kept": False})
+        drive = cand["spec"]["name"]
+        gain, noise = gain_and_noise(scores, "", drive)
+        hypotheses.append({"name": drive, "location": cand["spec"]["location"],
+                           "mu": best[f"{drive}.mu"], "reason": cand["reason"],
+                           "expected": scores[drive]["expected"], "gain": gain,
+                           "noise": noise, "kept": False, "round": round_})
         worth = gain > 2 * noise and gain > MIN_GAIN * scores[""]["expected"]
         if worth and (winner is None or gain > winner[0]):
             winner = (gain, len(hypotheses) - 1, study, best)
@@ -643,21 +693,32 @@ def _structure(search, base, point, path, clock, allotted, n_jobs, progress, out
     return winner[2], {**point, **winner[3]}
 
 
-def candidate_space(net, name, mu_range, tstop):
+#: Spread of a candidate drive's events searched (ms): from a near-synchronous
+#: volley to a broad one.
+CANDIDATE_SIGMA = (0.5, 20.0)
+
+
+def candidate_space(net, name, mu_range, tstop, weight_ranges=None):
     """The parameters of a candidate drive fitted by a structure search.
 
-    Its timing (within ``mu_range``, ms), its spread and its AMPA weights
-    onto the pyramidal cells, which make the dipole: few enough to fit in a
-    share of a budget. Its other weights keep their template values until
-    a polish fits every parameter.
+    Its timing (within ``mu_range``, ms), its spread (0.5-20 ms) and its
+    weights: with ``weight_ranges`` (``{'ampa.<cell>': (low, high)}``, uS,
+    as :func:`~hnnfit.fit.structure.propose_drives` gives them) every one
+    of them, on a log scale, so that the candidate can also be made nearly
+    silent; without, its AMPA weights onto the pyramidal cells in the
+    default ranges of :func:`~hnnfit.fit.space.evoked_space`.
     """
     from .space import evoked_space
 
-    space = evoked_space(net, drives=[name], tstop=tstop,
-                         overrides={f"{name}.mu": tuple(mu_range)})
+    overrides = {f"{name}.mu": tuple(mu_range), f"{name}.sigma": CANDIDATE_SIGMA}
+    for key, (lo, hi) in (weight_ranges or {}).items():
+        overrides[f"{name}.{key}"] = (float(lo), float(hi), {"log": True})
+    space = evoked_space(net, drives=[name], tstop=tstop, overrides=overrides)
     keep = [n for n in space.names
             if n in (f"{name}.mu", f"{name}.sigma")
-            or n.startswith(f"{name}.ampa.") and n.endswith("_pyramidal")]
+            or (weight_ranges is not None and n[len(name) + 1:] in weight_ranges)
+            or (weight_ranges is None and n.startswith(f"{name}.ampa.")
+                and n.endswith("_pyramidal"))]
     return space.subset(keep)
 
 
@@ -667,12 +728,14 @@ def _cmp_seconds(n_trials, per_trial, n_jobs):
 
 
 def _widen(base, full):
-    """The search's parameters ``base`` does not fit (a polish adds them back).
+    """The parameters of ``full`` (a list) that ``base`` does not fit (a polish
+    adds them back).
 
-    After a structure search, the study kept fits the new drive alone; its
-    polish covers every parameter again, the new drive's and the search's.
+    After a structure search, the study kept fits its new drive alone; its
+    polish covers every parameter again: the search's, and those of every
+    drive the structure search kept.
     """
-    return {p.name: p for p in full.parameters if p.name not in base.space} or None
+    return {p.name: p for p in full if p.name not in base.space} or None
 
 
 def _check(last, point, report, record, recipe, fine_dt, n_jobs, out):

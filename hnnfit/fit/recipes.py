@@ -7,6 +7,11 @@ A recipe runs its phases one after the other, each an ordinary study file:
     of evoked drives on the part of the waveform it shapes, then every
     parameter on the whole waveform; at a coarse time step (0.05 ms) when
     the fit's own is finer, which halves the cost of an evaluation;
+``structure`` (``add_drives``; ``structure-2``, ... for further rounds)
+    a search for an evoked drive the model lacks
+    (:mod:`hnnfit.fit.structure`): candidates are fitted and judged against
+    the model without them on unseen trials; each round keeps one at most,
+    and a round runs only if the one before it kept a drive;
 ``polish``
     CMA-ES from the search's best point on averages of new trials for each
     generation (so that no point is kept for one lucky draw of trial
@@ -46,10 +51,53 @@ from dataclasses import dataclass, field
 from ..validation import check_number, check_type
 
 __all__ = ["Phase", "Recipe", "RECIPES", "DEFAULT_RECIPE", "parse_duration", "get_recipe",
-           "split_time", "with_structure_search", "STRUCTURE_SHARE"]
+           "split_time", "with_structure_search", "STRUCTURE_SHARE",
+           "STRUCTURE_ROUND_SHARE", "MAX_NEW_DRIVES", "new_drive_limit", "structure_phase_name",
+           "structure_round", "phases_left_out", "cma_generation_size",
+           "MIN_POLISH_GENERATIONS", "MIN_REFINE_SWEEPS"]
 
 #: Share of the time a structure search takes from a recipe's others.
 STRUCTURE_SHARE = 0.35
+#: Share of the time each further round of a structure search adds (a round
+#: runs only if the one before it kept a drive).
+STRUCTURE_ROUND_SHARE = 0.175
+#: Most drives one recipe may add (each round adds one at most).
+MAX_NEW_DRIVES = 3
+
+
+def new_drive_limit(value):
+    """The most drives a structure search may add, from ``add_drives``.
+
+    ``'none'`` is 0, ``'auto'`` is 1 (one round: the drive that pays most,
+    if any), and a number from 1 to :data:`MAX_NEW_DRIVES` (or its text)
+    allows that many rounds.
+
+    Raises
+    ------
+    ValueError
+        Anything else, named.
+    """
+    if value in ("none", "auto"):
+        return int(value == "auto")
+    n = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_NEW_DRIVES:
+        return n
+    raise ValueError(f"add_drives must be 'auto', 'none' or a number of drives from 0 to "
+                     f"{MAX_NEW_DRIVES}, got {value!r}")
+
+
+def structure_phase_name(round_):
+    """The name of a structure search's round ``round_`` (1, 2, ...) as a phase."""
+    return "structure" if round_ == 1 else f"structure-{round_}"
+
+
+def structure_round(name):
+    """The round of a structure phase's name, or None for another phase."""
+    if name == "structure":
+        return 1
+    if name.startswith("structure-") and name[len("structure-"):].isdigit():
+        return int(name[len("structure-"):])
+    return None
 
 
 @dataclass(frozen=True)
@@ -58,7 +106,7 @@ class Phase:
 
     Attributes
     ----------
-    name : {'search', 'polish', 'refine'}
+    name : {'search', 'structure', 'structure-2', ..., 'polish', 'refine'}
         What the phase does (see the module's description).
     share : float
         Its share of the time (> 0), relative to the other phases'.
@@ -67,12 +115,19 @@ class Phase:
     n_trials : int
         Trials per evaluation (the polish's and refinement's are averaged in
         groups of 3).
+    min_rounds : int | None
+        A polish or refinement is left out, its time given to the others,
+        when its share of the time cannot run this many CMA-ES generations
+        or polls of every direction (see :func:`phases_left_out`); None:
+        :data:`MIN_POLISH_GENERATIONS` or :data:`MIN_REFINE_SWEEPS`; 0:
+        always run it.
     """
 
     name: str
     share: float
     options: dict = field(default_factory=dict)
     n_trials: int = 3
+    min_rounds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +163,7 @@ RECIPES = {
         (Phase("search", 0.6), Phase("polish", 0.4, {"sigma0": 0.08}))),
     "erp-refine": Recipe(
         "erp-refine", "as 'erp', then a pattern search on 12 fixed trials from the "
-        "polished point (for budgets of an hour or more)",
+        "polished point (for budgets of 75 minutes or more)",
         (Phase("search", 0.5), Phase("polish", 0.3, {"sigma0": 0.08}),
          Phase("refine", 0.2, {"step": 0.05}, n_trials=12))),
     "search": Recipe(
@@ -167,6 +222,66 @@ def get_recipe(name):
     return RECIPES[name]
 
 
+#: A polish with time for fewer CMA-ES generations than this is left out: its
+#: averaged mean (over the later half of its generations) would be little
+#: more than its start, and its time buys the search more evaluations.
+MIN_POLISH_GENERATIONS = 10
+#: A refinement with time for fewer polls of every direction than this is
+#: left out (a pattern search moves only after a full poll).
+MIN_REFINE_SWEEPS = 1
+
+
+def cma_generation_size(n_params):
+    """CMA-ES' default number of points per generation for ``n_params`` parameters."""
+    return 4 + int(3 * math.log(n_params))
+
+
+def phases_left_out(recipe, time_left, trial_seconds, n_jobs, n_params):
+    """The local phases of ``recipe`` that its time cannot make worth running.
+
+    Parameters
+    ----------
+    recipe : Recipe
+    time_left : float
+        Seconds for the phases (the budget less the check's).
+    trial_seconds : float
+        Seconds of one trial at the search's step, run alone.
+    n_jobs : int
+        Evaluations run at once.
+    n_params : int
+        Parameters the local phases fit.
+
+    Returns
+    -------
+    dict
+        ``{phase name: why}`` of the phases to leave out, the last ones
+        first: a polish with time for fewer than
+        :data:`MIN_POLISH_GENERATIONS` generations, a refinement with time
+        for fewer than :data:`MIN_REFINE_SWEEPS` polls. The phases kept
+        share their time.
+    """
+    kept = list(recipe.phases)
+    out = {}
+    for phase in reversed(recipe.phases):
+        if phase.name not in ("polish", "refine"):
+            continue
+        share = phase.share / sum(p.share for p in kept)
+        seconds = time_left * share
+        one_eval = trial_seconds * phase.n_trials
+        if phase.name == "polish":
+            unit, need, what = cma_generation_size(n_params), MIN_POLISH_GENERATIONS, \
+                "CMA-ES generation(s)"
+        else:
+            unit, need, what = 2 * n_params, MIN_REFINE_SWEEPS, "poll(s) of every direction"
+        need = need if phase.min_rounds is None else phase.min_rounds
+        fits = seconds / (math.ceil(unit / n_jobs) * one_eval)
+        if fits < need:
+            out[phase.name] = (f"its share ({seconds / 60:.1f} min) has time for "
+                               f"{fits:.1f} {what}; it needs {need}")
+            kept.remove(phase)
+    return out
+
+
 def split_time(total, phases, elapsed, reserve=0.0):
     """The time allotted to each phase still to run.
 
@@ -197,20 +312,27 @@ def split_time(total, phases, elapsed, reserve=0.0):
             for p in todo}
 
 
-def with_structure_search(recipe):
-    """``recipe`` with a structure search after its search.
+def with_structure_search(recipe, rounds=1):
+    """``recipe`` with a structure search of up to ``rounds`` rounds after its search.
 
-    The structure phase gets :data:`STRUCTURE_SHARE` of the time; the other
-    phases keep their proportions in the rest.
+    The first round gets :data:`STRUCTURE_SHARE` of the time and each
+    further round :data:`STRUCTURE_ROUND_SHARE`; the other phases keep
+    their proportions in the rest. A round that does not run (the one
+    before kept no drive) leaves its time to the phases after it.
     """
-    if any(p.name == "structure" for p in recipe.phases):
+    if any(structure_round(p.name) for p in recipe.phases):
         return recipe
+    if not (isinstance(rounds, int) and 1 <= rounds <= MAX_NEW_DRIVES):
+        raise ValueError(f"rounds must be an integer from 1 to {MAX_NEW_DRIVES}, "
+                         f"got {rounds!r}")
+    shares = [STRUCTURE_SHARE] + [STRUCTURE_ROUND_SHARE] * (rounds - 1)
     rest = sum(p.share for p in recipe.phases)
     phases = []
     for p in recipe.phases:
-        phases.append(Phase(p.name, p.share / rest * (1 - STRUCTURE_SHARE), p.options,
-                            p.n_trials))
+        phases.append(Phase(p.name, p.share / rest * (1 - sum(shares)), p.options,
+                            p.n_trials, p.min_rounds))
         if p.name == "search":
-            phases.append(Phase("structure", STRUCTURE_SHARE))
+            phases.extend(Phase(structure_phase_name(r + 1), share)
+                          for r, share in enumerate(shares))
     return Recipe(recipe.name, recipe.summary, tuple(phases), recipe.search_dt,
                   recipe.check_trials)

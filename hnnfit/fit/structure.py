@@ -156,18 +156,39 @@ def residual_features(times, target, budget, k=3, min_width=3.0, smooth=5.0):
 
 
 def _template(net, location):
-    """Weights and delays of the network's drives at ``location`` (their median
-    per synapse), or HNN's default drive there."""
+    """Weights and delays of a new drive at ``location``, and its weights' ranges.
+
+    From the network's drives there: each synapse onto a pyramidal cell
+    (AMPA and NMDA; the cells that make the dipole) starts at the geometric
+    mean of the smallest and largest weight those drives give it and is
+    searched, on a log scale, from a thirtieth of the smallest to ten times
+    the largest (at most ``max(1, 2 w)`` uS), so that a candidate can be
+    made weaker than any drive the network has, down to nearly off, or as
+    strong as its strongest. Synapses onto other cells get a thirtieth of
+    their smallest weight and are not searched. Without such drives, HNN's
+    default drive at ``location`` is the template.
+    """
     drives = [d for d in net.external_drives.values()
               if d.get("type") == "evoked" and d.get("location") == location]
     if not drives:
-        return _DEFAULT_TEMPLATES[location]
-    out = {"weights_ampa": {}, "weights_nmda": {}, "synaptic_delays": {}}
-    for key in out:
+        drives = [_DEFAULT_TEMPLATES[location]]
+    out = {"weights_ampa": {}, "weights_nmda": {}, "synaptic_delays": {}, "ranges": {}}
+    for key in ("weights_ampa", "weights_nmda", "synaptic_delays"):
         cells = sorted({c for d in drives for c, w in (d.get(key) or {}).items() if w > 0})
         for cell in cells:
             values = [d[key][cell] for d in drives if (d.get(key) or {}).get(cell, 0) > 0]
-            out[key][cell] = float(np.median(values))
+            if key == "synaptic_delays":
+                out[key][cell] = float(np.median(values))
+                continue
+            lo, hi = min(values), max(values)
+            if not cell.endswith("_pyramidal"):
+                # not fitted: nearly silent, so that it cannot keep the
+                # candidate from being switched off
+                out[key][cell] = lo / 30.0
+                continue
+            out[key][cell] = float(np.sqrt(lo * hi))
+            out["ranges"][f"{key[len('weights_'):]}.{cell}"] = (
+                lo / 30.0, min(10.0 * hi, max(1.0, 2.0 * hi)))
     return out
 
 
@@ -194,7 +215,8 @@ def propose_drives(net, features, tstop, max_features=2, weight_scale=1.0,
     max_features : int
         Features given candidates.
     weight_scale : float
-        A candidate's weights are this fraction of its template's.
+        A candidate's weights, and their ranges, are this fraction of its
+        template's (see below).
     latency : float
         Milliseconds before the feature's peak the candidate's mean starts.
 
@@ -203,9 +225,20 @@ def propose_drives(net, features, tstop, max_features=2, weight_scale=1.0,
     list of dict
         Each: ``spec`` (the arguments of
         :meth:`hnnfit.Network.add_evoked_drive`, with ``name``), ``mu_range``
-        (ms, the timing searched), ``feature`` and ``reason`` (one line).
-        For each feature the location whose sign matches the residual's
-        comes first.
+        (ms, the timing searched), ``weight_ranges`` (``{'ampa.<cell>':
+        (low, high)}``, uS, the weights searched), ``feature`` and
+        ``reason`` (one line). For each feature the location whose sign
+        matches the residual's comes first.
+
+    Notes
+    -----
+    A candidate's weights come from the network's drives at its location:
+    each synapse onto a pyramidal cell starts at the geometric mean of the
+    smallest and largest weight they give it and is searched on a log scale
+    from a thirtieth of the smallest to ten times the largest, so that the
+    fit can make the candidate nearly silent as well as strong; synapses
+    onto basket cells get a thirtieth of their smallest weight. Without a
+    drive there, HNN's default drive at that location is the template.
     """
     max_features = check_int(max_features, "max_features", low=1)
     seed = 1 + max([d.get("event_seed", 0) or 0 for d in net.external_drives.values()]
@@ -234,6 +267,8 @@ def propose_drives(net, features, tstop, max_features=2, weight_scale=1.0,
             seed += 1
             why = ("the residual's sign" if location == order[0] else "the other location")
             out.append({"spec": spec, "mu_range": (lo, max(hi, lo + 1.0)), "feature": feature,
+                        "weight_ranges": {k: (weight_scale * a, weight_scale * b)
+                                          for k, (a, b) in tpl["ranges"].items()},
                         "reason": f"{location} drive at {mu:.0f} ms for {feature.describe()} "
                                   f"({why})"})
     return out
