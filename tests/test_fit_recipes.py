@@ -11,7 +11,7 @@ import pytest
 from hnnfit.config import FitSetup, SolverConfig
 from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
 from hnnfit.fit.recipe_runner import RECIPE_KEY, recipe_record, run_recipe
-from hnnfit.fit.recipes import (MAX_NEW_DRIVES, RECIPES,
+from hnnfit.fit.recipes import (MAX_NEW_DRIVES, MIN_POLISH_GENERATIONS, RECIPES,
                                 STRUCTURE_ROUND_SHARE, STRUCTURE_SHARE, Phase, Recipe,
                                 cma_generation_size, get_recipe, new_drive_limit,
                                 parse_duration, phases_left_out, split_time,
@@ -312,19 +312,23 @@ def test_run_recipe_refuses_more_drives_than_allowed(tmp_path):
 
 # -- phases the time cannot pay for ------------------------------------------------------
 def test_a_polish_without_time_for_its_generations_is_left_out():
-    erp = RECIPES["erp"]           # search 0.6, polish 0.4
+    recipe = Recipe("r", "test", (Phase("search", 0.6), Phase("polish", 0.4)))
     assert cma_generation_size(20) == 12
+    assert MIN_POLISH_GENERATIONS == 3
     # 12 points on 2 jobs: 6 rounds of a 3-trial evaluation of 3 s = 54 s a
-    # generation; the polish's 40% of 1000 s makes 7.4 of them
-    left = phases_left_out(erp, 1000.0, 3.0, 2, 20)
+    # generation; the polish's 40% of 300 s makes 2.2 of them
+    left = phases_left_out(recipe, 300.0, 3.0, 2, 20)
     assert list(left) == ["polish"]
-    assert "has time for 7.4 CMA-ES generation(s); it needs 10" in left["polish"]
-    # 10 generations fit in 40% of 1350 s or more
-    assert phases_left_out(erp, 1360.0, 3.0, 2, 20) == {}
-    assert phases_left_out(erp, 1340.0, 3.0, 2, 20).keys() == {"polish"}
-    # min_rounds=0 always runs it
+    assert "has time for 2.2 CMA-ES generation(s); it needs 3" in left["polish"]
+    # 3 generations fit in 40% of 405 s or more
+    assert phases_left_out(recipe, 410.0, 3.0, 2, 20) == {}
+    assert phases_left_out(recipe, 400.0, 3.0, 2, 20).keys() == {"polish"}
+    # min_rounds=0 always runs it; a larger one asks for more
     keep = Recipe("k", "t", (Phase("search", 0.6), Phase("polish", 0.4, min_rounds=0)))
     assert phases_left_out(keep, 10.0, 3.0, 2, 20) == {}
+    more = Recipe("m", "t", (Phase("search", 0.6), Phase("polish", 0.4, min_rounds=10)))
+    assert phases_left_out(more, 1340.0, 3.0, 2, 20).keys() == {"polish"}
+    assert phases_left_out(more, 1360.0, 3.0, 2, 20) == {}
 
 
 def test_a_refinement_left_out_gives_its_time_to_the_polish():

@@ -31,7 +31,9 @@ time left in proportion to its share among the phases still to run, so a
 phase that ends early leaves its time to the next. The search's evaluation
 budget is set from the measured cost of one evaluation when it starts (its
 stages split it as a staged fit does); the polish and the refinement run
-until their time is used up or their solver stops. What was decided and the
+until their time is used up or their solver stops. A polish or refinement
+whose share cannot pay for enough of its rounds (:func:`phases_left_out`)
+is left out, and its time goes to the other phases. What was decided and the
 time each phase has used are recorded in the search study, so an
 interrupted recipe resumes where it stopped, in the middle of a phase
 included: the phase's solver is replayed from its log and proposes the
@@ -160,7 +162,7 @@ RECIPES = {
     "erp": Recipe(
         "erp", "staged Bayesian search, then a CMA-ES polish on new trials each "
         "generation, then a check on held-out trials (the default)",
-        (Phase("search", 0.6), Phase("polish", 0.4, {"sigma0": 0.08}))),
+        (Phase("search", 0.4), Phase("polish", 0.6, {"sigma0": 0.08}))),
     "erp-refine": Recipe(
         "erp-refine", "as 'erp', then a pattern search on 12 fixed trials from the "
         "polished point (for budgets of 75 minutes or more)",
@@ -223,9 +225,9 @@ def get_recipe(name):
 
 
 #: A polish with time for fewer CMA-ES generations than this is left out: its
-#: averaged mean (over the later half of its generations) would be little
-#: more than its start, and its time buys the search more evaluations.
-MIN_POLISH_GENERATIONS = 10
+#: averaged mean (over the later half of its generations) would rest on one
+#: generation, little more than its start.
+MIN_POLISH_GENERATIONS = 3
 #: A refinement with time for fewer polls of every direction than this is
 #: left out (a pattern search moves only after a full poll).
 MIN_REFINE_SWEEPS = 1
