@@ -13,7 +13,7 @@ from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
 from hnnfit.fit.recipe_runner import RECIPE_KEY, recipe_record, run_recipe
 from hnnfit.fit.recipes import (MAX_NEW_DRIVES, MIN_POLISH_GENERATIONS, RECIPES,
                                 STRUCTURE_ROUND_SHARE, STRUCTURE_SHARE, Phase, Recipe,
-                                cma_generation_size, get_recipe, new_drive_limit,
+                                get_recipe, new_drive_limit,
                                 parse_duration, phases_left_out, split_time,
                                 structure_round, with_structure_search)
 from hnnfit.network import jones_2009_model
@@ -313,22 +313,35 @@ def test_run_recipe_refuses_more_drives_than_allowed(tmp_path):
 # -- phases the time cannot pay for ------------------------------------------------------
 def test_a_polish_without_time_for_its_generations_is_left_out():
     recipe = Recipe("r", "test", (Phase("search", 0.6), Phase("polish", 0.4)))
-    assert cma_generation_size(20) == 12
     assert MIN_POLISH_GENERATIONS == 3
     # 12 points on 2 jobs: 6 rounds of a 3-trial evaluation of 3 s = 54 s a
     # generation; the polish's 40% of 300 s makes 2.2 of them
-    left = phases_left_out(recipe, 300.0, 3.0, 2, 20)
+    left = phases_left_out(recipe, 300.0, 3.0, 2, 20, 12)
     assert list(left) == ["polish"]
     assert "has time for 2.2 CMA-ES generation(s); it needs 3" in left["polish"]
     # 3 generations fit in 40% of 405 s or more
-    assert phases_left_out(recipe, 410.0, 3.0, 2, 20) == {}
-    assert phases_left_out(recipe, 400.0, 3.0, 2, 20).keys() == {"polish"}
+    assert phases_left_out(recipe, 410.0, 3.0, 2, 20, 12) == {}
+    assert phases_left_out(recipe, 400.0, 3.0, 2, 20, 12).keys() == {"polish"}
     # min_rounds=0 always runs it; a larger one asks for more
     keep = Recipe("k", "t", (Phase("search", 0.6), Phase("polish", 0.4, min_rounds=0)))
-    assert phases_left_out(keep, 10.0, 3.0, 2, 20) == {}
+    assert phases_left_out(keep, 10.0, 3.0, 2, 20, 12) == {}
     more = Recipe("m", "t", (Phase("search", 0.6), Phase("polish", 0.4, min_rounds=10)))
-    assert phases_left_out(more, 1340.0, 3.0, 2, 20).keys() == {"polish"}
-    assert phases_left_out(more, 1360.0, 3.0, 2, 20) == {}
+    assert phases_left_out(more, 1340.0, 3.0, 2, 20, 12).keys() == {"polish"}
+    assert phases_left_out(more, 1360.0, 3.0, 2, 20, 12) == {}
+
+
+def test_the_polish_is_judged_by_its_own_generation_size(tmp_path, fake_objective):
+    # on 3 parameters CMA-ES draws 7 points a generation: 3 generations of
+    # 3-trial evaluations of 0.05 s take 3.15 s, more than the polish's 40% of
+    # the roughly 4.3 s left of 5 s; 2 points a generation take 0.9 s
+    def left_out(options, path):
+        recipe = Recipe("erp", "test", (Phase("search", 0.6),
+                                        Phase("polish", 0.4, options)), check_trials=6)
+        return run_recipe(_setup(), path, recipe, 5.0, progress=False,
+                          out=lambda line: None).left_out
+
+    assert list(left_out({}, tmp_path / "a.sqlite")) == ["polish"]
+    assert left_out({"popsize": 2}, tmp_path / "b.sqlite") == {}
 
 
 def test_a_refinement_left_out_gives_its_time_to_the_polish():
@@ -336,10 +349,10 @@ def test_a_refinement_left_out_gives_its_time_to_the_polish():
     # one poll of 20 parameters: 40 evaluations of 12 trials of 3 s on 2 jobs =
     # 720 s, more than the refinement's 20% of 3000 s; without it the polish
     # has 0.3 / 0.8 of the time: 1125 s, 20.8 generations of 54 s
-    left = phases_left_out(recipe, 3000.0, 3.0, 2, 20)
+    left = phases_left_out(recipe, 3000.0, 3.0, 2, 20, 12)
     assert list(left) == ["refine"]
     assert "poll(s) of every direction; it needs 1" in left["refine"]
-    assert phases_left_out(recipe, 3700.0, 3.0, 2, 20) == {}
+    assert phases_left_out(recipe, 3700.0, 3.0, 2, 20, 12) == {}
 
 
 def test_a_short_budget_runs_the_search_alone_and_says_why(tmp_path, fake_objective):

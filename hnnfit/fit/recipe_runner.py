@@ -22,6 +22,7 @@ from ..validation import check_int, check_type
 from .recipes import (DEFAULT_RECIPE, MAX_NEW_DRIVES, Recipe, get_recipe, parse_duration,
                       phases_left_out, split_time, structure_phase_name, structure_round,
                       with_structure_search)
+from .solvers import CmaSolver
 
 __all__ = ["run_recipe", "RecipeReport", "recipe_record", "candidate_space", "RECIPE_KEY",
            "MIN_GAIN"]
@@ -39,8 +40,8 @@ CHECK_SEED0 = 100
 STRUCTURE_SEED0 = 300
 STRUCTURE_ROUND_SEEDS = 100
 #: A new drive must lower the expected score by this fraction at least, on top
-#: of beating the comparison's noise: a drive is eight parameters, worth
-#: keeping only for a visible gain.
+#: of beating the comparison's noise: a drive adds four to six fitted
+#: parameters, worth keeping only for a visible gain.
 MIN_GAIN = 0.03
 
 
@@ -340,7 +341,8 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
             # runs the phases it started with
             data["left_out"] = phases_left_out(
                 recipe, total - reserve - 2 * data["eval_seconds"],
-                data["eval_seconds"] / data["search_trials"], n_jobs, len(study.space))
+                data["eval_seconds"] / data["search_trials"], n_jobs, len(study.space),
+                _polish_generation_size(recipe, study.space))
             record.save()
         for name, why in data["left_out"].items():
             out(f"{name}: left out, {why}; its time goes to the other phases")
@@ -512,6 +514,15 @@ def _timed_run(study, clock, phase_record, allotted, step, n_jobs, progress, rec
     study.storage.record_budget(max(1, study.n_complete + study.n_failed), n_jobs, {})
     phase_record["done"] = True
     record.save()
+
+
+def _polish_generation_size(recipe, space):
+    """Points per generation of ``recipe``'s polish on ``space``, as its solver
+    would draw them (None without a polish)."""
+    for phase in recipe.phases:
+        if phase.name == "polish":
+            return CmaSolver(space, **phase.options).generation_size
+    return None
 
 
 def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progress, out,

@@ -55,7 +55,7 @@ from ..validation import check_number, check_type
 __all__ = ["Phase", "Recipe", "RECIPES", "DEFAULT_RECIPE", "parse_duration", "get_recipe",
            "split_time", "with_structure_search", "STRUCTURE_SHARE",
            "STRUCTURE_ROUND_SHARE", "MAX_NEW_DRIVES", "new_drive_limit", "structure_phase_name",
-           "structure_round", "phases_left_out", "cma_generation_size",
+           "structure_round", "phases_left_out",
            "MIN_POLISH_GENERATIONS", "MIN_REFINE_SWEEPS"]
 
 #: Share of the time a structure search takes from a recipe's others.
@@ -233,12 +233,7 @@ MIN_POLISH_GENERATIONS = 3
 MIN_REFINE_SWEEPS = 1
 
 
-def cma_generation_size(n_params):
-    """CMA-ES' default number of points per generation for ``n_params`` parameters."""
-    return 4 + int(3 * math.log(n_params))
-
-
-def phases_left_out(recipe, time_left, trial_seconds, n_jobs, n_params):
+def phases_left_out(recipe, time_left, trial_seconds, n_jobs, n_params, generation_size):
     """The local phases of ``recipe`` that its time cannot make worth running.
 
     Parameters
@@ -252,6 +247,9 @@ def phases_left_out(recipe, time_left, trial_seconds, n_jobs, n_params):
         Evaluations run at once.
     n_params : int
         Parameters the local phases fit.
+    generation_size : int
+        Points per CMA-ES generation of the polish (the solver's own count,
+        :attr:`~hnnfit.fit.solvers.CmaSolver.generation_size`).
 
     Returns
     -------
@@ -271,7 +269,7 @@ def phases_left_out(recipe, time_left, trial_seconds, n_jobs, n_params):
         seconds = time_left * share
         one_eval = trial_seconds * phase.n_trials
         if phase.name == "polish":
-            unit, need, what = cma_generation_size(n_params), MIN_POLISH_GENERATIONS, \
+            unit, need, what = generation_size, MIN_POLISH_GENERATIONS, \
                 "CMA-ES generation(s)"
         else:
             unit, need, what = 2 * n_params, MIN_REFINE_SWEEPS, "poll(s) of every direction"
