@@ -344,6 +344,61 @@ def test_the_polish_is_judged_by_its_own_generation_size(tmp_path, fake_objectiv
     assert left_out({"popsize": 2}, tmp_path / "b.sqlite") == {}
 
 
+class _MemoryStorage:
+    """Metadata kept in memory: what a recipe's record needs of a storage."""
+
+    path = "memory"
+
+    def __init__(self):
+        self.meta = {}
+
+    def get_metadata(self, key):
+        return self.meta.get(key)
+
+    def set_metadata(self, key, value):
+        self.meta[key] = value
+
+
+def test_a_kept_drive_judges_the_polish_again_on_the_widened_space():
+    from hnnfit.fit.recipe_runner import _left_out_after_structure, _Record
+
+    recipe = Recipe("erp", "t", (Phase("search", 0.5), Phase("structure", 0.2),
+                                 Phase("polish", 0.3)))
+    polish = recipe.phases[-1]
+    search = [Parameter("evprox1.mu", 18.0, 36.0), Parameter("evdist1.mu", 50.0, 75.0),
+              Parameter("evprox2.mu", 100.0, 140.0)]
+    drive = [Parameter(f"evprox3.{n}", 1.0, 2.0) for n in
+             ("mu", "sigma", "ampa.L2_pyramidal", "ampa.L5_pyramidal", "ampa.L2_basket")]
+
+    def record(total):
+        # 3 s a trial, 2 jobs, 3 trials an evaluation: 9 s a round; 120 s left
+        rec = _Record(_MemoryStorage(), recipe, total, 2)
+        rec.data.update(eval_seconds=9.0, search_trials=3, left_out={})
+        rec.data["phases"] = {"search": {"seconds": 300.0, "done": True},
+                              "structure": {"seconds": 180.0, "done": True}}
+        return rec
+
+    # on the search's 3 parameters CMA-ES draws 7 points (4 rounds, 36 s): 3.3
+    # generations fit; with the drive's 5 more it draws 10 (5 rounds, 45 s): 2.7
+    assert phases_left_out(Recipe("p", "t", (polish,)), 120.0, 3.0, 2, 3, 7) == {}
+    rec = record(620.0)
+    assert _left_out_after_structure(recipe, polish, rec, 620.0, 20.0, 2, search,
+                                     added=[]) is None
+    why = _left_out_after_structure(recipe, polish, rec, 620.0, 20.0, 2, search + drive,
+                                    added=drive)
+    assert "has time for 2.7 CMA-ES generation(s); it needs 3" in why
+    # recorded with the first decision, so that a resumed recipe leaves it out
+    saved = json.loads(rec.storage.meta[RECIPE_KEY])
+    assert saved["left_out"] == {"polish": why}
+    # judged once: a decision to run it stands when the time is later shorter
+    rec = record(720.0)
+    assert _left_out_after_structure(recipe, polish, rec, 720.0, 20.0, 2, search + drive,
+                                     added=drive) is None
+    assert _left_out_after_structure(recipe, polish, rec, 320.0, 20.0, 2, search + drive,
+                                     added=drive) is None
+    assert rec.data["left_out"] == {}
+
+
 def test_a_refinement_left_out_gives_its_time_to_the_polish():
     recipe = RECIPES["erp-refine"]     # search 0.5, polish 0.3, refine 0.2 on 12 trials
     # one poll of 20 parameters: 40 evaluations of 12 trials of 3 s on 2 jobs =

@@ -371,6 +371,14 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
                 if ran is not last and ran.n_complete:
                     added.extend(ran.space.parameters)    # the new drive's
             else:
+                why = _left_out_after_structure(recipe, phase, record, total, reserve,
+                                                n_jobs, list(study.space.parameters) + added,
+                                                added)
+                if why is not None:
+                    out(f"{phase.name}: left out, {why}; its time goes to the other phases")
+                    recipe = replace(recipe, phases=tuple(
+                        p for p in recipe.phases if p.name != phase.name))
+                    continue
                 ran, point = runner(last, point, path, clock, phase, objective,
                                     allotted.get(phase.name), n_jobs, progress, out,
                                     setup.solver.seed,
@@ -514,6 +522,37 @@ def _timed_run(study, clock, phase_record, allotted, step, n_jobs, progress, rec
     study.storage.record_budget(max(1, study.n_complete + study.n_failed), n_jobs, {})
     phase_record["done"] = True
     record.save()
+
+
+def _left_out_after_structure(recipe, phase, record, total, reserve, n_jobs, full, added):
+    """Why ``phase`` (a polish or refinement) is left out once a structure
+    search has widened the space, or None to run it.
+
+    The first decision counts the search's parameters; a kept drive adds
+    its own, and a polish then draws more points per generation. This
+    decision, made once when the phase is about to start, judges the phase
+    again on the widened space and the time left, and is recorded with the
+    first (so a resumed recipe leaves out the same phases).
+    """
+    from .space import ParameterSpace
+
+    data = record.data
+    p = record.phase(phase.name)
+    if not added or p["done"] or p["seconds"] > 0 or phase.name in data.get("rejudged", ()):
+        return None
+    elapsed = record.elapsed()
+    todo = [ph for ph in recipe.phases
+            if ph.name in ("polish", "refine") and not elapsed.get(ph.name, (0.0, False))[1]]
+    used = sum(e[0] for e in elapsed.values())
+    later = replace(recipe, phases=tuple(todo))
+    why = phases_left_out(later, total - reserve - used,
+                          data["eval_seconds"] / data["search_trials"], n_jobs, len(full),
+                          _polish_generation_size(later, ParameterSpace(full))).get(phase.name)
+    data.setdefault("rejudged", []).append(phase.name)
+    if why is not None:
+        data["left_out"][phase.name] = why
+    record.save()
+    return why
 
 
 def _polish_generation_size(recipe, space):

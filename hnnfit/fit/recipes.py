@@ -247,7 +247,7 @@ def phases_left_out(recipe, time_left, trial_seconds, n_jobs, n_params, generati
         Evaluations run at once.
     n_params : int
         Parameters the local phases fit.
-    generation_size : int
+    generation_size : int | None
         Points per CMA-ES generation of the polish (the solver's own count,
         :attr:`~hnnfit.fit.solvers.CmaSolver.generation_size`).
 
