@@ -107,7 +107,6 @@ value and what was expected.
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1005,26 +1004,8 @@ def check_stage_budget(stage_evals, names, n_evals):
                          f"each other stage ({len(others)}), got {n_evals}")
 
 
-def _solver_options(name):
-    """The keyword options of the solver called ``name`` (its class's signature)."""
-    from .fit.solvers import BayesianSolver, CmaSolver, CobylaSolver, PatternSolver
-
-    for cls in (BayesianSolver, CmaSolver, CobylaSolver, PatternSolver):
-        if cls.name == name:
-            return [p for p in inspect.signature(cls.__init__).parameters
-                    if p not in ("self", "space", "x0", "seed")]
-    return []
-
-
 def _check_solver(name, space, x0, seed, options, section):
-    from .fit.solvers import make_solver
+    from .fit.solvers import check_solver_options, make_solver
 
-    try:
-        make_solver(name, space, x0=x0, seed=seed, **options)
-    except TypeError as err:
-        if "unexpected keyword argument" not in str(err):
-            raise
-        bad = str(err).rsplit(" ", 1)[-1]
-        valid = ", ".join(_solver_options(name)) or "none"
-        raise ValueError(f"options in [{section}] must be options of the {name!r} "
-                         f"solver ({valid}), got {bad}") from None
+    check_solver_options(name, options, f"options in [{section}]")
+    make_solver(name, space, x0=x0, seed=seed, **options)

@@ -166,7 +166,7 @@ def test_unknown_solver_options_list_the_valid_ones(target):
     with pytest.raises(ValueError) as info:
         build_fit(FitConfig.from_dict(data))
     assert str(info.value) == ("options in [solver] must be options of the 'cma' solver "
-                               "(sigma0, popsize), got 'sigma'")
+                               "(sigma0, popsize), got 'sigma'; did you mean 'sigma0'?")
 
 
 def test_check_stage_budget():

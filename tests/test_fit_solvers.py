@@ -344,3 +344,18 @@ def test_pattern_repeats_and_replays_from_settings():
 def test_pattern_bad_options(opts, err, match):
     with pytest.raises(err, match=match):
         make_solver("pattern", SPACE, **opts)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("bayesian", {"n_initial": 3},
+     "options must be options of the 'bayesian' solver (n_initial_points, initial_design, "
+     "acq_func, acq_optimizer, n_points, trust_region), got 'n_initial'; did you mean "
+     "'n_initial_points'?"),
+    ("cma", {"sigma0": 0.2, "pop": 4},
+     "options must be options of the 'cma' solver (sigma0, popsize), got 'pop'; "
+     "did you mean 'popsize'?"),
+    ("cobyla", {"tolerance": 1e-3}, "got 'tolerance'")])
+def test_an_unknown_solver_option_is_named_with_the_solver_s_own(name, options, message):
+    with pytest.raises(ValueError) as info:
+        make_solver(name, SPACE, **options)
+    assert message in str(info.value)

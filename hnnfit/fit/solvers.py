@@ -25,6 +25,8 @@ The optimisation libraries are imported only when a solver is created.
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import warnings
 
 import numpy as np
@@ -817,8 +819,53 @@ def make_solver(name, space, x0=None, seed=0, **options):
     -------
     solver
     """
-    check_option(name, SOLVERS, "solver")
+    check_solver_options(name, options)
     return _CLASSES[name](space, x0=x0, seed=seed, **options)
+
+
+def solver_options(name):
+    """The names of the options the solver called ``name`` takes.
+
+    Parameters
+    ----------
+    name : {'bayesian', 'cobyla', 'cma', 'pattern'}
+
+    Returns
+    -------
+    list of str
+        In the order of the solver class's signature.
+    """
+    check_option(name, SOLVERS, "solver")
+    return [p for p in inspect.signature(_CLASSES[name].__init__).parameters
+            if p not in ("self", "space", "x0", "seed")]
+
+
+def check_solver_options(name, options, what="options"):
+    """Refuse options the solver called ``name`` does not take.
+
+    Parameters
+    ----------
+    name : str
+        A solver's name (checked too).
+    options : dict
+        The options given.
+    what : str
+        How the error names ``options`` (for example the config section
+        they came from).
+
+    Raises
+    ------
+    ValueError
+        Naming the first unknown option, the solver's options, and the
+        nearest of them when one is close.
+    """
+    known = solver_options(name)
+    for key in options:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"{what} must be options of the {name!r} solver "
+                             f"({', '.join(known) or 'none'}), got {key!r}{hint}")
 
 
 def legacy_defaults(name, options):
