@@ -171,6 +171,15 @@ def test_create_refuses_a_mismatching_study(tmp_path, target):
         assert study.n_complete == 0
 
 
+def test_create_names_the_datasets_for_a_target_it_cannot_find(tmp_path):
+    path = tmp_path / "s.sqlite"
+    expected = (r"target must be a Target, a data file or one of the datasets "
+                r"\(S1_SupraT, .*yes_trial_S1_ERP_all_avg\), got 'S1_Supra'")
+    with pytest.raises(ValueError, match=expected):
+        Study.create(path, make_net(), "S1_Supra", make_space(), objective=OBJECTIVE)
+    assert not path.exists()
+
+
 def test_load_refuses_non_study_and_newer_schema_without_touching_the_file(tmp_path,
                                                                            target):
     text = tmp_path / "notes.sqlite"

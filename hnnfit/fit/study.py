@@ -84,6 +84,8 @@ def _as_target(target):
         if target in dataset_names():
             # a recorded dataset by name, as a config's [target] dataset
             return read_target(fetch_dataset(target))
+        raise ValueError(f"target must be a Target, a data file or one of the datasets "
+                         f"({', '.join(dataset_names())}), got {target!r}")
     return read_target(target)
 
 
