@@ -349,7 +349,8 @@ def test_pattern_bad_options(opts, err, match):
 @pytest.mark.parametrize("name, options, message", [
     ("bayesian", {"n_initial": 3},
      "options must be options of the 'bayesian' solver (n_initial_points, initial_design, "
-     "acq_func, acq_optimizer, n_points, trust_region), got 'n_initial'; did you mean "
+     "acq_func, acq_optimizer, n_points, trust_region, transform), got 'n_initial'; did "
+     "you mean "
      "'n_initial_points'?"),
     ("cma", {"sigma0": 0.2, "pop": 4},
      "options must be options of the 'cma' solver (sigma0, popsize), got 'pop'; "
@@ -359,3 +360,25 @@ def test_an_unknown_solver_option_is_named_with_the_solver_s_own(name, options, 
     with pytest.raises(ValueError) as info:
         make_solver(name, SPACE, **options)
     assert message in str(info.value)
+
+
+def test_a_log_transform_models_log_values_and_is_recorded_only_when_used():
+    plain = make_solver("bayesian", SPACE, seed=3, n_points=500)
+    logged = make_solver("bayesian", SPACE, seed=3, n_points=500, transform="log")
+    assert "transform" not in plain.settings()["options"]
+    assert logged.settings()["options"]["transform"] == "log"
+    values = [3.0, 24.0, 0.0]
+    for solver in (plain, logged):
+        points = solver.ask(3)
+        solver.tell(points, values)
+    assert plain._opt.yi == values
+    np.testing.assert_allclose(logged._opt.yi, np.log1p(values))
+    # rebuilt from its settings, it models the same values
+    again = solver_from_settings(SPACE, logged.settings())
+    again.tell(again.ask(1), [8.0])
+    assert again._opt.yi == [pytest.approx(math.log(9.0))]
+    with pytest.raises(ValueError, match="objective values must be > -1 with "
+                                         "transform='log', got -1.5"):
+        logged.tell(logged.ask(1), [-1.5])
+    with pytest.raises(ValueError, match="transform must be one of"):
+        make_solver("bayesian", SPACE, transform="sqrt")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import math
 import warnings
 
 import numpy as np
@@ -225,13 +226,19 @@ class BayesianSolver(Solver):
         cheaper, ``'lbfgs'`` more precise).
     n_points : int
         Random candidate points scored per acquisition maximisation.
+    transform : {'none', 'log'}
+        ``'log'``: the Gaussian process models ``log(1 + value)`` instead of
+        the value (values must be > -1). A few very poor points (a drive at
+        the wrong end of its range) then weigh less on the model of the
+        region that matters, as on an RMSE whose bad values are several
+        times its good ones.
     """
 
     name = "bayesian"
 
     def __init__(self, space, x0=None, seed=0, n_initial_points=None,
                  initial_design="lhs", acq_func="gp_hedge", acq_optimizer="auto",
-                 n_points=10000, trust_region=False):
+                 n_points=10000, trust_region=False, transform="none"):
         if n_initial_points is not None:
             n_initial_points = check_int(n_initial_points, "n_initial_points", low=1)
         check_option(initial_design, INITIAL_DESIGNS, "initial_design")
@@ -239,13 +246,17 @@ class BayesianSolver(Solver):
         check_option(acq_optimizer, ("auto", "lbfgs", "sampling"), "acq_optimizer")
         n_points = check_int(n_points, "n_points", low=1)
         trust_region = check_bool(trust_region, "trust_region")
+        check_option(transform, ("none", "log"), "transform")
         options = {"n_initial_points": n_initial_points, "initial_design": initial_design,
                    "acq_func": acq_func, "acq_optimizer": acq_optimizer,
                    "n_points": n_points}
         if trust_region:
             # recorded only when used, so that settings stored without it match
             options["trust_region"] = True
+        if transform != "none":
+            options["transform"] = transform
         super().__init__(space, x0, seed, **options)
+        self._log = transform == "log"
         self._region = _TrustRegion(len(space)) if trust_region else None
         from skopt import Optimizer
 
@@ -314,7 +325,7 @@ class BayesianSolver(Solver):
         if not pending or self._queue:
             points = self.ask(1)
             return points[0] if points else None
-        lie = check_number(lie, "lie")
+        lie = self._model_value(check_number(lie, "lie"))
         trial = copy.deepcopy(self._opt)
         trial.rng = np.random.RandomState(self._opt.rng.randint(0, np.iinfo(np.int32).max))
         with warnings.catch_warnings():
@@ -342,7 +353,7 @@ class BayesianSolver(Solver):
             if key is None:
                 key = self.space.to_unit(point).tolist()
             xs.append(key)
-            ys.append(check_number(value, "objective value"))
+            ys.append(self._model_value(check_number(value, "objective value")))
         with warnings.catch_warnings():
             # re-evaluated points (integers, replays) are expected
             warnings.simplefilter("ignore")
@@ -353,6 +364,15 @@ class BayesianSolver(Solver):
                 self.n_told += 1
         else:
             self.n_told += len(points)
+
+    def _model_value(self, value):
+        """The value as the Gaussian process models it (see ``transform``)."""
+        if not self._log:
+            return value
+        if value <= -1.0:
+            raise ValueError(f"objective values must be > -1 with transform='log', "
+                             f"got {value}")
+        return math.log1p(value)
 
     def _region_points(self, opt, n, salt=0):
         """``n`` points of highest expected improvement in the trust region.
