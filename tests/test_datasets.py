@@ -197,6 +197,7 @@ def test_study_takes_a_dataset_name_as_its_target(mirror, offline, monkeypatch, 
     with Study.create(tmp_path / "s.sqlite", net, "yes_trial_S1_ERP_all_avg") as study:
         want = read_target(fetch_dataset("yes_trial_S1_ERP_all_avg"))
         assert study.target == want
-    # a name that is neither a file nor a dataset is still a missing file
-    with pytest.raises(ValueError, match="existing file, got 'no_such_recording'"):
+    # a name that is neither a file nor a dataset: the error lists the datasets
+    with pytest.raises(ValueError, match=r"a data file or one of the datasets \(S1_SupraT, "
+                                         r".*\), got 'no_such_recording'"):
         Study.create(tmp_path / "t.sqlite", net, "no_such_recording")
