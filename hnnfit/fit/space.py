@@ -662,6 +662,70 @@ def evoked_space(net, *, drives=None, tstop=None, overrides=None):
     return space
 
 
+#: How near a bound (a fraction of the range, on its search scale) a start
+#: point must lie for :func:`widen_at_edges` to move that bound.
+EDGE_MARGIN = 0.05
+
+
+def widen_at_edges(space, values, *, margin=EDGE_MARGIN, tstop=None):
+    """Ranges moved outward where a point presses against their bounds.
+
+    A fit that ends on a bound of its range was stopped by the range, not
+    by the data; a local fit started there can only move inward. For each
+    parameter whose value lies within ``margin`` of a bound, that bound is
+    moved out by half the range's width on the search scale (a log range
+    ``[low, high]`` grows by the factor ``sqrt(high / low)``). The moved
+    bound stays at or above 0 for a range that started there, at or above
+    0.1 ms for a drive's spread, and at or below ``tstop`` for its mean
+    time. Integer parameters are left as they are.
+
+    Parameters
+    ----------
+    space : ParameterSpace
+    values : dict
+        A value for each parameter of ``space`` (its own unit).
+    margin : float
+        Fraction of the range (0 to 0.5) counted as on the bound.
+    tstop : float | None
+        End of the simulated window (ms), the limit of a mean time.
+
+    Returns
+    -------
+    dict
+        ``{name: Parameter}`` for the parameters widened only (empty when
+        no value is near a bound); pass it to
+        :meth:`ParameterSpace.with_overrides`.
+    """
+    margin = check_number(margin, "margin", low=0.0, high=0.5)
+    values = space.check_values(values)
+    out = {}
+    for p in space:
+        if p.integer:
+            continue
+        u = p.to_unit(values[p.name])
+        low, high = p.low, p.high
+        if p.log:
+            grow = math.sqrt(high / low)
+            if u <= margin:
+                low = low / grow
+            if u >= 1.0 - margin:
+                high = high * grow
+        else:
+            half = (high - low) / 2.0
+            floor = -math.inf
+            if p.low >= 0.0:
+                floor = SIGMA_MIN if p.name.endswith(".sigma") else 0.0
+            if u <= margin:
+                low = max(low - half, min(floor, p.low))
+            if u >= 1.0 - margin:
+                high = high + half
+                if tstop is not None and p.name.endswith(".mu"):
+                    high = max(min(high, float(tstop)), p.high)
+        if (low, high) != (p.low, p.high):
+            out[p.name] = Parameter(p.name, low, high, p.log, p.integer)
+    return out
+
+
 def _override_parameter(name, spec):
     """The Parameter an override ``{name: spec}`` stands for."""
     if isinstance(spec, Parameter):
