@@ -229,61 +229,6 @@ def test_a_recipe_resumes_in_the_middle_of_a_phase(tmp_path, fake_objective):
     assert run == "interrupted"
 
 
-
-def _setup_on_a_bound():
-    # evprox2's best mean time (125 ms) lies beyond its range: the search
-    # can only end on the bound
-    setup = _setup()
-    space = setup.space.with_overrides({"evprox2.mu": (100.0, 112.0)})
-    return FitSetup(net=setup.net, target=setup.target, space=space,
-                    objective=setup.objective, solver=setup.solver)
-
-
-def test_the_polish_widens_a_range_the_search_ended_on(tmp_path, fake_objective):
-    path = tmp_path / "fit.sqlite"
-    lines = []
-    run_recipe(_setup_on_a_bound(), path, TEST_RECIPE, 8.0, progress=False,
-               out=lines.append)
-    search = Study.load(path, readonly=True)
-    assert search.best_params["evprox2.mu"] > 111.4     # within 5% of the bound
-    polish = Study.load(tmp_path / "fit_polish.sqlite", readonly=True)
-    # the bound pressed against moves out by half the range; the others stay
-    assert (polish.space["evprox2.mu"].low, polish.space["evprox2.mu"].high) == (100.0, 118.0)
-    assert polish.space["evprox1.mu"] == search.space["evprox1.mu"]
-    assert polish.space["evdist1.mu"] == search.space["evdist1.mu"]
-    assert any("range of evprox2.mu widened from [100, 112] to [100, 118]" in line
-               for line in lines)
-    # and the polish used the room: it went past the old bound
-    assert polish.evaluations["evprox2.mu"].max() > 112.0
-    # the refinement starts from the polished point, on the polish's ranges
-    # or wider
-    refine = Study.load(tmp_path / "fit_refine.sqlite", readonly=True)
-    assert refine.space["evprox2.mu"].high >= 118.0
-    # a second call resumes the finished recipe on the same ranges
-    run_recipe(_setup_on_a_bound(), path, TEST_RECIPE, 8.0, progress=False,
-               out=lambda line: None)
-
-
-def test_a_polish_begun_without_widening_resumes_on_its_own_ranges(tmp_path, fake_objective,
-                                                                   monkeypatch):
-    import hnnfit.fit.recipe_runner as runner
-
-    path = tmp_path / "fit.sqlite"
-    setup = _setup_on_a_bound()
-    # as a version that did not widen ranges would have begun it
-    monkeypatch.setattr(runner, "widen_at_edges", lambda space, values, **kw: {})
-    _runs_until_interrupted(setup, path)
-    monkeypatch.undo()
-    monkeypatch.setattr(DipoleObjective, "__call__", _fake_call)
-    monkeypatch.setattr(DipoleObjective, "error_budget", _fake_budget)
-    polish_path = tmp_path / "fit_polish.sqlite"
-    before = Study.load(polish_path, readonly=True).n_complete
-    run_recipe(setup, path, TEST_RECIPE, 8.0, progress=False, out=lambda line: None)
-    polish = Study.load(polish_path, readonly=True)
-    assert polish.space["evprox2.mu"].high == 112.0
-    assert polish.n_complete > before
-
-
 def _runs_until_interrupted(setup, path):
     """Run the recipe with an interruption at the polish's third evaluation."""
     _fake_call.interrupt_at = 3

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from hnnfit.fit.space import Parameter, ParameterSpace, widen_at_edges
+from hnnfit.fit.space import Parameter, ParameterSpace
 from hnnfit.network import jones_2009_model
 
 WEIGHTS_AMPA = {"L2_basket": 0.08, "L2_pyramidal": 0.01, "L5_basket": 0.04,
@@ -190,47 +190,3 @@ def test_serialisation_round_trip(space):
     assert again["evprox2.numspikes"].integer
     with pytest.raises(KeyError, match="parameter name must be one of"):
         space["evprox2.tau"]
-
-
-def test_widen_at_edges_moves_only_the_bounds_a_point_presses_against():
-    space = ParameterSpace([
-        Parameter("evprox1.mu", 10.0, 30.0),
-        Parameter("evprox1.sigma", 1.0, 7.0),
-        Parameter("evprox1.ampa.L5_basket", 0.01, 1.0, log=True),
-        Parameter("evprox1.ampa.L2_basket", 0.01, 1.0, log=True),
-        Parameter("evprox1.numspikes", 1, 5, integer=True),
-    ])
-    values = {"evprox1.mu": 20.0,            # inside: kept
-              "evprox1.sigma": 1.2,          # 3% of the range above low
-              "evprox1.ampa.L5_basket": 1.0,  # on the high bound (log scale)
-              "evprox1.ampa.L2_basket": 0.1,  # halfway on the log scale: kept
-              "evprox1.numspikes": 5}         # integers are left as they are
-    moved = widen_at_edges(space, values)
-    assert set(moved) == {"evprox1.sigma", "evprox1.ampa.L5_basket"}
-    # half the range's width beyond the bound, on the search scale; a
-    # spread never below 0.1 ms
-    sigma = moved["evprox1.sigma"]
-    assert (sigma.low, sigma.high) == (pytest.approx(0.1), 7.0)
-    basket = moved["evprox1.ampa.L5_basket"]
-    assert basket.log and basket.low == 0.01 and basket.high == pytest.approx(10.0)
-    # the widened space still holds the point, now away from the bound
-    wide = space.with_overrides(moved)
-    assert 0.2 < wide["evprox1.ampa.L5_basket"].to_unit(1.0) < 0.7
-    assert widen_at_edges(wide, values) == {}
-
-
-def test_widen_at_edges_keeps_times_in_the_window_and_signs():
-    space = ParameterSpace([Parameter("evdist1.mu", 150.0, 170.0),
-                            Parameter("evdist1.delay.L2_pyramidal", 0.0, 4.0),
-                            Parameter("offset", -2.0, 2.0)])
-    values = {"evdist1.mu": 170.0, "evdist1.delay.L2_pyramidal": 0.0, "offset": -2.0}
-    moved = widen_at_edges(space, values, tstop=175.0)
-    # a mean time stops at the end of the window; a delay at 0 stays there;
-    # a range that already allowed negative values goes on below
-    assert moved["evdist1.mu"].high == 175.0
-    assert "evdist1.delay.L2_pyramidal" not in moved
-    assert moved["offset"].low == pytest.approx(-4.0)
-    assert widen_at_edges(space, values, tstop=170.0).keys() == {"offset"}
-    assert widen_at_edges(space, values, margin=0.0).keys() == {"evdist1.mu", "offset"}
-    with pytest.raises(ValueError, match="margin"):
-        widen_at_edges(space, values, margin=0.7)

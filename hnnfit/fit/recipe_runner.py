@@ -23,8 +23,6 @@ from .recipes import (DEFAULT_RECIPE, MAX_NEW_DRIVES, Recipe, get_recipe, parse_
                       phases_left_out, split_time, structure_phase_name, structure_round,
                       with_structure_search)
 from .solvers import CmaSolver
-from .space import widen_at_edges
-from .storage import StudyStorage
 
 __all__ = ["run_recipe", "RecipeReport", "recipe_record", "candidate_space", "RECIPE_KEY",
            "MIN_GAIN"]
@@ -573,14 +571,13 @@ def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     p = record.phase("polish")
     if point is None:
         return base, point
-    polish, moved = _local_study(base, point, path, phase, objective, seed, full, "polish",
-                                 "cma", POLISH_SEED0, resample=True)
+    polish = _local_study(base, point, path, phase, objective, seed, full, "polish", "cma",
+                          POLISH_SEED0, resample=True)
     seeds = polish.objective.seeds
     if not p["done"]:
         gen = polish.make_solver().generation_size
         out(f"polish: CMA-ES, {gen} points per generation on {len(seeds)} new trials "
             f"each, about {_minutes(allotted - p['seconds'])}")
-        _say_widened(out, moved)
         _timed_run(polish, clock, p, allotted, gen, n_jobs, progress, record,
                    _eval_seconds(record, polish))
         if p.get("interrupted"):
@@ -598,42 +595,18 @@ def _polish(base, point, path, clock, phase, objective, allotted, n_jobs, progre
 def _local_study(base, point, path, phase, objective, seed, full, suffix, solver, seed0,
                  resample):
     """The study of a polish or refinement from ``point``: ``phase.n_trials``
-    trials from ``seed0``, averaged in groups of 3, at the search's step.
-
-    The ranges whose bounds ``point`` presses against are widened
-    (:func:`~hnnfit.fit.space.widen_at_edges`). Returns the study and the
-    ranges moved, as ``(old, new)`` Parameter pairs.
-    """
+    trials from ``seed0``, averaged in groups of 3, at the search's step."""
     seeds = list(range(seed0, seed0 + phase.n_trials))
     settings = {"seeds": seeds, "n_trials": len(seeds), "group_size": 3,
                 "resample": resample}
     if "dt" in objective:
         settings["dt"] = objective["dt"]
-    overrides = _widen(base, full) or {}
-    space = base.space.with_overrides(overrides)
-    # a start on a bound of its range was stopped by the range, not the data
-    moved = widen_at_edges(space, space.clip({n: point[n] for n in space.names}),
-                           tstop=base.objective.tstop)
-    local = path.with_name(f"{path.stem}_{suffix}.sqlite")
-    if moved and StudyStorage.holds_study(local):
-        # begun by a version that did not widen: resume it on its own ranges
-        with StudyStorage.load(local, readonly=True) as old:
-            if old.space == space:
-                moved = {}
-    study = base.create_polish(local,
-                               objective=settings, solver=solver,
-                               solver_options=dict(phase.options), seed=seed,
-                               start={n: point[n] for n in base.space.names},
-                               exist_ok=True, overrides={**overrides, **moved} or None,
-                               description=f"recipe {suffix} of {path.name}")
-    return study, [(space[n], p) for n, p in moved.items()]
-
-
-def _say_widened(out, moved):
-    """Tell which ranges a local phase moved outward (see :func:`_local_study`)."""
-    for old, new in moved:
-        out(f"  range of {old.name} widened from [{old.low:.4g}, {old.high:.4g}] to "
-            f"[{new.low:.4g}, {new.high:.4g}]: the start point was on its bound")
+    return base.create_polish(path.with_name(f"{path.stem}_{suffix}.sqlite"),
+                              objective=settings, solver=solver,
+                              solver_options=dict(phase.options), seed=seed,
+                              start={n: point[n] for n in base.space.names},
+                              exist_ok=True, overrides=_widen(base, full),
+                              description=f"recipe {suffix} of {path.name}")
 
 
 def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progress, out,
@@ -643,13 +616,12 @@ def _refine(base, point, path, clock, phase, objective, allotted, n_jobs, progre
     p = record.phase("refine")
     if point is None:
         return base, point
-    refine, moved = _local_study(base, point, path, phase, objective, seed, full, "refine",
-                                 "pattern", REFINE_SEED0, resample=False)
+    refine = _local_study(base, point, path, phase, objective, seed, full, "refine",
+                          "pattern", REFINE_SEED0, resample=False)
     seeds = refine.objective.seeds
     if not p["done"]:
         out(f"refine: pattern search on {len(seeds)} fixed trials, about "
             f"{_minutes(allotted - p['seconds'])}")
-        _say_widened(out, moved)
         _timed_run(refine, clock, p, allotted, n_jobs, n_jobs, progress, record,
                    _eval_seconds(record, refine))
         if p.get("interrupted"):
