@@ -1007,5 +1007,7 @@ def check_stage_budget(stage_evals, names, n_evals):
 def _check_solver(name, space, x0, seed, options, section):
     from .fit.solvers import check_solver_options, make_solver
 
+    # checked here first so that the error names the config section;
+    # make_solver's own check then passes, and it refuses bad option values
     check_solver_options(name, options, f"options in [{section}]")
     make_solver(name, space, x0=x0, seed=seed, **options)
