@@ -383,9 +383,9 @@ def test_a_kept_drive_judges_the_polish_again_on_the_widened_space():
     assert phases_left_out(Recipe("p", "t", (polish,)), 120.0, 3.0, 2, 3, 7) == {}
     rec = record(620.0)
     assert _left_out_after_structure(recipe, polish, rec, 620.0, 20.0, 2, search,
-                                     added=[]) is None
+                                     grown=False) is None
     why = _left_out_after_structure(recipe, polish, rec, 620.0, 20.0, 2, search + drive,
-                                    added=drive)
+                                    grown=True)
     assert "has time for 2.7 CMA-ES generation(s); it needs 3" in why
     # recorded with the first decision, so that a resumed recipe leaves it out
     saved = json.loads(rec.storage.meta[RECIPE_KEY])
@@ -393,9 +393,9 @@ def test_a_kept_drive_judges_the_polish_again_on_the_widened_space():
     # judged once: a decision to run it stands when the time is later shorter
     rec = record(720.0)
     assert _left_out_after_structure(recipe, polish, rec, 720.0, 20.0, 2, search + drive,
-                                     added=drive) is None
+                                     grown=True) is None
     assert _left_out_after_structure(recipe, polish, rec, 320.0, 20.0, 2, search + drive,
-                                     added=drive) is None
+                                     grown=True) is None
     assert rec.data["left_out"] == {}
 
 

@@ -371,9 +371,9 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
                 if ran is not last and ran.n_complete:
                     added.extend(ran.space.parameters)    # the new drive's
             else:
+                full = list(study.space.parameters) + added
                 why = _left_out_after_structure(recipe, phase, record, total, reserve,
-                                                n_jobs, list(study.space.parameters) + added,
-                                                added)
+                                                n_jobs, full, grown=bool(added))
                 if why is not None:
                     out(f"{phase.name}: left out, {why}; its time goes to the other phases")
                     recipe = replace(recipe, phases=tuple(
@@ -381,8 +381,7 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
                     continue
                 ran, point = runner(last, point, path, clock, phase, objective,
                                     allotted.get(phase.name), n_jobs, progress, out,
-                                    setup.solver.seed,
-                                    full=list(study.space.parameters) + added)
+                                    setup.solver.seed, full=full)
                 studies.append(ran)
             p = record.phase(phase.name)
             if p.get("interrupted"):
@@ -524,21 +523,22 @@ def _timed_run(study, clock, phase_record, allotted, step, n_jobs, progress, rec
     record.save()
 
 
-def _left_out_after_structure(recipe, phase, record, total, reserve, n_jobs, full, added):
+def _left_out_after_structure(recipe, phase, record, total, reserve, n_jobs, full, grown):
     """Why ``phase`` (a polish or refinement) is left out once a structure
     search has widened the space, or None to run it.
 
     The first decision counts the search's parameters; a kept drive adds
     its own, and a polish then draws more points per generation. This
     decision, made once when the phase is about to start, judges the phase
-    again on the widened space and the time left, and is recorded with the
+    again on the widened space (``full``, all its parameters; ``grown``,
+    whether a drive was kept) and the time left, and is recorded with the
     first (so a resumed recipe leaves out the same phases).
     """
     from .space import ParameterSpace
 
     data = record.data
     p = record.phase(phase.name)
-    if not added or p["done"] or p["seconds"] > 0 or phase.name in data.get("rejudged", ()):
+    if not grown or p["done"] or p["seconds"] > 0 or phase.name in data.get("rejudged", ()):
         return None
     elapsed = record.elapsed()
     todo = [ph for ph in recipe.phases
