@@ -10,7 +10,8 @@ import pytest
 
 from hnnfit.config import FitSetup, SolverConfig
 from hnnfit.fit import DipoleObjective, Parameter, ParameterSpace, Study, Target
-from hnnfit.fit.recipe_runner import RECIPE_KEY, recipe_record, run_recipe
+from hnnfit.fit.recipe_runner import (RECIPE_KEY, TREND_GENERATIONS, RecipeReport,
+                                      recipe_record, run_recipe)
 from hnnfit.fit.recipes import (MAX_NEW_DRIVES, MIN_POLISH_GENERATIONS, RECIPES,
                                 STRUCTURE_ROUND_SHARE, STRUCTURE_SHARE, Phase, Recipe,
                                 get_recipe, new_drive_limit,
@@ -169,6 +170,12 @@ def test_a_recipe_runs_its_phases_within_its_time(tmp_path, fake_objective):
     assert seeds.nunique() == polish.evaluations["batch"].nunique() > 1
     refine = Study.load(tmp_path / "fit_refine.sqlite", readonly=True)
     assert refine.evaluations["seeds"].map(tuple).nunique() == 1
+    # the polish's generation means, one per batch, in order
+    done = polish.evaluations[polish.evaluations["status"] == "complete"]
+    by_batch = done.groupby("batch")["value"].mean()
+    (polish_phase,) = [p for p in report.phases if p["name"] == "polish"]
+    assert polish_phase["generation_means"] == pytest.approx(list(by_batch.values))
+    assert "generation_means" not in report.phases[0]
     # the report: the point kept, each phase's numbers, the held-out split
     assert set(report.params) == set(_setup().space.names)
     assert report.expected == 1.0 and report.bias2 == 0.5 and report.var == 1.5
@@ -177,6 +184,24 @@ def test_a_recipe_runs_its_phases_within_its_time(tmp_path, fake_objective):
     assert "expected RMSE of a 3-trial average: 1.000" in text
     for name in ("search", "polish", "refine"):
         assert name in text
+
+
+def test_the_report_compares_a_polish_s_first_and_last_generations():
+    def report(means):
+        return RecipeReport(recipe="erp", time_budget=60.0, params={}, phases=[
+            {"name": "polish", "study": "p.sqlite", "n_evals": 6 * len(means),
+             "seconds": 30.0, "best_value": 1.0, "generation_means": means}])
+
+    # 20 generations: a quarter (5) at each end
+    means = [20.0 - i for i in range(20)]
+    (line,) = [t for t in report(means).lines() if "mean score of a generation" in t]
+    assert line == ("polish: mean score of a generation, first 5: 18.000, last 5: 3.000 "
+                    "nAm (of 20; each on new trials)")
+    # 8 generations: at least TREND_GENERATIONS at each end
+    (line,) = [t for t in report(means[:8]).lines() if "mean score" in t]
+    assert f"first {TREND_GENERATIONS}: 18.500, last {TREND_GENERATIONS}: 14.500" in line
+    # fewer: no trend to show
+    assert not [t for t in report(means[:7]).lines() if "mean score" in t]
 
 
 def test_a_longer_budget_buys_more_evaluations(tmp_path, fake_objective):

@@ -24,8 +24,8 @@ from .recipes import (DEFAULT_RECIPE, MAX_NEW_DRIVES, Recipe, get_recipe, parse_
                       with_structure_search)
 from .solvers import CmaSolver
 
-__all__ = ["run_recipe", "RecipeReport", "recipe_record", "candidate_space", "RECIPE_KEY",
-           "MIN_GAIN"]
+__all__ = ["run_recipe", "RecipeReport", "recipe_record", "candidate_space",
+           "generation_means", "RECIPE_KEY", "MIN_GAIN", "TREND_GENERATIONS"]
 
 #: Metadata key of the search study holding the recipe's record.
 RECIPE_KEY = "recipe"
@@ -43,6 +43,10 @@ STRUCTURE_ROUND_SEEDS = 100
 #: of beating the comparison's noise: a drive adds four to six fitted
 #: parameters, worth keeping only for a visible gain.
 MIN_GAIN = 0.03
+#: The report compares a polish's first and last generations (a quarter of
+#: them each, at least this many) only when it ran twice this many: fewer
+#: generation means, each on three new trials, are too noisy to show a trend.
+TREND_GENERATIONS = 4
 
 
 @dataclass
@@ -56,7 +60,10 @@ class RecipeReport:
         Seconds.
     phases : list of dict
         Per phase: ``name``, ``study`` (its file), ``n_evals``, ``seconds``,
-        ``best_value`` (on the phase's own trials, nAm).
+        ``best_value`` (on the phase's own trials, nAm); a polish also has
+        ``generation_means``, the mean score of each of its generations
+        (nAm, see :func:`generation_means`), and the report compares its
+        first and last quarter.
     params : dict
         The point kept.
     start_value : float | None
@@ -117,6 +124,13 @@ class RecipeReport:
                        f"{best:>18}  {ph['study']}")
         for name, why in self.left_out.items():
             out.append(f"{name:<8} {'left out':>11}  ({why})")
+        for ph in self.phases:
+            means = ph.get("generation_means") or []
+            if len(means) >= 2 * TREND_GENERATIONS:
+                n = max(TREND_GENERATIONS, len(means) // 4)
+                out.append(f"{ph['name']}: mean score of a generation, first {n}: "
+                           f"{np.mean(means[:n]):.3f}, last {n}: {np.mean(means[-n:]):.3f} "
+                           f"nAm (of {len(means)}; each on new trials)")
         if self.check_seconds is not None:
             out.append(f"{'check':<8} {len(self.check_seeds):>8} tr {_minutes(self.check_seconds):>9}")
         if self.start_value is not None:
@@ -395,6 +409,8 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
                 phases.append({"name": phase.name, "study": str(ran.path),
                                "n_evals": int(ran.n_complete + ran.n_failed),
                                "seconds": p["seconds"], "best_value": _best(ran)})
+                if phase.name == "polish" and ran is not study:
+                    phases[-1]["generation_means"] = generation_means(ran)
             elif not p.get("skipped"):
                 # the candidates' fits; the study is the drive kept, if any
                 kept = p.get("kept")
@@ -420,6 +436,24 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
     finally:
         for st in studies:
             st.close()
+
+
+def generation_means(study):
+    """The mean score of each generation of a resampled study, in order (nAm).
+
+    A resampled CMA-ES polish runs one generation per batch, each on new
+    trials, so its lowest single value is partly luck; the mean of a
+    generation, early against late, shows whether the polish was still
+    gaining when its time ran out. Failed evaluations are left out; a batch
+    with none complete gives no mean.
+    """
+    from .storage import EvalState
+
+    by_batch = {}
+    for row in study.storage.rows(state=EvalState.COMPLETE):
+        if row["batch"] is not None and row["value"] is not None:
+            by_batch.setdefault(int(row["batch"]), []).append(float(row["value"]))
+    return [float(np.mean(by_batch[b])) for b in sorted(by_batch)]
 
 
 def _best(study):
