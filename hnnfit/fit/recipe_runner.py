@@ -368,6 +368,7 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
         for phase in recipe.phases:
             clock.tick()
             clock.phase = phase.name
+            before = last     # a phase without a point hands this study back
             allotted = split_time(total, recipe.phases, record.elapsed(), reserve)
             round_ = structure_round(phase.name)
             runner = {"search": _search, "polish": _polish,
@@ -409,7 +410,7 @@ def run_recipe(setup, path, recipe=DEFAULT_RECIPE, time_budget="30m", *, n_jobs=
                 phases.append({"name": phase.name, "study": str(ran.path),
                                "n_evals": int(ran.n_complete + ran.n_failed),
                                "seconds": p["seconds"], "best_value": _best(ran)})
-                if phase.name == "polish" and ran is not study:
+                if phase.name == "polish" and ran is not before:
                     phases[-1]["generation_means"] = generation_means(ran)
             elif not p.get("skipped"):
                 # the candidates' fits; the study is the drive kept, if any
