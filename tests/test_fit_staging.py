@@ -130,12 +130,12 @@ def test_evoked_space_ranges_and_overrides():
     assert "evdist1.nmda.L2_pyramidal" in names
     assert (space["evprox1.mu"].low, space["evprox1.mu"].high) == (16.0, 36.0)  # +-10 ms
     assert (space["evprox2.mu"].low, space["evprox2.mu"].high) == (96.0, 144.0)  # +-3 sigma
-    assert space["evprox1.sigma"].low == pytest.approx(0.25)        # sigma / 10
+    assert space["evprox1.sigma"].low == pytest.approx(2.5 / 3)
     assert space["evprox1.sigma"].high == pytest.approx(7.5)
     w = space["evprox1.ampa.L5_pyramidal"]
     assert w.log and (w.low, w.high) == pytest.approx((0.001, 0.1))
-    w = space["evprox2.ampa.L2_pyramidal"]             # no absolute cap
-    assert (w.low, w.high) == pytest.approx((0.05, 5.0))
+    w = space["evprox2.ampa.L2_pyramidal"]             # capped at max(1 uS, 2 w)
+    assert (w.low, w.high) == pytest.approx((0.05, 1.0))
     # every current value lies inside its range
     current = space.current_values(net)
     assert all(space[n].low <= v <= space[n].high for n, v in current.items())

@@ -558,8 +558,8 @@ class ParameterSpace:
 # from the published ones still gets a usable range).
 TIMING_HALF_WIDTH = 10.0   # ms: mean searched at least +-10 ms around its value
 SIGMA_MIN = 0.1            # ms
-SIGMA_FACTOR = 10.0        # spread searched down to sigma / 10 (not below SIGMA_MIN)
-WEIGHT_FACTOR = 10.0       # weights searched from w / 10 to w * 10 (log scale)
+WEIGHT_FACTOR = 10.0       # weights searched from w / 10 to w * 10 (log scale) ...
+WEIGHT_CAP = 1.0           # ... but not above max(1 uS, 2 w)
 
 
 def _evoked_drive_parameters(net, name, drive, tstop):
@@ -572,7 +572,7 @@ def _evoked_drive_parameters(net, name, drive, tstop):
     out = []
     if high > low:
         out.append(Parameter(f"{name}.mu", low, high))
-    out.append(Parameter(f"{name}.sigma", min(sigma, max(SIGMA_MIN, sigma / SIGMA_FACTOR)),
+    out.append(Parameter(f"{name}.sigma", min(sigma, max(SIGMA_MIN, sigma / 3.0)),
                          max(3.0 * sigma, sigma + 5.0)))
     for receptor in _RECEPTORS:
         weights = drive.get(f"weights_{receptor}") or {}
@@ -582,10 +582,9 @@ def _evoked_drive_parameters(net, name, drive, tstop):
                 # an absent synapse stays absent: a zero weight has no scale
                 # to search around (add it by hand through overrides)
                 continue
-            # no absolute cap: a cap of 1 uS kept fits of recorded ERPs
-            # from weights that lowered their held-out error
+            high = min(w * WEIGHT_FACTOR, max(WEIGHT_CAP, 2.0 * w))
             out.append(Parameter(f"{name}.{receptor}.{cell_type}", w / WEIGHT_FACTOR,
-                                 w * WEIGHT_FACTOR, log=True))
+                                 high, log=True))
     return out
 
 
@@ -597,10 +596,10 @@ def evoked_space(net, *, drives=None, tstop=None, overrides=None):
 
     * ``d.mu`` in ``mu +- max(3 sigma, 10 ms)``, within ``[0, tstop]``
       (drives whose events all come after ``tstop`` are left out);
-    * ``d.sigma`` from ``min(sigma, max(0.1, sigma / 10))`` to
+    * ``d.sigma`` from ``min(sigma, max(0.1, sigma / 3))`` to
       ``max(3 sigma, sigma + 5)`` ms;
     * ``d.ampa.<cell_type>`` / ``d.nmda.<cell_type>`` for every non-zero
-      weight, on a log scale from ``w / 10`` to ``10 w``.
+      weight, on a log scale from ``w / 10`` to ``min(10 w, max(1, 2 w))``.
 
     Zero weights (absent synapses), synaptic delays and ``numspikes`` are
     not fitted unless ``overrides`` adds them.
